@@ -1,0 +1,232 @@
+"""The functional API: drop-in facades over :class:`~metricskit.MetricStore`.
+
+These functions have the signatures of the documented ``metrics`` module of a JAX trainer
+(``update_metrics``, ``aggregate_metrics``, ``get_metrics``, ``_empty_val``,
+``_update_single_metric`` and ``LOGGER``), so code written against it works after changing its
+import line. Each is a few lines over the class API; no log mode is implemented twice.
+
+``global_metrics`` may be ``None``, ``{}``, a :class:`~metricskit.MetricStore` (what
+:func:`update_metrics` returns; a pytree that goes in and out of ``jax.jit``) or a host-side
+dict built by :func:`_update_single_metric`.
+
+Examples:
+    >>> from metricskit.functional import get_metrics, update_metrics
+    >>> metrics = None
+    >>> for loss in (3.0, 1.0):
+    ...     metrics = update_metrics(metrics, {"loss": loss, "acc": {"value": 6, "count": 8}})
+    >>> metrics, host = get_metrics(metrics)
+    >>> host
+    {'loss': 2.0, 'acc': 0.75}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metricskit.store import LOGGER, KeyMetrics, MetricStore
+
+__all__ = [
+    "LOGGER",
+    "_empty_val",
+    "_update_single_metric",
+    "aggregate_metrics",
+    "get_metrics",
+    "update_metrics",
+]
+
+Metrics = MetricStore | Mapping[str, KeyMetrics]
+
+
+def _as_store(global_metrics: Metrics | None) -> MetricStore:
+    if global_metrics is None:
+        return MetricStore()
+    if isinstance(global_metrics, MetricStore):
+        return global_metrics
+    if isinstance(global_metrics, Mapping):
+        return MetricStore.from_unstacked(global_metrics)
+    raise TypeError(
+        f"global metrics must be None, a dict built by _update_single_metric or the result of "
+        f"update_metrics, got {type(global_metrics).__name__}"
+    )
+
+
+def update_metrics(
+    global_metrics: Metrics | None,
+    step_metrics: Mapping[str, Any],
+    default_log_modes: Sequence[str] | None = None,
+) -> MetricStore:
+    """Update metrics with new values.
+
+    Args:
+        global_metrics: Global metrics to update. If `None`, a new dictionary is created.
+        step_metrics: Metrics to update with.
+        default_log_modes: The default log mode for the metrics. If `None`, only the mean will
+            be logged. Otherwise, we log each of the modes specified. The metric key will be
+            appended with the log mode.
+
+    Returns:
+        Updated global metrics.
+
+    Raises:
+        ValueError: For an unknown log mode or a key whose shape changed (nothing updated).
+        TypeError: For a non-numeric value (nothing updated).
+
+    Examples:
+        >>> from metricskit.functional import get_metrics, update_metrics
+        >>> m = update_metrics({}, {"loss": 2.0}, default_log_modes=["mean", "max"])
+        >>> m = update_metrics(m, {"loss": 4.0}, default_log_modes=["mean", "max"])
+        >>> get_metrics(m)[1]
+        {'loss_mean': 3.0, 'loss_max': 4.0}
+    """
+    return _as_store(global_metrics).update(step_metrics, default_log_modes=default_log_modes)
+
+
+def aggregate_metrics(
+    aggregated_metrics: Metrics | None, batch_metrics: Metrics
+) -> MetricStore:
+    """This function aggregates multiple metrics for the `single_noreduce` and `single_noreduce_wcount` case.
+
+    For `single_noreduce` batches of single values are concatenated. The count is the number
+    of samples. For `single_noreduce_wcount` batches of values are concatenated, as well as
+    counts for each sample. This is needed for e.g. the loglikelihood per sequence.
+    Concatenation happens in CPU memory after a conversion.
+
+    The function returns batch_metrics in all other cases and moves them to CPU memory.
+
+    Args:
+        aggregated_metrics: Previously aggregated metrics to append to potentially.
+        batch_metrics: Metrics from a batch
+
+    Returns:
+        Newly aggregated metrics.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit.functional import aggregate_metrics, get_metrics, update_metrics
+        >>> agg = {}
+        >>> for batch in (np.array([1.0, 2.0]), np.array([3.0])):
+        ...     step = update_metrics(None, {"ll": {"value": batch, "count": batch.size,
+        ...                                         "log_modes": ["single_noreduce"]}})
+        ...     agg = aggregate_metrics(agg, step)
+        >>> get_metrics(agg)[1]["ll_single_noreduce"].tolist()
+        [1.0, 2.0, 3.0]
+    """
+    batch = jax.device_get(_as_store(batch_metrics))
+    if aggregated_metrics is None or (
+        isinstance(aggregated_metrics, Mapping) and not aggregated_metrics
+    ):
+        return batch
+    return _as_store(aggregated_metrics).append_batches(batch)
+
+
+def _empty_val(value: Any) -> Any:
+    """The empty value of the same kind as ``value``.
+
+    Args:
+        value: Any value.
+
+    Returns:
+        ``0`` for an int, ``""`` for a str, ``0.0`` for a float, zeros for a NumPy or JAX
+        array, and ``value`` itself otherwise.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit.functional import _empty_val
+        >>> _empty_val(3), _empty_val(2.5), _empty_val("a"), _empty_val(np.ones(2))
+        (0, 0.0, '', array([0., 0.]))
+    """
+    if isinstance(value, int):
+        return 0
+    if isinstance(value, str):
+        return ""
+    if isinstance(value, float):
+        return 0.0
+    if isinstance(value, np.ndarray):
+        return np.zeros_like(value)
+    if isinstance(value, jax.Array):
+        return jnp.zeros_like(value)
+    return value
+
+
+def _update_single_metric(
+    global_metrics: MutableMapping[str, KeyMetrics],
+    key: str,
+    value: Any,
+    count: Any,
+    log_modes: Sequence[str] | None = None,
+) -> None:
+    """Update a single metric.
+
+    Updates the host-side dict ``global_metrics`` in place (the one documented exception to
+    "nothing passed in is mutated") and returns nothing.
+
+    Args:
+        global_metrics: Global metrics to update.
+        key: Key of the metric to update.
+        value: Value of the metric to update.
+        count: Count of the metric to update.
+        log_modes: The log modes for the metric.
+
+    Raises:
+        TypeError: If ``global_metrics`` is an immutable store (use :func:`update_metrics`),
+            or for a non-numeric value.
+        ValueError: For an unknown log mode or a changed shape.
+
+    Examples:
+        >>> from metricskit.functional import _update_single_metric, get_metrics
+        >>> host = {}
+        >>> _update_single_metric(host, "tokens", 300, 3, ["mean", "single"])
+        >>> _update_single_metric(host, "tokens", 100, 1, ["mean", "single"])
+        >>> get_metrics(host)[1]
+        {'tokens_mean': 100.0, 'tokens_single': 100.0}
+    """
+    if not isinstance(global_metrics, MutableMapping):
+        raise TypeError(
+            f"_update_single_metric updates a host-side dict in place, got "
+            f"{type(global_metrics).__name__}; use update_metrics for a MetricStore"
+        )
+    existing = global_metrics.get(key)
+    store = MetricStore.from_unstacked({} if existing is None else {key: existing})
+    item: dict[str, Any] = {"value": value, "count": count}
+    if log_modes is not None:
+        item["log_modes"] = log_modes
+    global_metrics[key] = store.update({key: item}).unstack()[key]
+
+
+def get_metrics(
+    global_metrics: Metrics, reset_metrics: bool = True
+) -> tuple[Metrics, dict[str, Any]]:
+    """Calculates metrics to log from global metrics.
+
+    Supports resetting the global metrics after logging. For example, if the global metrics
+    are logged every epoch, the global metrics can be reset after obtaining the metrics to log
+    such that the next epoch starts with empty metrics.
+
+    Args:
+        global_metrics: Global metrics to log.
+        reset_metrics: Whether to reset the metrics after logging.
+
+    Returns:
+        The updated global metrics if reset_metrics is `True`, otherwise the original global
+        metrics. Additionally, the metrics to log on the host device are returned.
+
+    Examples:
+        >>> from metricskit.functional import get_metrics, update_metrics
+        >>> m = update_metrics(None, {"acc": {"value": 3, "count": 4}})
+        >>> m, host = get_metrics(m)
+        >>> host
+        {'acc': 0.75}
+    """
+    store = _as_store(global_metrics)
+    host = store.compute()
+    if not reset_metrics:
+        return global_metrics, host
+    reset = store.reset()
+    if isinstance(global_metrics, Mapping):
+        return reset.unstack(), host
+    return reset, host

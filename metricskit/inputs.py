@@ -1,0 +1,178 @@
+"""Normalization and validation of step metrics, on static information only.
+
+A step-metrics dict maps each key to a value (scalar or array) or to a dict with ``"value"``,
+optional ``"count"`` (default 1) and optional ``"log_modes"``. This module turns each key into
+an :class:`Entry` with canonical dtypes, checking everything that can be checked without
+looking at array contents, so that bad input fails before any state changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+import jax
+import numpy as np
+
+from metricskit.numerics import count_dtype, input_dtype, is_numeric_dtype
+from metricskit.registry import get_log_mode
+
+__all__ = ["DEFAULT_LOG_MODES", "Entry", "Spec", "normalize_log_modes", "parse_step_metrics"]
+
+DEFAULT_LOG_MODES: Final = ("mean_nopostfix",)
+_ITEM_KEYS: Final = frozenset({"value", "count", "log_modes"})
+
+Spec = tuple[tuple[int, ...], str]
+"""Shape and dtype name of one step's value or count."""
+
+
+@attrs.frozen
+class Entry:
+    """One key of one step, normalized.
+
+    Attributes:
+        key: The metric key.
+        value: A NumPy array (host input) or a JAX array/tracer, in its canonical dtype for
+            host input; JAX arrays are cast inside the compiled update.
+        count: Same, for the count.
+        modes: The log-mode names, validated.
+        value_spec: ``(shape, canonical dtype name)`` of the value.
+        count_spec: ``(shape, canonical dtype name)`` of the count.
+    """
+
+    key: str
+    value: Any
+    count: Any
+    modes: tuple[str, ...]
+    value_spec: Spec
+    count_spec: Spec
+
+    @property
+    def on_host(self) -> bool:
+        """Whether both value and count are host (NumPy) arrays."""
+        return isinstance(self.value, np.ndarray) and isinstance(self.count, np.ndarray)
+
+
+def normalize_log_modes(modes: Any, where: str) -> tuple[str, ...]:
+    """Validate a sequence of log-mode names.
+
+    Args:
+        modes: The caller's log modes (a list or tuple of registered names).
+        where: What the modes belong to, for error messages (``"key 'loss'"``).
+
+    Returns:
+        The modes as a tuple.
+
+    Raises:
+        TypeError: If ``modes`` is a string or not a sequence of strings.
+        ValueError: If a mode is unknown or repeated.
+
+    Examples:
+        >>> from metricskit.inputs import normalize_log_modes
+        >>> normalize_log_modes(["mean", "max"], "key 'loss'")
+        ('mean', 'max')
+    """
+    if isinstance(modes, str) or not isinstance(modes, Sequence):
+        raise TypeError(
+            f"log_modes for {where} must be a list of mode names, got {modes!r}; "
+            f"write e.g. log_modes=[{modes!r}]"
+        )
+    out = tuple(modes)
+    for mode in out:
+        try:
+            get_log_mode(mode)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+    if len(set(out)) != len(out):
+        raise ValueError(f"log_modes for {where} repeat a mode: {list(out)}; list each mode once")
+    return out
+
+
+def _as_array(x: Any, key: str, what: str, counts: bool) -> tuple[Any, Spec]:
+    """Canonicalize one value or count; host inputs are converted here, on the host."""
+    canon = count_dtype if counts else input_dtype
+    if isinstance(x, jax.Array):
+        if not is_numeric_dtype(x.dtype):
+            raise TypeError(f"{what} of metric {key!r} has dtype {x.dtype}, which is not numeric")
+        return x, (tuple(x.shape), canon(x.dtype).name)
+    try:
+        arr = np.asarray(x)
+    except Exception as err:  # ragged lists and the like
+        raise TypeError(f"{what} of metric {key!r} is not array-like: {x!r} ({err})") from None
+    if not is_numeric_dtype(arr.dtype):
+        raise TypeError(
+            f"{what} of metric {key!r} must be numeric (bool, int or real float, as a Python "
+            f"number, NumPy or JAX array), got {x!r} of type {type(x).__name__}"
+        )
+    dtype = canon(arr.dtype)
+    if np.issubdtype(arr.dtype, np.integer) and arr.size:
+        info = np.iinfo(dtype)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise ValueError(
+                f"{what} of metric {key!r} is {x!r}, outside the range of {dtype.name}; pass "
+                "it as a float, or split it over several steps"
+            )
+    return arr.astype(dtype, copy=False), (arr.shape, dtype.name)
+
+
+def parse_step_metrics(
+    step_metrics: Mapping[str, Any], default_log_modes: Sequence[str] | None
+) -> list[Entry]:
+    """Normalize and validate one step's metrics.
+
+    Args:
+        step_metrics: Key to value, or key to ``{"value", "count", "log_modes"}``.
+        default_log_modes: Modes for keys that give none (``None``: ``["mean_nopostfix"]``).
+
+    Returns:
+        One :class:`Entry` per key, in the dict's order.
+
+    Raises:
+        TypeError: For a non-dict input, a non-string key, a non-numeric value or count, or
+            malformed log modes.
+        ValueError: For a missing ``"value"``, an unexpected item field, an unknown or
+            repeated log mode, or count and value shapes that do not broadcast.
+
+    Examples:
+        >>> from metricskit.inputs import parse_step_metrics
+        >>> [entry] = parse_step_metrics({"loss": {"value": 2.5, "count": 4}}, None)
+        >>> entry.modes, entry.value_spec, entry.count_spec
+        (('mean_nopostfix',), ((), 'float32'), ((), 'int32'))
+    """
+    if not isinstance(step_metrics, Mapping):
+        raise TypeError(
+            f"step metrics must be a dict of key -> value, got {type(step_metrics).__name__}"
+        )
+    defaults = (
+        DEFAULT_LOG_MODES
+        if default_log_modes is None
+        else normalize_log_modes(default_log_modes, "default_log_modes")
+    )
+    entries = []
+    for key, item in step_metrics.items():
+        if not isinstance(key, str):
+            raise TypeError(f"metric keys must be strings, got {key!r}")
+        if isinstance(item, Mapping):
+            extra = set(item) - _ITEM_KEYS
+            if "value" not in item or extra:
+                raise ValueError(
+                    f"metric {key!r} is a dict with fields {sorted(map(str, item))}; it needs "
+                    "'value' and may have 'count' and 'log_modes', nothing else"
+                )
+            value, count = item["value"], item.get("count", 1)
+            modes = item.get("log_modes")
+            modes = defaults if modes is None else normalize_log_modes(modes, f"key {key!r}")
+        else:
+            value, count, modes = item, 1, defaults
+        value, vspec = _as_array(value, key, "value", counts=False)
+        count, cspec = _as_array(count, key, "count", counts=True)
+        try:
+            np.broadcast_shapes(vspec[0], cspec[0])
+        except ValueError:
+            raise ValueError(
+                f"metric {key!r}: count of shape {cspec[0]} does not broadcast against value "
+                f"of shape {vspec[0]}; give a scalar count or one count per value"
+            ) from None
+        entries.append(Entry(key, value, count, modes, vspec, cspec))
+    return entries

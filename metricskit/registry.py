@@ -1,0 +1,164 @@
+"""The registry from log-mode names to :class:`~metricskit.Metric` subclasses."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import TypeVar
+
+import attrs
+import jax
+
+from metricskit.metric import Metric, state_fields, static_fields
+from metricskit.reductions import KIND
+
+__all__ = ["LogMode", "get_log_mode", "register_metric", "registered_modes"]
+
+M = TypeVar("M", bound=type[Metric])
+
+
+@attrs.frozen
+class LogMode:
+    """A registered log mode.
+
+    Attributes:
+        name: The mode name used in ``log_modes``.
+        cls: The :class:`~metricskit.Metric` subclass that implements it.
+        postfix: Appended to the metric key in reported results (``"_mean"``, or ``""``).
+    """
+
+    name: str
+    cls: type[Metric]
+    postfix: str
+
+
+_REGISTRY: dict[str, LogMode] = {}
+_PYTREES: set[type[Metric]] = set()
+
+
+def registered_modes() -> tuple[str, ...]:
+    """The names of all registered log modes, sorted.
+
+    Returns:
+        A tuple of names.
+
+    Examples:
+        >>> import metricskit as mk
+        >>> "mean" in mk.registered_modes() and "single_noreduce_wcount" in mk.registered_modes()
+        True
+    """
+    return tuple(sorted(_REGISTRY))
+
+
+def get_log_mode(name: str) -> LogMode:
+    """Look up a registered log mode by its exact name.
+
+    Args:
+        name: The mode name (case-sensitive).
+
+    Returns:
+        The registered :class:`LogMode`.
+
+    Raises:
+        ValueError: If no mode has that name; the message lists the registered names.
+
+    Examples:
+        >>> import metricskit as mk
+        >>> mk.get_log_mode("max").cls.__name__
+        'MaxMetric'
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        pass
+    close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"unknown log mode {name!r}.{hint} Registered modes: {', '.join(registered_modes())}. "
+        "Register a new one with metricskit.register_metric(name)."
+    )
+
+
+def _make_pytree(cls: type[Metric]) -> None:
+    if cls in _PYTREES:
+        return
+    if not (isinstance(cls, type) and issubclass(cls, Metric)):
+        raise TypeError(f"{cls!r} is not a subclass of metricskit.Metric")
+    if not attrs.has(cls) or "__attrs_attrs__" not in cls.__dict__:
+        raise TypeError(
+            f"{cls.__name__} must be an attrs class: decorate it with @attrs.frozen(eq=False) "
+            "below @metricskit.register_metric(...)"
+        )
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise TypeError(f"{cls.__name__} is abstract: implement {missing}")
+    loose = [f.name for f in attrs.fields(cls) if KIND not in f.metadata]
+    if loose:
+        raise TypeError(
+            f"{cls.__name__} fields {loose} are neither metricskit.state(...) (arrays) nor "
+            "metricskit.static(...) (configuration): declare each field with one of them"
+        )
+    jax.tree_util.register_dataclass(
+        cls,
+        data_fields=[f.name for f in state_fields(cls)],
+        meta_fields=[f.name for f in static_fields(cls)],
+    )
+    _PYTREES.add(cls)
+
+
+def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M]:
+    """Register a :class:`~metricskit.Metric` subclass as the log mode ``name``.
+
+    The class becomes a JAX pytree (state fields are leaves, static fields are structure)
+    and ``name`` becomes usable in ``log_modes`` everywhere, the functional API included.
+    One class may be registered under several names.
+
+    Args:
+        name: The log-mode name; reported keys get ``"_" + name`` appended.
+        postfix: Override the appended suffix (``""`` reports under the bare key).
+
+    Returns:
+        A class decorator that returns the class unchanged.
+
+    Raises:
+        ValueError: If ``name`` is taken or not a valid identifier.
+        TypeError: If the class is not a concrete attrs subclass of ``Metric`` with every
+            field declared by ``metricskit.state`` or ``metricskit.static``.
+
+    Examples:
+        >>> import attrs, jax, jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> @mk.register_metric("last_value_doc")
+        ... @attrs.frozen(eq=False)
+        ... class LastValue(mk.Metric):
+        ...     value: jax.Array = mk.state("last")
+        ...     seen: jax.Array = mk.state("sum")
+        ...     @classmethod
+        ...     def empty(cls, value, count):
+        ...         return cls(jnp.zeros(value.shape, jnp.float32), jnp.zeros((), jnp.int32))
+        ...     def update(self, value, count):
+        ...         return LastValue(value.astype(jnp.float32), self.seen + 1)
+        ...     def compute(self):
+        ...         return self.value
+        ...     def is_empty(self):
+        ...         return self.seen == 0
+        >>> store = mk.MetricStore().update({"lr": {"value": 0.5, "log_modes": ["last_value_doc"]}})
+        >>> store.compute()
+        {'lr_last_value_doc': 0.5}
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"log mode name {name!r} must be a non-empty identifier string")
+    if name in _REGISTRY:
+        raise ValueError(
+            f"log mode {name!r} is already registered (to {_REGISTRY[name].cls.__name__}); "
+            f"choose another name. Registered modes: {', '.join(registered_modes())}"
+        )
+    suffix = f"_{name}" if postfix is None else postfix
+
+    def decorate(cls: M) -> M:
+        _make_pytree(cls)
+        _REGISTRY[name] = LogMode(name, cls, suffix)
+        return cls
+
+    return decorate

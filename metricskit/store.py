@@ -1,0 +1,439 @@
+""":class:`MetricStore`: every metric of a training loop in one immutable pytree."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metricskit.inputs import Entry, Spec, normalize_log_modes, parse_step_metrics
+from metricskit.layout import Group, Layout, Plan, empty_layout
+from metricskit.metric import Metric, combine_fields
+from metricskit.registry import get_log_mode
+
+__all__ = ["LOGGER", "KeyMetrics", "MetricStore"]
+
+LOGGER = logging.getLogger("metricskit")
+"""The logger metricskit warns through (e.g. when a reported metric has count 0)."""
+
+_UNSET: Any = object()
+
+
+class KeyMetrics(dict[str, Metric]):
+    """The metrics of one key, by log mode, with the shapes and dtypes of the key's steps.
+
+    This is what :func:`metricskit.functional._update_single_metric` stores per key in a
+    host-side metrics dict, and what :meth:`MetricStore.unstack` returns per key.
+
+    Attributes:
+        value_spec: ``(shape, dtype)`` of one step's value.
+        count_spec: ``(shape, dtype)`` of one step's count.
+    """
+
+    def __init__(self, metrics: Mapping[str, Metric], value_spec: Spec, count_spec: Spec):
+        super().__init__(metrics)
+        self.value_spec = value_spec
+        self.count_spec = count_spec
+
+
+def _spec_struct(spec: Spec) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(spec[0], np.dtype(spec[1]))
+
+
+def _stacked_empty(group: Group, n: int) -> Metric:
+    cls = get_log_mode(group.mode).cls
+    one = cls.empty(_spec_struct(group.value), _spec_struct(group.count))
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), one)
+
+
+def _grow(metrics: Sequence[Metric], plan: Plan) -> list[Metric]:
+    """The state in ``plan.after``'s layout: new keys and groups start empty."""
+    out = []
+    for g, group in enumerate(plan.after.groups):
+        old = len(plan.before.groups[g].keys) if g < len(plan.before.groups) else 0
+        new = len(group.keys)
+        if old == new:
+            out.append(metrics[g])
+        elif old == 0:
+            out.append(_stacked_empty(group, new))
+        else:
+            pad = _stacked_empty(group, new - old)
+            out.append(jax.tree.map(lambda a, b: jnp.concatenate([a, b]), metrics[g], pad))
+    return out
+
+
+def _stack(parts: Any, dtype: str) -> jax.Array:
+    if isinstance(parts, tuple):
+        return jnp.stack([jnp.asarray(p).astype(dtype) for p in parts])
+    return jnp.asarray(parts).astype(dtype)
+
+
+def _apply_update(
+    metrics: tuple[Metric, ...], values: tuple[Any, ...], counts: tuple[Any, ...], plan: Plan
+) -> tuple[Metric, ...]:
+    """Grow the state to the plan's layout, then update every routed group (one vmap each)."""
+    out = _grow(metrics, plan)
+    for route, value, count in zip(plan.routes, values, counts, strict=True):
+        group = plan.after.groups[route.group]
+        update = jax.vmap(get_log_mode(group.mode).cls.update)
+        value, count = _stack(value, group.value[1]), _stack(count, group.count[1])
+        current = out[route.group]
+        if route.positions is None:
+            out[route.group] = update(current, value, count)
+        else:
+            idx = np.asarray(route.positions)
+            part = update(jax.tree.map(lambda x: x[idx], current), value, count)
+            out[route.group] = jax.tree.map(lambda x, y: x.at[idx].set(y), current, part)
+    return tuple(out)
+
+
+_update_jit = jax.jit(_apply_update, static_argnames="plan")
+_grow_jit = jax.jit(lambda metrics, plan: tuple(_grow(metrics, plan)), static_argnames="plan")
+
+
+@jax.jit
+def _compute_jit(metrics: tuple[Metric, ...]) -> tuple[Any, ...]:
+    return tuple((jax.vmap(type(m).compute)(m), jax.vmap(type(m).is_empty)(m)) for m in metrics)
+
+
+@jax.jit
+def _reset_jit(metrics: tuple[Metric, ...]) -> tuple[Metric, ...]:
+    return tuple(jax.vmap(type(m).reset)(m) for m in metrics)
+
+
+@jax.jit
+def _aggregate_jit(a: tuple[Metric, ...], b: tuple[Metric, ...]) -> tuple[Metric, ...]:
+    return tuple(jax.vmap(type(x).aggregate)(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _on_host(tree: Any) -> bool:
+    leaves = jax.tree.leaves(tree)
+    return bool(leaves) and all(isinstance(x, np.ndarray) for x in leaves)
+
+
+def _device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
+    """Run kernels on host data on the CPU, so that host stores never visit an accelerator."""
+    if _on_host(tree):
+        return jax.default_device(jax.devices("cpu")[0])
+    return contextlib.nullcontext()
+
+
+def _host_value(x: Any) -> Any:
+    if isinstance(x, np.ndarray | np.generic) and np.size(x) == 1:
+        return x.item()
+    return x
+
+
+def _append(earlier: Metric, later: Metric, axis: int) -> Metric:
+    if type(earlier).append_batches:
+        return combine_fields(earlier, later, np, axis=axis)  # type: ignore[no-any-return]
+    return later
+
+
+def _canonical_modes(modes: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if modes is None else normalize_log_modes(modes, "default_log_modes")
+
+
+@attrs.frozen(eq=False, repr=False)
+class MetricStore:
+    """Every metric of a loop, per key and log mode, as one immutable pytree.
+
+    Keys that share a log mode and step shapes share one stacked :class:`~metricskit.Metric`
+    (leading key axis), so a store of thousands of scalar metrics has a handful of leaves.
+    Every method returns a new store; eager :meth:`update` is one compiled call, cached per
+    store structure. The store goes in and out of ``jax.jit`` like any pytree.
+
+    Args:
+        default_log_modes: Log modes for keys whose step metrics name none;
+            ``None`` means ``["mean_nopostfix"]``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> store = mk.MetricStore(default_log_modes=("mean", "max"))
+        >>> store = store.init({"loss": 0.0})
+        >>> @jax.jit
+        ... def step(store, loss):
+        ...     return store.update({"loss": loss})
+        >>> for loss in (4.0, 2.0, 3.0):
+        ...     store = step(store, jnp.float32(loss))
+        >>> store.compute()
+        {'loss_mean': 3.0, 'loss_max': 4.0}
+        >>> store.reset().compute()["loss_mean"]  # empty again: warns, reports 0.0
+        0.0
+    """
+
+    default_log_modes: tuple[str, ...] | None = attrs.field(
+        default=None, converter=_canonical_modes
+    )
+    metrics: tuple[Metric, ...] = attrs.field(default=(), kw_only=True)
+    layout: Layout = attrs.field(factory=empty_layout, kw_only=True)
+
+    # -- structure -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        keys = ", ".join(self.layout.names.values())
+        return f"MetricStore({len(self.layout.groups)} groups: {keys})"
+
+    def keys(self) -> Iterator[str]:
+        """The metric keys, in first-seen order."""
+        return iter(dict.fromkeys(key for key, _ in self.layout.order))
+
+    def _evolve(self, metrics: Sequence[Metric], layout: Layout | None = None) -> MetricStore:
+        return MetricStore(
+            self.default_log_modes, metrics=tuple(metrics), layout=layout or self.layout
+        )
+
+    def _plan(self, step_metrics: Mapping[str, Any], modes: Any) -> tuple[Plan, list[Entry]]:
+        defaults = self.default_log_modes if modes is _UNSET else modes
+        entries = parse_step_metrics(step_metrics, defaults)
+        return self.layout.plan(entries), entries
+
+    # -- the kernels -----------------------------------------------------------------------
+
+    def init(
+        self, example_step_metrics: Mapping[str, Any], *, default_log_modes: Any = _UNSET
+    ) -> MetricStore:
+        """A store with the structure that ``update(example_step_metrics)`` gives, all empty.
+
+        Creating every key up front means a jitted step sees one structure and compiles once.
+
+        Args:
+            example_step_metrics: Step metrics of the right keys, shapes, dtypes and modes
+                (their values are not used).
+            default_log_modes: Overrides the store's default modes for this call.
+
+        Returns:
+            The store, with every new ``(key, mode)`` empty and existing ones unchanged.
+
+        Raises:
+            ValueError, TypeError: As :meth:`update`.
+        """
+        plan, _ = self._plan(example_step_metrics, default_log_modes)
+        if plan.after is plan.before:
+            return self
+        with _device_for(self.metrics):
+            return self._evolve(_grow_jit(self.metrics, plan=plan), plan.after)
+
+    def update(
+        self, step_metrics: Mapping[str, Any], *, default_log_modes: Any = _UNSET
+    ) -> MetricStore:
+        """Add one step's metrics.
+
+        Args:
+            step_metrics: Key to value (scalar or array) or to a dict with ``"value"``,
+                optional ``"count"`` (default 1) and optional ``"log_modes"``.
+            default_log_modes: Overrides the store's default modes for this call.
+
+        Returns:
+            The updated store. New keys and modes are added; keys absent from this step keep
+            their state.
+
+        Raises:
+            ValueError: Unknown or repeated log mode, a key whose shapes changed since earlier
+                steps, a dict without ``"value"``, or two keys reported under one name.
+            TypeError: A non-numeric value or count, or a dtype that cannot be cast safely
+                to the key's state.
+        """
+        plan, entries = self._plan(step_metrics, default_log_modes)
+        values, counts = [], []
+        for route in plan.routes:
+            group = plan.after.groups[route.group]
+            chosen = [entries[i] for i in route.entries]
+            if all(e.on_host for e in chosen):
+                values.append(np.stack([e.value for e in chosen]).astype(group.value[1]))
+                counts.append(np.stack([e.count for e in chosen]).astype(group.count[1]))
+            else:
+                values.append(tuple(e.value for e in chosen))
+                counts.append(tuple(e.count for e in chosen))
+        metrics = _update_jit(self.metrics, tuple(values), tuple(counts), plan=plan)
+        return self._evolve(metrics, plan.after)
+
+    def compute(self) -> dict[str, Any]:
+        """The reported metrics, with one device-to-host transfer for the whole store.
+
+        Returns:
+            A flat dict from reported name (``key + postfix``) to a Python ``float``/``int``
+            for size-1 results and a NumPy array (or tuple of arrays) otherwise. A metric
+            with no samples logs a warning naming its key and reports ``0.0``.
+        """
+        if not self.metrics:
+            return {}
+        with _device_for(self.metrics):
+            outputs = jax.device_get(_compute_jit(self.metrics))
+        result: dict[str, Any] = {}
+        for (key, mode), name in self.layout.names.items():
+            g, pos = self.layout.index[(key, mode)]
+            values, empty = outputs[g]
+            if empty[pos]:
+                LOGGER.warning("Metric %r (log mode %r) has count 0; reporting 0.0.", key, mode)
+                result[name] = 0.0
+            else:
+                result[name] = _host_value(jax.tree.map(lambda x, p=pos: x[p], values))
+        return result
+
+    def reset(self) -> MetricStore:
+        """Every metric back to its empty state, with identical structure, shapes and dtypes.
+
+        Returns:
+            The reset store; feeding it to a jitted step does not recompile.
+        """
+        with _device_for(self.metrics):
+            return self._evolve(_reset_jit(self.metrics))
+
+    def aggregate(self, other: MetricStore) -> MetricStore:
+        """Combine with a store of disjoint data (another device, shard or stream half).
+
+        Each metric combines with :meth:`Metric.aggregate <metricskit.Metric.aggregate>`:
+        sums add, extremes take the extreme, ``std`` uses Chan's formula, ``noreduce``
+        concatenates. Keys present in only one store are kept as they are.
+
+        Args:
+            other: The other partial store.
+
+        Returns:
+            The combined store.
+        """
+        with _device_for((self.metrics, other.metrics)):
+            return _merge(self, other, _aggregate_jit, lambda x, y: x.aggregate(y), True)
+
+    def append_batches(self, later: MetricStore) -> MetricStore:
+        """Host-side evaluation aggregation: append ``noreduce`` batches, keep the rest.
+
+        For metrics with ``append_batches`` (the ``noreduce`` modes), the later batch is
+        appended field by field (values concatenated, counts added or concatenated); every
+        other metric keeps ``later``'s state, which is already cumulative on the device.
+
+        Args:
+            later: The next batch's store.
+
+        Returns:
+            A store whose leaves are NumPy arrays.
+        """
+        return _merge(
+            jax.device_get(self),
+            jax.device_get(later),
+            lambda xs, ys: [_append(x, y, axis=1) for x, y in zip(xs, ys, strict=True)],
+            lambda x, y: _append(x, y, axis=0),
+            False,
+        )
+
+    # -- conversion ------------------------------------------------------------------------
+
+    def unstack(self) -> dict[str, KeyMetrics]:
+        """One :class:`~metricskit.Metric` per key and mode, unstacked from the groups.
+
+        Returns:
+            ``{key: KeyMetrics({mode: metric})}`` in first-seen order.
+        """
+        out: dict[str, KeyMetrics] = {}
+        for key, mode in self.layout.order:
+            g, pos = self.layout.index[(key, mode)]
+            if key not in out:
+                out[key] = KeyMetrics({}, *self.layout.specs[key])
+            out[key][mode] = jax.tree.map(lambda x, p=pos: x[p], self.metrics[g])
+        return out
+
+    @classmethod
+    def from_unstacked(
+        cls, metrics: Mapping[str, KeyMetrics], default_log_modes: Sequence[str] | None = None
+    ) -> MetricStore:
+        """Stack per-key metrics (as :meth:`unstack` returns them) into a store.
+
+        Args:
+            metrics: ``{key: KeyMetrics({mode: metric})}``.
+            default_log_modes: The new store's default log modes.
+
+        Returns:
+            The store.
+
+        Raises:
+            TypeError: If a key's entry is not a :class:`KeyMetrics` of registered metrics.
+        """
+        groups: dict[tuple[str, Spec, Spec], tuple[list[str], list[Metric]]] = {}
+        order = []
+        for key, per_mode in metrics.items():
+            if not isinstance(per_mode, KeyMetrics):
+                raise TypeError(
+                    f"metrics dict entry {key!r} is a {type(per_mode).__name__}, not the "
+                    "per-key metrics that _update_single_metric or MetricStore.unstack build; "
+                    "build host metrics dicts with _update_single_metric"
+                )
+            for mode, metric in per_mode.items():
+                if not isinstance(metric, get_log_mode(mode).cls):
+                    raise TypeError(
+                        f"metrics[{key!r}][{mode!r}] is a {type(metric).__name__}, expected a "
+                        f"{get_log_mode(mode).cls.__name__}"
+                    )
+                keys, ms = groups.setdefault((mode, per_mode.value_spec, per_mode.count_spec), ([], []))
+                keys.append(key)
+                ms.append(metric)
+                order.append((key, mode))
+        layout = Layout(
+            tuple(Group(*sig, tuple(keys)) for sig, (keys, _) in groups.items()), tuple(order)
+        )
+        stacked = [
+            jax.tree.map(lambda *xs: (np if _on_host(xs) else jnp).stack(xs), *ms)
+            for _, ms in groups.values()
+        ]
+        return cls(default_log_modes, metrics=tuple(stacked), layout=layout)
+
+
+def _merge(
+    a: MetricStore,
+    b: MetricStore,
+    stacked: Callable[[tuple[Metric, ...], tuple[Metric, ...]], Sequence[Metric]],
+    single: Callable[[Metric, Metric], Metric],
+    same_steps: bool,
+) -> MetricStore:
+    """Combine two stores metric by metric; a metric present in one store only is kept.
+
+    ``stacked`` combines all groups at once when both stores share a layout (the usual case);
+    otherwise the stores are unstacked and ``single`` combines each common ``(key, mode)``.
+    With ``same_steps``, a key must have the same step shapes in both stores; without it
+    (appending evaluation batches, whose last batch is often smaller) the later ones win.
+    """
+    if a.layout == b.layout:
+        return a._evolve(stacked(a.metrics, b.metrics))
+    ua, ub = a.unstack(), b.unstack()
+    out: dict[str, KeyMetrics] = {}
+    for key in {**ua, **ub}:
+        x, y = ua.get(key), ub.get(key)
+        if x is None or y is None:
+            out[key] = x if y is None else y
+            continue
+        if same_steps and (x.value_spec, x.count_spec) != (y.value_spec, y.count_spec):
+            raise ValueError(
+                f"metric {key!r} has step shapes {x.value_spec}/{x.count_spec} in one store "
+                f"and {y.value_spec}/{y.count_spec} in the other; they cannot be combined"
+            )
+        modes = {mode: single(x[mode], y[mode]) if mode in x and mode in y else None for mode in {**x, **y}}
+        out[key] = KeyMetrics(
+            {m: v if v is not None else x.get(m, y.get(m)) for m, v in modes.items()},  # type: ignore[misc]
+            y.value_spec,
+            y.count_spec,
+        )
+    return MetricStore.from_unstacked(out, a.default_log_modes)
+
+
+jax.tree_util.register_dataclass(
+    MetricStore, data_fields=["metrics"], meta_fields=["default_log_modes", "layout"]
+)
+
+
+def _flatten_key_metrics(km: KeyMetrics) -> tuple[tuple[Metric, ...], tuple[Any, ...]]:
+    return tuple(km.values()), (tuple(km), km.value_spec, km.count_spec)
+
+
+def _unflatten_key_metrics(aux: tuple[Any, ...], children: Any) -> KeyMetrics:
+    modes, value_spec, count_spec = aux
+    return KeyMetrics(dict(zip(modes, children, strict=True)), value_spec, count_spec)
+
+
+jax.tree_util.register_pytree_node(KeyMetrics, _flatten_key_metrics, _unflatten_key_metrics)
