@@ -114,7 +114,7 @@ def _aggregate_jit(a: tuple[Metric, ...], b: tuple[Metric, ...]) -> tuple[Metric
 
 def _on_host(tree: Any) -> bool:
     leaves = jax.tree.leaves(tree)
-    return bool(leaves) and all(isinstance(x, np.ndarray) for x in leaves)
+    return bool(leaves) and all(isinstance(x, np.ndarray | np.generic) for x in leaves)
 
 
 def _device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
@@ -132,7 +132,7 @@ def _host_value(x: Any) -> Any:
 
 def _append(earlier: Metric, later: Metric, axis: int) -> Metric:
     if type(earlier).append_batches:
-        return combine_fields(earlier, later, np, axis=axis)  # type: ignore[no-any-return]
+        return jax.tree.map(np.asarray, combine_fields(earlier, later, np, axis=axis))  # type: ignore[no-any-return]
     return later
 
 
@@ -337,7 +337,7 @@ class MetricStore:
             g, pos = self.layout.index[(key, mode)]
             if key not in out:
                 out[key] = KeyMetrics({}, *self.layout.specs[key])
-            out[key][mode] = jax.tree.map(lambda x, p=pos: x[p], self.metrics[g])
+            out[key][mode] = jax.tree.map(lambda x, p=pos: x[p, ...], self.metrics[g])
         return out
 
     @classmethod

@@ -1,0 +1,51 @@
+"""Test helpers: a NumPy float64 oracle for every built-in log mode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+BUILTIN_MODES = (
+    "mean",
+    "mean_nopostfix",
+    "single",
+    "max",
+    "min",
+    "std",
+    "single_noreduce",
+    "single_noreduce_wcount",
+)
+SCALAR_MODES = ("mean", "mean_nopostfix", "single", "max", "min", "std")
+
+
+def reference(mode: str, values: Sequence[Any], counts: Sequence[Any]) -> Any:
+    """What ``mode`` reports after the given steps, computed in NumPy float64."""
+    v = [np.asarray(x, np.float64) for x in values]
+    c = [np.asarray(x, np.float64) for x in counts]
+    if mode in ("mean", "mean_nopostfix"):
+        total, count = sum(v), sum(c)
+        return np.where(count == 0, 0.0, total / np.where(count == 0, 1, count))
+    if mode == "single":
+        return v[-1] / c[-1]
+    if mode in ("max", "min", "std"):
+        samples = np.stack([np.broadcast_to(x / np.where(n == 0, 1, n), np.broadcast_shapes(x.shape, n.shape)) for x, n in zip(v, c)])
+        has = np.stack([np.broadcast_to(n != 0, samples.shape[1:]) for n in c])
+        if mode == "max":
+            return np.where(has, samples, -np.inf).max(axis=0)
+        if mode == "min":
+            return np.where(has, samples, np.inf).min(axis=0)
+        n = has.sum(axis=0)
+        mean = np.where(has, samples, 0).sum(axis=0) / n
+        return np.sqrt(np.where(has, (samples - mean) ** 2, 0).sum(axis=0) / n)
+    if mode == "single_noreduce":
+        return np.atleast_1d(v[-1])
+    if mode == "single_noreduce_wcount":
+        shape = np.broadcast_shapes(v[-1].shape, c[-1].shape) or (1,)
+        return np.broadcast_to(v[-1], shape), np.broadcast_to(c[-1], shape)
+    raise AssertionError(mode)
+
+
+def reported_name(key: str, mode: str) -> str:
+    return key if mode == "mean_nopostfix" else f"{key}_{mode}"
