@@ -1,0 +1,178 @@
+"""MetricStore: one compiled call per structure, few leaves, packing, aggregate, conversion."""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import SCALAR_MODES, reference
+
+import metricskit as mk
+from metricskit import store as store_module
+
+
+class _CompileLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.names: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Compiling "):
+            self.names.append(message.split()[1])
+
+
+@pytest.fixture
+def compiles():
+    """The names of the functions JAX compiles while the fixture is active."""
+    handler = _CompileLog()
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    with jax.log_compiles(True):
+        yield handler.names
+    logger.removeHandler(handler)
+
+
+def _scalar_step(k: int, seed: int) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    return {f"m{i:04d}": float(x) for i, x in enumerate(rng.normal(size=k))}
+
+
+def test_eager_update_is_one_compiled_call_per_structure(compiles):
+    store = mk.MetricStore(default_log_modes=("mean", "std", "max"))
+    store = store.update(_scalar_step(50, 0))  # first structure (store grows from empty)
+    store = store.update(_scalar_step(50, 1))  # steady state structure
+    compiles.clear()
+    before = store_module._update_jit._cache_size()
+    for seed in range(2, 8):
+        store = store.update(_scalar_step(50, seed))
+    assert compiles == [] and store_module._update_jit._cache_size() == before
+    store.update({**_scalar_step(50, 9), "new_key": 1.0})  # a new structure: exactly one compile
+    assert len(compiles) == 1 and "_apply_update" in compiles[0]
+
+
+def test_jitted_step_after_init_compiles_once():
+    store = mk.MetricStore(default_log_modes=SCALAR_MODES).init(
+        {"loss": 0.0, "vec": np.zeros(3, np.float32), "n": {"value": 0, "count": 1}}
+    )
+
+    @jax.jit
+    def step(store, x):
+        return store.update({"loss": x, "vec": jnp.full(3, x), "n": {"value": 2, "count": 1}})
+
+    for x in np.linspace(0, 1, 5, dtype=np.float32):
+        store = step(store, x)
+    store = store.reset()
+    for x in np.linspace(0, 1, 5, dtype=np.float32):
+        store = step(store, x)
+    assert step._cache_size() == 1
+    assert store.compute()["loss_mean"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("k", [100, 1000])
+def test_scalar_metrics_share_few_leaves(k):
+    store = mk.MetricStore(default_log_modes=("mean", "std", "max")).update(_scalar_step(k, 0))
+    leaves = jax.tree.leaves(store)
+    assert len(leaves) == 2 + 3 + 2  # mean (total, count), std (samples, mean, m2), max
+    assert {leaf.shape for leaf in leaves} == {(k,)}
+    host = store.compute()
+    assert len(host) == 3 * k and list(host)[:3] == ["m0000_mean", "m0000_std", "m0000_max"]
+
+
+def test_keys_group_by_mode_shape_and_dtype():
+    store = mk.MetricStore(default_log_modes=["mean"]).update(
+        {"a": 1.0, "b": 2.0, "v": np.ones(3), "w": np.ones(3), "i": {"value": 1, "count": 2.5}}
+    )
+    groups = store.layout.groups
+    assert [g.keys for g in groups] == [("a", "b"), ("v", "w"), ("i",)]
+    assert groups[2].count == ((), "float32")
+    assert list(store.keys()) == ["a", "b", "v", "w", "i"]
+
+
+def test_missing_keys_keep_their_state_and_new_keys_join(rng):
+    modes = list(SCALAR_MODES)
+    store = mk.MetricStore(default_log_modes=modes)
+    seen = {"a": [], "b": [], "c": []}
+    for step in range(12):
+        present = [k for k in seen if rng.random() < 0.6 or (k == "a" and step == 0)]
+        values = {k: float(rng.normal()) for k in present}
+        for k, v in values.items():
+            seen[k].append(v)
+        store = store.update(values)
+    host = store.compute()
+    for key, values in seen.items():
+        if not values:
+            continue
+        for mode in modes:
+            name = key if mode == "mean_nopostfix" else f"{key}_{mode}"
+            want = float(reference(mode, values, [1] * len(values)))
+            assert host[name] == pytest.approx(want, rel=1e-5, abs=1e-6), name
+
+
+def test_mixed_host_and_device_values_in_one_group():
+    store = mk.MetricStore(default_log_modes=["mean", "max"])
+    for a, b in [(1.0, 2.0), (3.0, 8.0)]:
+        store = store.update({"a": jnp.float32(a), "b": b, "c": np.float32(b)})
+    assert store.compute() == {
+        "a_mean": 2.0, "a_max": 3.0, "b_mean": 5.0, "b_max": 8.0, "c_mean": 5.0, "c_max": 8.0,
+    }
+
+
+@pytest.mark.parametrize("split", [1, 4, 9])
+def test_aggregate_of_split_streams_equals_whole_stream(split, rng):
+    modes = [*SCALAR_MODES, "single_noreduce", "single_noreduce_wcount"]
+    values = rng.normal(size=(10, 3)).astype(np.float32)
+    counts = rng.integers(1, 4, size=(10, 3)).astype(np.int32)
+    parts = [mk.MetricStore(default_log_modes=modes) for _ in range(2)]
+    for i, (v, c) in enumerate(zip(values, counts, strict=True)):
+        parts[i >= split] = parts[i >= split].update({"x": {"value": v, "count": c}})
+    host = parts[0].aggregate(parts[1]).compute()
+    for mode in ("mean", "max", "min", "std"):
+        want = reference(mode, list(values), list(counts))
+        np.testing.assert_allclose(host[f"x_{mode}"], want, rtol=2e-5, atol=1e-6)
+    # single: the two partial latest steps add up (parts of one step)
+    want_single = (values[split - 1] + values[-1]) / (counts[split - 1] + counts[-1])
+    np.testing.assert_allclose(host["x_single"], want_single, rtol=1e-6)
+    np.testing.assert_array_equal(host["x_single_noreduce"], np.r_[values[split - 1], values[-1]])
+    got_v, got_c = host["x_single_noreduce_wcount"]
+    np.testing.assert_array_equal(got_c, np.r_[counts[split - 1], counts[-1]])
+
+
+def test_aggregate_keeps_metrics_present_in_one_store_only():
+    a = mk.MetricStore(default_log_modes=["mean", "max"]).update({"x": 1.0, "y": 4.0})
+    b = mk.MetricStore(default_log_modes=["mean", "max"]).update({"x": 3.0, "z": -2.0})
+    assert a.aggregate(b).compute() == {
+        "x_mean": 2.0, "x_max": 3.0, "y_mean": 4.0, "y_max": 4.0, "z_mean": -2.0, "z_max": -2.0,
+    }
+    c = mk.MetricStore().update({"x": np.ones(2)})
+    with pytest.raises(ValueError, match=r"'x'.*cannot be combined"):
+        a.aggregate(c)
+
+
+def test_unstack_and_from_unstacked_round_trip():
+    store = mk.MetricStore(default_log_modes=["mean", "single_noreduce"]).update(
+        {"a": 1.0, "b": np.arange(3.0), "c": {"value": 2.0, "count": 4}}
+    )
+    per_key = store.unstack()
+    assert list(per_key) == ["a", "b", "c"] and list(per_key["b"]) == ["mean", "single_noreduce"]
+    assert per_key["b"].value_spec == ((3,), "float32")
+    again = mk.MetricStore.from_unstacked(per_key, ["mean", "single_noreduce"])
+    assert again.layout == store.layout
+    assert jax.tree.structure(again) == jax.tree.structure(store)
+    assert repr(again).startswith("MetricStore(4 groups: a_mean, a_single_noreduce, b_mean")
+    with pytest.raises(TypeError, match="_update_single_metric"):
+        mk.MetricStore.from_unstacked({"a": {"mean": per_key["a"]["mean"]}})  # type: ignore[dict-item]
+
+
+def test_dtype_changes_cast_safely_or_fail():
+    store = mk.MetricStore().update({"x": 1})  # int value: int32 input
+    with pytest.raises(TypeError, match=r"'x'.*float32.*int32.*pass int32"):
+        store.update({"x": 2.5})
+    assert store.layout.specs["x"][0] == ((), "int32")
+    store = mk.MetricStore().update({"x": 1.5}).update({"x": 2})  # int into a float key: fine
+    assert store.compute() == {"x": 1.75}
+    with pytest.raises(TypeError, match=r"'x'.*count.*int32"):
+        mk.MetricStore().update({"x": 1.0}).update({"x": {"value": 1.0, "count": 0.5}})
