@@ -8,7 +8,7 @@ has no samples: it adds nothing to ``max``, ``min`` and ``std``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import attrs
 import jax
@@ -66,7 +66,9 @@ class MeanMetric(Metric):
 
     @classmethod
     def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(_zeros(value.shape, float_dtype()), _zeros(count.shape, count_dtype(count.dtype)))
+        return cls(
+            _zeros(value.shape, float_dtype()), _zeros(count.shape, count_dtype(count.dtype))
+        )
 
     def update(self, value: jax.Array, count: jax.Array) -> Self:
         return attrs.evolve(
@@ -97,7 +99,8 @@ class SingleMetric(Metric):
         >>> import metricskit as mk
         >>> spec = jax.ShapeDtypeStruct((), jnp.float32)
         >>> m = mk.SingleMetric.empty(spec, jax.ShapeDtypeStruct((), jnp.int32))
-        >>> float(m.update(jnp.float32(6.0), jnp.int32(2)).update(jnp.float32(1.0), jnp.int32(4)).compute())
+        >>> m = m.update(jnp.float32(6.0), jnp.int32(2)).update(jnp.float32(1.0), jnp.int32(4))
+        >>> float(m.compute())
         0.25
     """
 
@@ -106,7 +109,9 @@ class SingleMetric(Metric):
 
     @classmethod
     def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(_zeros(value.shape, float_dtype()), _zeros(count.shape, count_dtype(count.dtype)))
+        return cls(
+            _zeros(value.shape, float_dtype()), _zeros(count.shape, count_dtype(count.dtype))
+        )
 
     def update(self, value: jax.Array, count: jax.Array) -> Self:
         return attrs.evolve(
@@ -118,6 +123,9 @@ class SingleMetric(Metric):
 
     def is_empty(self) -> jax.Array:
         return jnp.all(self.count == 0)
+
+
+_E = TypeVar("_E", bound="MaxMetric | MinMetric")
 
 
 def _extremum_empty(
@@ -151,7 +159,8 @@ class MaxMetric(Metric):
         >>> import metricskit as mk
         >>> spec = jax.ShapeDtypeStruct((), jnp.float32)
         >>> m = mk.MaxMetric.empty(spec, jax.ShapeDtypeStruct((), jnp.int32))
-        >>> float(m.update(jnp.float32(-6.0), jnp.int32(2)).update(jnp.float32(-8.0), jnp.int32(2)).compute())
+        >>> m = m.update(jnp.float32(-6.0), jnp.int32(2)).update(jnp.float32(-8.0), jnp.int32(2))
+        >>> float(m.compute())
         -3.0
     """
 
@@ -182,7 +191,8 @@ class MinMetric(Metric):
         >>> import metricskit as mk
         >>> spec = jax.ShapeDtypeStruct((), jnp.float32)
         >>> m = mk.MinMetric.empty(spec, jax.ShapeDtypeStruct((), jnp.int32))
-        >>> float(m.update(jnp.float32(6.0), jnp.int32(2)).update(jnp.float32(8.0), jnp.int32(2)).compute())
+        >>> m = m.update(jnp.float32(6.0), jnp.int32(2)).update(jnp.float32(8.0), jnp.int32(2))
+        >>> float(m.compute())
         3.0
     """
 
@@ -201,9 +211,6 @@ class MinMetric(Metric):
 
     def is_empty(self) -> jax.Array:
         return jnp.all(self.samples == 0)
-
-
-_E = MaxMetric | MinMetric
 
 
 @register_metric("std")

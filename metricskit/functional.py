@@ -86,11 +86,11 @@ def update_metrics(
     return _as_store(global_metrics).update(step_metrics, default_log_modes=default_log_modes)
 
 
-def aggregate_metrics(
-    aggregated_metrics: Metrics | None, batch_metrics: Metrics
-) -> MetricStore:
-    """This function aggregates multiple metrics for the `single_noreduce` and `single_noreduce_wcount` case.
+def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics) -> MetricStore:
+    """Aggregates metrics of evaluation batches (appends the two ``noreduce`` modes).
 
+    This function aggregates multiple metrics for the `single_noreduce` and
+    `single_noreduce_wcount` case.
     For `single_noreduce` batches of single values are concatenated. The count is the number
     of samples. For `single_noreduce_wcount` batches of values are concatenated, as well as
     counts for each sample. This is needed for e.g. the loglikelihood per sequence.
@@ -116,7 +116,7 @@ def aggregate_metrics(
         >>> get_metrics(agg)[1]["ll_single_noreduce"].tolist()
         [1.0, 2.0, 3.0]
     """
-    batch = jax.device_get(_as_store(batch_metrics))
+    batch: MetricStore = jax.device_get(_as_store(batch_metrics))
     if aggregated_metrics is None or (
         isinstance(aggregated_metrics, Mapping) and not aggregated_metrics
     ):

@@ -148,8 +148,9 @@ class Layout:
         return plan
 
     def _make_plan(self, sig: tuple[tuple[str, tuple[str, ...], Spec, Spec], ...]) -> Plan:
-        groups = [[g.signature, list(g.keys)] for g in self.groups]
-        where = {g.signature: i for i, g in enumerate(self.groups)}
+        signatures = [g.signature for g in self.groups]
+        members = [list(g.keys) for g in self.groups]
+        where = {sig: i for i, sig in enumerate(signatures)}
         order = list(self.order)
         index = dict(self.index)
         routed: dict[int, list[tuple[int, int]]] = {}
@@ -163,16 +164,18 @@ class Layout:
                 if (key, mode) not in index:
                     gsig = (mode, vspec, cspec)
                     if gsig not in where:
-                        where[gsig] = len(groups)
-                        groups.append([gsig, []])
+                        where[gsig] = len(signatures)
+                        signatures.append(gsig)
+                        members.append([])
                     g = where[gsig]
-                    index[(key, mode)] = (g, len(groups[g][1]))
-                    groups[g][1].append(key)
+                    index[(key, mode)] = (g, len(members[g]))
+                    members[g].append(key)
                     order.append((key, mode))
                 g, pos = index[(key, mode)]
                 routed.setdefault(g, []).append((pos, i))
         after = Layout(
-            tuple(Group(s[0], s[1], s[2], tuple(keys)) for s, keys in groups), tuple(order)
+            tuple(Group(*sig, tuple(keys)) for sig, keys in zip(signatures, members, strict=True)),
+            tuple(order),
         )
         routes = []
         for g, pairs in sorted(routed.items()):

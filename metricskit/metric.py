@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
 import jax
@@ -108,7 +108,7 @@ class Metric(abc.ABC):
         Raises:
             NotImplementedError: If a field is declared ``"merge"`` and this is not overridden.
         """
-        return combine_fields(self, other, jnp, axis=0)
+        return cast(Self, combine_fields(self, other, jnp, axis=0))
 
     def reset(self) -> Self:
         """The empty state with exactly this state's leaf shapes and dtypes.
@@ -120,19 +120,19 @@ class Metric(abc.ABC):
             f.name: jnp.full_like(getattr(self, f.name), f.metadata[EMPTY])
             for f in state_fields(type(self))
         }
-        return attrs.evolve(self, **fills)  # type: ignore[misc]
+        return cast(Self, attrs.evolve(cast(Any, self), **fills))
 
 
 @functools.cache
 def state_fields(cls: type[Metric]) -> tuple[attrs.Attribute[Any], ...]:
     """The fields of ``cls`` declared with :func:`metricskit.state`, in definition order."""
-    return tuple(f for f in attrs.fields(cls) if f.metadata.get(KIND) == "state")
+    return tuple(f for f in attrs.fields(cast(Any, cls)) if f.metadata.get(KIND) == "state")
 
 
 @functools.cache
 def static_fields(cls: type[Metric]) -> tuple[attrs.Attribute[Any], ...]:
     """The fields of ``cls`` declared with :func:`metricskit.static`, in definition order."""
-    return tuple(f for f in attrs.fields(cls) if f.metadata.get(KIND) == "static")
+    return tuple(f for f in attrs.fields(cast(Any, cls)) if f.metadata.get(KIND) == "static")
 
 
 def combine_fields(a: Metric, b: Metric, xp: Any, axis: int) -> Any:
@@ -159,4 +159,4 @@ def combine_fields(a: Metric, b: Metric, xp: Any, axis: int) -> Any:
                 f"{type(a).__name__} must override aggregate()"
             )
         combined[f.name] = combine(xp, getattr(a, f.name), getattr(b, f.name), axis)
-    return attrs.evolve(a, **combined)
+    return attrs.evolve(cast(Any, a), **combined)

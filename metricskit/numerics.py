@@ -21,7 +21,7 @@ __all__ = [
 
 
 def _x64() -> bool:
-    return bool(jax.config.read("jax_enable_x64"))
+    return bool(jax.dtypes.canonicalize_dtype(np.float64) == np.float64)
 
 
 def float_dtype() -> np.dtype[np.floating]:

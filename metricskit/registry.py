@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import attrs
 import jax
@@ -104,7 +104,7 @@ def _make_pytree(cls: type[Metric]) -> None:
         data_fields=[f.name for f in state_fields(cls)],
         meta_fields=[f.name for f in static_fields(cls)],
     )
-    _PYTREES.add(cls)
+    _PYTREES.add(cast(type[Metric], cls))
 
 
 def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M]:

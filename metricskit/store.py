@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import jax
@@ -42,14 +42,17 @@ class KeyMetrics(dict[str, Metric]):
         self.count_spec = count_spec
 
 
+_ShapeDtypeStruct: Any = jax.ShapeDtypeStruct  # untyped constructor on some JAX versions
+
+
 def _spec_struct(spec: Spec) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(spec[0], np.dtype(spec[1]))
+    return cast(jax.ShapeDtypeStruct, _ShapeDtypeStruct(spec[0], np.dtype(spec[1])))
 
 
 def _stacked_empty(group: Group, n: int) -> Metric:
     cls = get_log_mode(group.mode).cls
     one = cls.empty(_spec_struct(group.value), _spec_struct(group.count))
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), one)
+    return cast(Metric, jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), one))
 
 
 def _grow(metrics: Sequence[Metric], plan: Plan) -> list[Metric]:
@@ -88,8 +91,8 @@ def _apply_update(
             out[route.group] = update(current, value, count)
         else:
             idx = np.asarray(route.positions)
-            part = update(jax.tree.map(lambda x: x[idx], current), value, count)
-            out[route.group] = jax.tree.map(lambda x, y: x.at[idx].set(y), current, part)
+            part = update(jax.tree.map(lambda x, i=idx: x[i], current), value, count)
+            out[route.group] = jax.tree.map(lambda x, y, i=idx: x.at[i].set(y), current, part)
     return tuple(out)
 
 
@@ -120,7 +123,9 @@ def _on_host(tree: Any) -> bool:
 def _device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
     """Run kernels on host data on the CPU, so that host stores never visit an accelerator."""
     if _on_host(tree):
-        return jax.default_device(jax.devices("cpu")[0])
+        return cast(
+            contextlib.AbstractContextManager[Any], jax.default_device(jax.devices("cpu")[0])
+        )
     return contextlib.nullcontext()
 
 
@@ -242,7 +247,8 @@ class MetricStore:
                 to the key's state.
         """
         plan, entries = self._plan(step_metrics, default_log_modes)
-        values, counts = [], []
+        values: list[Any] = []
+        counts: list[Any] = []
         for route in plan.routes:
             group = plan.after.groups[route.group]
             chosen = [entries[i] for i in route.entries]
@@ -371,7 +377,9 @@ class MetricStore:
                         f"metrics[{key!r}][{mode!r}] is a {type(metric).__name__}, expected a "
                         f"{get_log_mode(mode).cls.__name__}"
                     )
-                keys, ms = groups.setdefault((mode, per_mode.value_spec, per_mode.count_spec), ([], []))
+                keys, ms = groups.setdefault(
+                    (mode, per_mode.value_spec, per_mode.count_spec), ([], [])
+                )
                 keys.append(key)
                 ms.append(metric)
                 order.append((key, mode))
@@ -406,14 +414,17 @@ def _merge(
     for key in {**ua, **ub}:
         x, y = ua.get(key), ub.get(key)
         if x is None or y is None:
-            out[key] = x if y is None else y
+            out[key] = cast(KeyMetrics, x if y is None else y)
             continue
         if same_steps and (x.value_spec, x.count_spec) != (y.value_spec, y.count_spec):
             raise ValueError(
                 f"metric {key!r} has step shapes {x.value_spec}/{x.count_spec} in one store "
                 f"and {y.value_spec}/{y.count_spec} in the other; they cannot be combined"
             )
-        modes = {mode: single(x[mode], y[mode]) if mode in x and mode in y else None for mode in {**x, **y}}
+        modes = {
+            mode: single(x[mode], y[mode]) if mode in x and mode in y else None
+            for mode in {**x, **y}
+        }
         out[key] = KeyMetrics(
             {m: v if v is not None else x.get(m, y.get(m)) for m, v in modes.items()},  # type: ignore[misc]
             y.value_spec,

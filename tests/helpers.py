@@ -30,7 +30,12 @@ def reference(mode: str, values: Sequence[Any], counts: Sequence[Any]) -> Any:
     if mode == "single":
         return v[-1] / c[-1]
     if mode in ("max", "min", "std"):
-        samples = np.stack([np.broadcast_to(x / np.where(n == 0, 1, n), np.broadcast_shapes(x.shape, n.shape)) for x, n in zip(v, c)])
+        samples = np.stack(
+            [
+                np.broadcast_to(x / np.where(n == 0, 1, n), np.broadcast_shapes(x.shape, n.shape))
+                for x, n in zip(v, c, strict=True)
+            ]
+        )
         has = np.stack([np.broadcast_to(n != 0, samples.shape[1:]) for n in c])
         if mode == "max":
             return np.where(has, samples, -np.inf).max(axis=0)

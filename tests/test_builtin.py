@@ -60,8 +60,9 @@ def test_functional_mode_matches_reference(mode, start, use_jit, sign, rng):
     first = 0
     if start == "populated":
         for i in range(PREFIX):
-            metrics = update_metrics(metrics, {"x": {"value": values[i], "count": counts[i],
-                                                     "log_modes": [mode]}})
+            metrics = update_metrics(
+                metrics, {"x": {"value": values[i], "count": counts[i], "log_modes": [mode]}}
+            )
         first = PREFIX
     for i in range(first, N_STEPS):
         metrics = step(metrics, values[i], counts[i])

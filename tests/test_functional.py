@@ -29,7 +29,11 @@ ALL_STEP = {
     "loss": {"value": 1.0, "log_modes": ["mean", "max", "min", "std", "single"]},
     "acc": {"value": 3, "count": 4},
     "ll": {"value": np.ones(4, np.float32), "log_modes": ["single_noreduce"]},
-    "llw": {"value": np.ones(4, np.float32), "count": np.full(4, 2), "log_modes": ["single_noreduce_wcount"]},
+    "llw": {
+        "value": np.ones(4, np.float32),
+        "count": np.full(4, 2),
+        "log_modes": ["single_noreduce_wcount"],
+    },
 }
 
 
@@ -83,8 +87,11 @@ def test_reset_keeps_structure_shapes_dtypes_and_never_recompiles():
                 "loss": {"value": v, "log_modes": ["mean", "max", "min", "std", "single"]},
                 "acc": {"value": v > 0.5, "count": 4},
                 "ll": {"value": jnp.full(4, v), "log_modes": ["single_noreduce"]},
-                "llw": {"value": jnp.full(4, v), "count": jnp.arange(4),
-                        "log_modes": ["single_noreduce_wcount"]},
+                "llw": {
+                    "value": jnp.full(4, v),
+                    "count": jnp.arange(4),
+                    "log_modes": ["single_noreduce_wcount"],
+                },
             },
         )
 
@@ -161,8 +168,9 @@ def test_every_input_kind_is_counted_exactly_once(kind, use_jit):
     assert float(x.total) == pytest.approx(3 * float(np.float64(value)))
     _, host = get_metrics(metrics)
     expected = float(np.float64(value))
-    assert host == pytest.approx({"x": expected, "y_mean": expected / 2, "y_std": 0.0,
-                                  "y_max": expected / 2})
+    assert host == pytest.approx(
+        {"x": expected, "y_mean": expected / 2, "y_std": 0.0, "y_max": expected / 2}
+    )
     assert all(type(v) is float for v in host.values())
 
 
@@ -172,10 +180,13 @@ def test_aggregate_metrics_appends_noreduce_batches_of_any_size(rng):
 
     @jax.jit
     def eval_step(values, counts):
-        return update_metrics(None, {
-            "ll": {"value": values, "count": values.size, "log_modes": ["single_noreduce"]},
-            "llw": {"value": values, "count": counts, "log_modes": ["single_noreduce_wcount"]},
-        })
+        return update_metrics(
+            None,
+            {
+                "ll": {"value": values, "count": values.size, "log_modes": ["single_noreduce"]},
+                "llw": {"value": values, "count": counts, "log_modes": ["single_noreduce_wcount"]},
+            },
+        )
 
     aggregated, history = {}, []
     for b, c in zip(batches, counts, strict=True):
@@ -199,11 +210,17 @@ def test_aggregate_metrics_keeps_the_latest_cumulative_state_for_other_modes(rng
 
     @jax.jit
     def eval_step(metrics, values):
-        return update_metrics(metrics, {
-            "loss": {"value": values.sum(), "count": values.size,
-                     "log_modes": ["mean", "max", "std", "single"]},
-            "ll": {"value": values, "log_modes": ["single_noreduce"]},
-        })
+        return update_metrics(
+            metrics,
+            {
+                "loss": {
+                    "value": values.sum(),
+                    "count": values.size,
+                    "log_modes": ["mean", "max", "std", "single"],
+                },
+                "ll": {"value": values, "log_modes": ["single_noreduce"]},
+            },
+        )
 
     metrics, aggregated = None, None
     for b in batches:
@@ -295,8 +312,10 @@ def test_nothing_passed_in_is_mutated():
     _update_single_metric(host, "loss", 2.0, 1, ["mean", "max"])
     snapshot = jax.tree.map(np.array, host)
     value = np.array([1.0, 2.0], np.float32)
-    step = {"loss": {"value": 4.0, "count": 1, "log_modes": ["mean", "max"]},
-            "vec": {"value": value, "log_modes": ["single_noreduce", "mean"]}}
+    step = {
+        "loss": {"value": 4.0, "count": 1, "log_modes": ["mean", "max"]},
+        "vec": {"value": value, "log_modes": ["single_noreduce", "mean"]},
+    }
     step_copy = copy.deepcopy(step)
     first = update_metrics(host, step)
     first_leaves = _leaves(first)
@@ -323,7 +342,9 @@ def test_update_single_metric_builds_host_dicts_in_place(rng):
     _, got = get_metrics(host)
     for mode in modes:
         name = "x" if mode == "mean_nopostfix" else f"x_{mode}"
-        assert got[name] == pytest.approx(float(reference(mode, values, counts)), rel=2e-5, abs=1e-6)
+        assert got[name] == pytest.approx(
+            float(reference(mode, values, counts)), rel=2e-5, abs=1e-6
+        )
     # the dict keeps working with update_metrics, eagerly and under jit
     more = jax.jit(lambda m: update_metrics(m, {"x": {"value": 1.0, "log_modes": modes}}))(host)
     assert get_metrics(more)[1]["x_single"] == 1.0

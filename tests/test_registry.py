@@ -135,7 +135,9 @@ def test_registering_a_taken_name_lists_the_registered_names():
 
 @pytest.mark.parametrize("name", ["mean_typo", "singleton", "Mean", "MAX", "std_", 3])
 def test_unknown_names_list_the_registered_names(name):
-    with pytest.raises(ValueError, match=r"unknown log mode.*Registered modes: .*cubic_mean") as err:
+    with pytest.raises(
+        ValueError, match=r"unknown log mode.*Registered modes: .*cubic_mean"
+    ) as err:
         mk.get_log_mode(name)
     assert "mean, mean_nopostfix" in str(err.value)
 
@@ -147,8 +149,14 @@ def test_near_miss_names_get_a_suggestion():
 
 def test_registered_modes_include_every_builtin():
     assert set(mk.registered_modes()) >= {
-        "mean", "mean_nopostfix", "single", "max", "min", "std",
-        "single_noreduce", "single_noreduce_wcount",
+        "mean",
+        "mean_nopostfix",
+        "single",
+        "max",
+        "min",
+        "std",
+        "single_noreduce",
+        "single_noreduce_wcount",
     }
     assert mk.get_log_mode("mean").postfix == "_mean"
     assert mk.get_log_mode("mean_nopostfix").postfix == ""
@@ -181,7 +189,7 @@ def test_registration_rejects_malformed_classes():
     with pytest.raises(TypeError, match=r"\['undeclared'\].*metricskit\.state"):
         mk.register_metric("loose")(Loose)
 
-    with pytest.raises(TypeError, match="subclass of metricskit.Metric"):
+    with pytest.raises(TypeError, match=r"subclass of metricskit\.Metric"):
         mk.register_metric("plain")(int)
     assert "not_attrs" not in mk.registered_modes() and "loose" not in mk.registered_modes()
 

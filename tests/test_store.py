@@ -117,7 +117,12 @@ def test_mixed_host_and_device_values_in_one_group():
     for a, b in [(1.0, 2.0), (3.0, 8.0)]:
         store = store.update({"a": jnp.float32(a), "b": b, "c": np.float32(b)})
     assert store.compute() == {
-        "a_mean": 2.0, "a_max": 3.0, "b_mean": 5.0, "b_max": 8.0, "c_mean": 5.0, "c_max": 8.0,
+        "a_mean": 2.0,
+        "a_max": 3.0,
+        "b_mean": 5.0,
+        "b_max": 8.0,
+        "c_mean": 5.0,
+        "c_max": 8.0,
     }
 
 
@@ -137,7 +142,7 @@ def test_aggregate_of_split_streams_equals_whole_stream(split, rng):
     want_single = (values[split - 1] + values[-1]) / (counts[split - 1] + counts[-1])
     np.testing.assert_allclose(host["x_single"], want_single, rtol=1e-6)
     np.testing.assert_array_equal(host["x_single_noreduce"], np.r_[values[split - 1], values[-1]])
-    got_v, got_c = host["x_single_noreduce_wcount"]
+    _, got_c = host["x_single_noreduce_wcount"]
     np.testing.assert_array_equal(got_c, np.r_[counts[split - 1], counts[-1]])
 
 
@@ -145,7 +150,12 @@ def test_aggregate_keeps_metrics_present_in_one_store_only():
     a = mk.MetricStore(default_log_modes=["mean", "max"]).update({"x": 1.0, "y": 4.0})
     b = mk.MetricStore(default_log_modes=["mean", "max"]).update({"x": 3.0, "z": -2.0})
     assert a.aggregate(b).compute() == {
-        "x_mean": 2.0, "x_max": 3.0, "y_mean": 4.0, "y_max": 4.0, "z_mean": -2.0, "z_max": -2.0,
+        "x_mean": 2.0,
+        "x_max": 3.0,
+        "y_mean": 4.0,
+        "y_max": 4.0,
+        "z_mean": -2.0,
+        "z_max": -2.0,
     }
     c = mk.MetricStore().update({"x": np.ones(2)})
     with pytest.raises(ValueError, match=r"'x'.*cannot be combined"):
