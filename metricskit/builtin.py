@@ -8,7 +8,7 @@ has no samples: it adds nothing to ``max``, ``min`` and ``std``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 import attrs
 import jax
@@ -125,30 +125,45 @@ class SingleMetric(Metric):
         return jnp.all(self.count == 0)
 
 
-_E = TypeVar("_E", bound="MaxMetric | MinMetric")
+class _Extremum(Metric):
+    """The running extreme of ``value / count`` over steps (abstract: max and min fill it in).
 
+    Subclasses declare the fields ``value`` (reduced by their extreme, empty at ``fill``) and
+    ``samples`` (steps with a nonzero count), and set ``fill`` and ``pick``.
+    """
 
-def _extremum_empty(
-    cls: type[_E], value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct, fill: float
-) -> _E:
-    shape = _sample_shape(value, count)
-    return cls(jnp.full(shape, fill, float_dtype()), _zeros(shape, count_dtype(count.dtype)))
+    __slots__ = ()
+    fill: ClassVar[float]
+    pick: ClassVar[Callable[[jax.Array, jax.Array], jax.Array]]
+    value: jax.Array
+    samples: jax.Array
 
+    @classmethod
+    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
+        shape = _sample_shape(value, count)
+        return cls(
+            jnp.full(shape, cls.fill, float_dtype()), _zeros(shape, count_dtype(count.dtype))
+        )  # type: ignore[call-arg]
 
-def _extremum_update(
-    m: _E, value: jax.Array, count: jax.Array, pick: Callable[[jax.Array, jax.Array], jax.Array]
-) -> _E:
-    sample, has = _samples(value, count, m.value.shape)
-    return attrs.evolve(
-        m,
-        value=jnp.where(has, pick(m.value, sample.astype(m.value.dtype)), m.value),
-        samples=m.samples + has.astype(m.samples.dtype),
-    )
+    def update(self, value: jax.Array, count: jax.Array) -> Self:
+        sample, has = _samples(value, count, self.value.shape)
+        best = type(self).pick(self.value, sample.astype(self.value.dtype))
+        return attrs.evolve(
+            self,  # type: ignore[misc]
+            value=jnp.where(has, best, self.value),
+            samples=self.samples + has.astype(self.samples.dtype),
+        )
+
+    def compute(self) -> jax.Array:
+        return jnp.where(self.samples > 0, self.value, 0)
+
+    def is_empty(self) -> jax.Array:
+        return jnp.all(self.samples == 0)
 
 
 @register_metric("max")
 @attrs.frozen(eq=False)
-class MaxMetric(Metric):
+class MaxMetric(_Extremum):
     """The maximum over steps of ``value / count``, reported as ``key_max``.
 
     The empty state is ``-inf`` (so all-negative streams are right); steps with count ``0``
@@ -164,26 +179,16 @@ class MaxMetric(Metric):
         -3.0
     """
 
+    fill: ClassVar[float] = float("-inf")
+    pick: ClassVar[Callable[[jax.Array, jax.Array], jax.Array]] = staticmethod(jnp.maximum)
+
     value: jax.Array = state("max", empty=float("-inf"))  # shape=sample, float32
     samples: jax.Array = state("sum")  # shape=sample, steps with count != 0
-
-    @classmethod
-    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return _extremum_empty(cls, value, count, float("-inf"))
-
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
-        return _extremum_update(self, value, count, jnp.maximum)
-
-    def compute(self) -> jax.Array:
-        return jnp.where(self.samples > 0, self.value, 0)
-
-    def is_empty(self) -> jax.Array:
-        return jnp.all(self.samples == 0)
 
 
 @register_metric("min")
 @attrs.frozen(eq=False)
-class MinMetric(Metric):
+class MinMetric(_Extremum):
     """The minimum over steps of ``value / count``, reported as ``key_min`` (empty: ``+inf``).
 
     Examples:
@@ -196,21 +201,11 @@ class MinMetric(Metric):
         3.0
     """
 
+    fill: ClassVar[float] = float("inf")
+    pick: ClassVar[Callable[[jax.Array, jax.Array], jax.Array]] = staticmethod(jnp.minimum)
+
     value: jax.Array = state("min", empty=float("inf"))  # shape=sample, float32
     samples: jax.Array = state("sum")  # shape=sample, steps with count != 0
-
-    @classmethod
-    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return _extremum_empty(cls, value, count, float("inf"))
-
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
-        return _extremum_update(self, value, count, jnp.minimum)
-
-    def compute(self) -> jax.Array:
-        return jnp.where(self.samples > 0, self.value, 0)
-
-    def is_empty(self) -> jax.Array:
-        return jnp.all(self.samples == 0)
 
 
 @register_metric("std")
