@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import TypeVar, cast
 
 import attrs
-import jax
 
 from metricskit.metric import Metric, state_fields, static_fields
+from metricskit.pytree import register_pytree
 from metricskit.reductions import KIND
 
 __all__ = ["LogMode", "get_log_mode", "register_metric", "registered_modes"]
@@ -99,11 +99,7 @@ def _make_pytree(cls: type[Metric]) -> None:
             f"{cls.__name__} fields {loose} are neither metricskit.state(...) (arrays) nor "
             "metricskit.static(...) (configuration): declare each field with one of them"
         )
-    jax.tree_util.register_dataclass(
-        cls,
-        data_fields=[f.name for f in state_fields(cls)],
-        meta_fields=[f.name for f in static_fields(cls)],
-    )
+    register_pytree(cls, [f.name for f in state_fields(cls)], [f.name for f in static_fields(cls)])
     _PYTREES.add(cast(type[Metric], cls))
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from metricskit.inputs import Entry, Spec, normalize_log_modes, parse_step_metrics
 from metricskit.layout import Group, Layout, Plan, empty_layout
 from metricskit.metric import Metric, combine_fields
+from metricskit.pytree import register_pytree
 from metricskit.registry import get_log_mode
 
 __all__ = ["LOGGER", "KeyMetrics", "MetricStore"]
@@ -433,9 +434,7 @@ def _merge(
     return MetricStore.from_unstacked(out, a.default_log_modes)
 
 
-jax.tree_util.register_dataclass(
-    MetricStore, data_fields=["metrics"], meta_fields=["default_log_modes", "layout"]
-)
+register_pytree(MetricStore, ["metrics"], ["default_log_modes", "layout"])
 
 
 def _flatten_key_metrics(km: KeyMetrics) -> tuple[tuple[Metric, ...], tuple[Any, ...]]:

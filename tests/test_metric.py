@@ -73,3 +73,20 @@ def test_merge_fields_need_an_aggregate_override():
     m = Merged(*(jnp.ones(1) for _ in range(5)), scale=1.0, extra=jnp.ones(1))
     with pytest.raises(NotImplementedError, match=r"Merged\.extra.*override aggregate"):
         m.aggregate(m)
+
+
+def test_different_metric_classes_never_share_a_tree_structure():
+    # Regression: dataclass-registered nodes of different classes compared equal, which let
+    # jit's cache run one class's compiled kernel on another's state now and then.
+    zeros = (jnp.zeros(1), jnp.zeros(1, jnp.int32))
+    structures = [
+        jax.tree.structure(cls(*zeros))
+        for cls in (mk.MeanMetric, mk.SingleMetric, mk.MaxMetric, mk.MinMetric)
+    ]
+    for i, a in enumerate(structures):
+        for j, b in enumerate(structures):
+            assert (a == b) == (i == j)
+    compute = jax.jit(lambda m: m.compute())
+    mean = mk.MeanMetric(jnp.array([6.0]), jnp.array([3]))
+    peak = mk.MaxMetric(jnp.array([6.0]), jnp.array([3]))
+    assert float(compute(mean)[0]) == 2.0 and float(compute(peak)[0]) == 6.0
