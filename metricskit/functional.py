@@ -21,6 +21,7 @@ Examples:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -28,7 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.store import LOGGER, KeyMetrics, MetricStore
+from metricskit.store import KeyMetrics, MetricStore
+
+LOGGER = logging.getLogger("metricskit")
+"""The logger of metricskit (the same object as ``metricskit.LOGGER``).
+
+Empty metrics are reported through it: ``LOGGER.warning("Metric 'loss' ... has count 0 ...")``.
+"""
 
 __all__ = [
     "LOGGER",

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
+
+X64 = bool(jax.config.read("jax_enable_x64"))
+FLOAT = "float64" if X64 else "float32"  # the accumulation / canonical float dtype
+INT = "int64" if X64 else "int32"  # the canonical integer dtype
 
 BUILTIN_MODES = (
     "mean",

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
+from helpers import FLOAT, INT, X64
 
 from metricskit.numerics import count_dtype, divide, float_dtype, input_dtype, is_numeric_dtype
 
@@ -14,14 +15,14 @@ from metricskit.numerics import count_dtype, divide, float_dtype, input_dtype, i
 @pytest.mark.parametrize(
     ("dtype", "value", "count"),
     [
-        (np.float64, "float32", "float32"),
+        (np.float64, FLOAT, FLOAT),
         (np.float32, "float32", "float32"),
         (np.float16, "float32", "float32"),
         (ml_dtypes.bfloat16, "float32", "float32"),
-        (np.int64, "int32", "int32"),
-        (np.int8, "int32", "int32"),
-        (np.uint16, "int32", "int32"),
-        (np.bool_, "bool", "int32"),
+        (np.int64, INT, INT),
+        (np.int8, INT, INT),
+        (np.uint16, INT, INT),
+        (np.bool_, "bool", INT),
     ],
 )
 def test_dtype_policy(dtype, value, count):
@@ -36,9 +37,8 @@ def test_non_numeric_dtypes_are_rejected(dtype):
         input_dtype(np.dtype(dtype))
 
 
-def test_float_dtype_without_x64():
-    assert not jax.config.read("jax_enable_x64")
-    assert float_dtype() == np.float32
+def test_float_dtype_follows_x64():
+    assert float_dtype() == (np.float64 if X64 else np.float32)
 
 
 @pytest.mark.parametrize("use_jit", [False, True])
@@ -46,7 +46,7 @@ def test_divide_reports_zero_for_empty_counts(use_jit):
     fn = jax.jit(divide) if use_jit else divide
     out = fn(jnp.array([3.0, 1.0, -2.0]), jnp.array([2, 0, 4]))
     np.testing.assert_array_equal(out, [1.5, 0.0, -0.5])
-    assert out.dtype == jnp.float32
-    assert fn(jnp.int32(7), jnp.int32(2)).dtype == jnp.float32
+    assert out.dtype == FLOAT
+    assert fn(jnp.int32(7), jnp.int32(2)).dtype == FLOAT
     grad = jax.grad(lambda x: divide(x, 0.0))(1.0)  # no NaN leaks through the masked branch
     assert float(grad) == 0.0

@@ -32,7 +32,9 @@ class PowerMean(mk.Metric):
     def update(self, value: jax.Array, count: jax.Array) -> Self:
         x = mk.divide(value, count)
         return attrs.evolve(
-            self, powers=self.powers + count * x**self.p, weight=self.weight + count
+            self,
+            powers=self.powers + (count * x**self.p).astype(self.powers.dtype),
+            weight=self.weight + count.astype(self.weight.dtype),
         )
 
     def compute(self) -> jax.Array:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import SCALAR_MODES, reference
+from helpers import FLOAT, INT, SCALAR_MODES, reference
 
 import metricskit as mk
 from metricskit import store as store_module
@@ -88,7 +88,7 @@ def test_keys_group_by_mode_shape_and_dtype():
     )
     groups = store.layout.groups
     assert [g.keys for g in groups] == [("a", "b"), ("v", "w"), ("i",)]
-    assert groups[2].count == ((), "float32")
+    assert groups[2].count == ((), FLOAT)
     assert list(store.keys()) == ["a", "b", "v", "w", "i"]
 
 
@@ -168,7 +168,7 @@ def test_unstack_and_from_unstacked_round_trip():
     )
     per_key = store.unstack()
     assert list(per_key) == ["a", "b", "c"] and list(per_key["b"]) == ["mean", "single_noreduce"]
-    assert per_key["b"].value_spec == ((3,), "float32")
+    assert per_key["b"].value_spec == ((3,), FLOAT)
     again = mk.MetricStore.from_unstacked(per_key, ["mean", "single_noreduce"])
     assert again.layout == store.layout
     assert jax.tree.structure(again) == jax.tree.structure(store)
@@ -178,11 +178,11 @@ def test_unstack_and_from_unstacked_round_trip():
 
 
 def test_dtype_changes_cast_safely_or_fail():
-    store = mk.MetricStore().update({"x": 1})  # int value: int32 input
-    with pytest.raises(TypeError, match=r"'x'.*float32.*int32.*pass int32"):
+    store = mk.MetricStore().update({"x": 1})  # int value: integer input
+    with pytest.raises(TypeError, match=rf"'x'.*{FLOAT}.*{INT}.*pass {INT}"):
         store.update({"x": 2.5})
-    assert store.layout.specs["x"][0] == ((), "int32")
+    assert store.layout.specs["x"][0] == ((), INT)
     store = mk.MetricStore().update({"x": 1.5}).update({"x": 2})  # int into a float key: fine
     assert store.compute() == {"x": 1.75}
-    with pytest.raises(TypeError, match=r"'x'.*count.*int32"):
+    with pytest.raises(TypeError, match=rf"'x'.*count.*{INT}"):
         mk.MetricStore().update({"x": 1.0}).update({"x": {"value": 1.0, "count": 0.5}})
