@@ -4,10 +4,12 @@ The class API (:class:`MetricStore` over registered :class:`Metric` subclasses) 
 :mod:`metricskit.functional` holds the drop-in functional API.
 """
 
+from metricskit import exact
 from metricskit.builtin import (
     MaxMetric,
     MeanMetric,
     MinMetric,
+    NonFiniteMetric,
     NoReduceMetric,
     NoReduceWCountMetric,
     SingleMetric,
@@ -33,10 +35,12 @@ __all__ = [
     "MinMetric",
     "NoReduceMetric",
     "NoReduceWCountMetric",
+    "NonFiniteMetric",
     "SingleMetric",
     "StdMetric",
     "aggregate_metrics",
     "divide",
+    "exact",
     "get_log_mode",
     "get_metrics",
     "register_metric",

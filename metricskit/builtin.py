@@ -3,21 +3,27 @@
 Every kernel is elementwise over the value's shape, so the same code serves a scalar metric,
 an array metric and a stack of metrics mapped with ``jax.vmap``. A step whose count is zero
 has no samples: it adds nothing to ``max``, ``min`` and ``std``.
+
+State is exact (see :mod:`metricskit.exact`): sums are double-float accumulators, counts are
+carried integers, and per-step samples ``value / count`` are computed in double-float, so
+float64 host values keep their precision with ``jax_enable_x64`` off. Results that need more
+than float32 are returned as :class:`~metricskit.exact.Pair` and reported as float64.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import jax
 import jax.numpy as jnp
 from typing_extensions import Self
 
+from metricskit import exact
+from metricskit.exact import Pair
 from metricskit.metric import Metric
-from metricskit.numerics import count_dtype, divide, float_dtype
-from metricskit.reductions import state
+from metricskit.numerics import count_dtype, divide, float_dtype, is_paired
+from metricskit.reductions import state, static
 from metricskit.registry import register_metric
 
 __all__ = [
@@ -26,24 +32,33 @@ __all__ = [
     "MinMetric",
     "NoReduceMetric",
     "NoReduceWCountMetric",
+    "NonFiniteMetric",
     "SingleMetric",
     "StdMetric",
+    "all_finite",
 ]
 
-
-def _zeros(shape: tuple[int, ...], dtype: jax.typing.DTypeLike) -> jax.Array:
-    return jnp.zeros(shape, dtype)
+_Shape = tuple[int, ...]
 
 
-def _sample_shape(value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> tuple[int, ...]:
+def _sample_shape(value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> _Shape:
     return tuple(jnp.broadcast_shapes(value.shape, count.shape))
 
 
-def _samples(value: jax.Array, count: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, ...]:
-    """Per-step samples ``value / count`` and the mask of entries that have a sample."""
-    sample = jnp.broadcast_to(divide(value, count), shape)
+def _samples(value: Any, count: jax.Array, shape: _Shape) -> tuple[Pair, jax.Array]:
+    """Per-step samples ``value / count`` (double-float) and where a sample exists."""
+    sample = divide(exact.as_pair(value, float_dtype()), exact.int_pair(count, float_dtype()))
     has = jnp.broadcast_to(jnp.asarray(count) != 0, shape)
-    return sample, has
+    return exact.broadcast(sample, shape), has
+
+
+def _select(cond: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    """Select between two accumulators (trailing pair axis) with a value-shaped condition."""
+    return jnp.where(cond[..., None], new, old)
+
+
+def _pair_zeros(shape: _Shape) -> jax.Array:
+    return exact.acc_zeros(shape, float_dtype())
 
 
 @register_metric("mean")
@@ -57,31 +72,31 @@ class MeanMetric(Metric):
         >>> spec = jax.ShapeDtypeStruct((), jnp.float32)
         >>> m = mk.MeanMetric.empty(spec, jax.ShapeDtypeStruct((), jnp.int32))
         >>> m = m.update(jnp.float32(6.0), jnp.int32(2)).update(jnp.float32(3.0), jnp.int32(1))
-        >>> float(m.compute())
+        >>> float(mk.exact.to_host(m.compute()))
         3.0
     """
 
-    total: jax.Array = state("sum")  # shape=value.shape, float32 (float64 with x64)
-    count: jax.Array = state("sum")  # shape=count.shape, int32 or float32
+    accepts_pairs: ClassVar[bool] = True
+
+    total: jax.Array = state("xsum")  # shape=(*value.shape, 2), float32 double-float
+    count: jax.Array = state("xsum")  # shape=(*count.shape, 2), int32 carried (float: pair)
 
     @classmethod
     def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(
-            _zeros(value.shape, float_dtype()), _zeros(count.shape, count_dtype(count.dtype))
-        )
+        return cls(_pair_zeros(value.shape), exact.acc_zeros(count.shape, count_dtype(count.dtype)))
 
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
+    def update(self, value: Any, count: jax.Array) -> Self:
         return attrs.evolve(
             self,
-            total=self.total + value.astype(self.total.dtype),
-            count=self.count + count.astype(self.count.dtype),
+            total=exact.acc_add(self.total, exact.as_pair(value, self.total.dtype)),
+            count=exact.acc_add(self.count, count),
         )
 
-    def compute(self) -> jax.Array:
-        return divide(self.total, self.count)
+    def compute(self) -> Pair:
+        return divide(exact.acc_value(self.total), exact.acc_value(self.count))  # type: ignore[no-any-return]
 
     def is_empty(self) -> jax.Array:
-        return jnp.all(self.count == 0)
+        return jnp.all(exact.acc_is_zero(self.count))
 
 
 register_metric("mean_nopostfix", postfix="")(MeanMetric)
@@ -100,62 +115,72 @@ class SingleMetric(Metric):
         >>> spec = jax.ShapeDtypeStruct((), jnp.float32)
         >>> m = mk.SingleMetric.empty(spec, jax.ShapeDtypeStruct((), jnp.int32))
         >>> m = m.update(jnp.float32(6.0), jnp.int32(2)).update(jnp.float32(1.0), jnp.int32(4))
-        >>> float(m.compute())
+        >>> float(mk.exact.to_host(m.compute()))
         0.25
     """
 
-    value: jax.Array = state("sum")  # shape=value.shape, float32
-    count: jax.Array = state("sum")  # shape=count.shape, int32 or float32
+    accepts_pairs: ClassVar[bool] = True
+
+    value: jax.Array = state("xsum")  # shape=(*value.shape, 2), float32 double-float
+    count: jax.Array = state("xsum")  # shape=(*count.shape, 2), int32 carried (float: pair)
 
     @classmethod
     def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(
-            _zeros(value.shape, float_dtype()), _zeros(count.shape, count_dtype(count.dtype))
-        )
+        return cls(_pair_zeros(value.shape), exact.acc_zeros(count.shape, count_dtype(count.dtype)))
 
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
+    def update(self, value: Any, count: jax.Array) -> Self:
         return attrs.evolve(
-            self, value=value.astype(self.value.dtype), count=count.astype(self.count.dtype)
+            self,
+            value=exact.pack(
+                exact.broadcast(exact.as_pair(value, self.value.dtype), self.value.shape[:-1])
+            ),
+            count=exact.acc_add(jnp.zeros_like(self.count), count),
         )
 
-    def compute(self) -> jax.Array:
-        return divide(self.value, self.count)
+    def compute(self) -> Pair:
+        return divide(exact.acc_value(self.value), exact.acc_value(self.count))  # type: ignore[no-any-return]
 
     def is_empty(self) -> jax.Array:
-        return jnp.all(self.count == 0)
+        return jnp.all(exact.acc_is_zero(self.count))
 
 
 class _Extremum(Metric):
     """The running extreme of ``value / count`` over steps (abstract: max and min fill it in).
 
-    Subclasses declare the fields ``value`` (reduced by their extreme, empty at ``fill``) and
-    ``samples`` (steps with a nonzero count), and set ``fill`` and ``pick``.
+    Subclasses declare ``value`` (a double-float pair array reduced by their extreme, empty at
+    ``fill``) and ``samples`` (steps with a nonzero count), and set ``fill`` and ``larger``.
+    NaN samples propagate, as ``jnp.maximum`` does.
     """
 
     __slots__ = ()
+    accepts_pairs: ClassVar[bool] = True
     fill: ClassVar[float]
-    pick: ClassVar[Callable[[jax.Array, jax.Array], jax.Array]]
+    larger: ClassVar[bool]
     value: jax.Array
     samples: jax.Array
 
     @classmethod
     def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
         shape = _sample_shape(value, count)
-        return cls(
-            jnp.full(shape, cls.fill, float_dtype()), _zeros(shape, count_dtype(count.dtype))
-        )  # type: ignore[call-arg]
+        return cls(  # type: ignore[call-arg]
+            jnp.full((*shape, 2), cls.fill, float_dtype()),
+            jnp.zeros(shape, count_dtype(jnp.dtype(jnp.int32))),
+        )
 
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
-        sample, has = _samples(value, count, self.value.shape)
-        best = type(self).pick(self.value, sample.astype(self.value.dtype))
+    def update(self, value: Any, count: jax.Array) -> Self:
+        sample, has = _samples(value, count, self.samples.shape)
+        best = exact.acc_max if type(self).larger else exact.acc_min
         return attrs.evolve(
             self,  # type: ignore[misc]
-            value=jnp.where(has, best, self.value),
+            value=_select(has, best(jnp, self.value, exact.pack(sample)), self.value),
             samples=self.samples + has.astype(self.samples.dtype),
         )
 
-    def compute(self) -> jax.Array:
-        return jnp.where(self.samples > 0, self.value, 0)
+    def compute(self) -> Pair:
+        found = self.samples > 0
+        return Pair(
+            jnp.where(found, self.value[..., 0], 0), jnp.where(found, self.value[..., 1], 0)
+        )
 
     def is_empty(self) -> jax.Array:
         return jnp.all(self.samples == 0)
@@ -175,15 +200,15 @@ class MaxMetric(_Extremum):
         >>> spec = jax.ShapeDtypeStruct((), jnp.float32)
         >>> m = mk.MaxMetric.empty(spec, jax.ShapeDtypeStruct((), jnp.int32))
         >>> m = m.update(jnp.float32(-6.0), jnp.int32(2)).update(jnp.float32(-8.0), jnp.int32(2))
-        >>> float(m.compute())
+        >>> float(mk.exact.to_host(m.compute()))
         -3.0
     """
 
     fill: ClassVar[float] = float("-inf")
-    pick: ClassVar[Callable[[jax.Array, jax.Array], jax.Array]] = staticmethod(jnp.maximum)
+    larger: ClassVar[bool] = True
 
-    value: jax.Array = state("max", empty=float("-inf"))  # shape=sample, float32
-    samples: jax.Array = state("sum")  # shape=sample, steps with count != 0
+    value: jax.Array = state("xmax", empty=float("-inf"))  # shape=(*sample, 2), float32 pair
+    samples: jax.Array = state("sum")  # shape=sample, int32, steps with count != 0
 
 
 @register_metric("min")
@@ -197,15 +222,15 @@ class MinMetric(_Extremum):
         >>> spec = jax.ShapeDtypeStruct((), jnp.float32)
         >>> m = mk.MinMetric.empty(spec, jax.ShapeDtypeStruct((), jnp.int32))
         >>> m = m.update(jnp.float32(6.0), jnp.int32(2)).update(jnp.float32(8.0), jnp.int32(2))
-        >>> float(m.compute())
+        >>> float(mk.exact.to_host(m.compute()))
         3.0
     """
 
     fill: ClassVar[float] = float("inf")
-    pick: ClassVar[Callable[[jax.Array, jax.Array], jax.Array]] = staticmethod(jnp.minimum)
+    larger: ClassVar[bool] = False
 
-    value: jax.Array = state("min", empty=float("inf"))  # shape=sample, float32
-    samples: jax.Array = state("sum")  # shape=sample, steps with count != 0
+    value: jax.Array = state("xmin", empty=float("inf"))  # shape=(*sample, 2), float32 pair
+    samples: jax.Array = state("sum")  # shape=sample, int32, steps with count != 0
 
 
 @register_metric("std")
@@ -213,8 +238,9 @@ class MinMetric(_Extremum):
 class StdMetric(Metric):
     """Population standard deviation of the per-step samples ``value / count``.
 
-    Welford's update per step and Chan's parallel formula in :meth:`aggregate`, so neither
-    accumulating nor merging subtracts two large sums. Reported as ``key_std``.
+    Welford's update per step and Chan's parallel formula in :meth:`aggregate`, both in
+    double-float arithmetic, so neither accumulating nor merging loses the spread to the
+    mean's rounding. Reported as ``key_std``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -223,49 +249,82 @@ class StdMetric(Metric):
         >>> m = mk.StdMetric.empty(spec, jax.ShapeDtypeStruct((), jnp.int32))
         >>> for x in (1.0, 3.0, 5.0, 7.0):
         ...     m = m.update(jnp.float32(x), jnp.int32(1))
-        >>> round(float(m.compute()) ** 2, 4)
+        >>> round(float(mk.exact.to_host(m.compute())) ** 2, 12)
         5.0
     """
 
-    samples: jax.Array = state("merge")  # shape=sample, steps with count != 0
-    mean: jax.Array = state("merge")  # shape=sample, float32, running mean of samples
-    m2: jax.Array = state("merge")  # shape=sample, float32, sum of squared deviations
+    accepts_pairs: ClassVar[bool] = True
+
+    samples: jax.Array = state("merge")  # shape=(*sample, 2), int32 carried: steps with samples
+    mean: jax.Array = state("merge")  # shape=(*sample, 2), float32 double-float running mean
+    m2: jax.Array = state("merge")  # shape=(*sample, 2), float32 double-float sum of squares
 
     @classmethod
     def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
         shape = _sample_shape(value, count)
         return cls(
-            _zeros(shape, count_dtype(count.dtype)),
-            _zeros(shape, float_dtype()),
-            _zeros(shape, float_dtype()),
+            exact.acc_zeros(shape, count_dtype(jnp.dtype(jnp.int32))),
+            _pair_zeros(shape),
+            _pair_zeros(shape),
         )
 
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
-        sample, has = _samples(value, count, self.mean.shape)
-        sample = sample.astype(self.mean.dtype)
-        samples = self.samples + has.astype(self.samples.dtype)
-        delta = sample - self.mean
-        mean = self.mean + jnp.where(has, divide(delta, samples), 0)
-        m2 = self.m2 + jnp.where(has, delta * (sample - mean), 0)
-        return attrs.evolve(self, samples=samples, mean=mean, m2=m2)
-
-    def aggregate(self, other: Self) -> Self:
-        samples = self.samples + other.samples
-        n_self = self.samples.astype(self.mean.dtype)
-        weight = divide(other.samples, samples).astype(self.mean.dtype)
-        delta = other.mean - self.mean
+    def update(self, value: Any, count: jax.Array) -> Self:
+        x, has = _samples(value, count, self.mean.shape[:-1])
+        samples = exact.acc_add(self.samples, has)
+        mean = exact.acc_value(self.mean)
+        delta = exact.sub(x, mean)
+        new_mean = exact.add(mean, divide(delta, exact.acc_value(samples)))
+        m2 = exact.add(exact.acc_value(self.m2), exact.mul(delta, exact.sub(x, new_mean)))
         return attrs.evolve(
             self,
             samples=samples,
-            mean=self.mean + delta * weight,
-            m2=self.m2 + other.m2 + delta * delta * n_self * weight,
+            mean=_select(has, exact.pack(new_mean), self.mean),
+            m2=_select(has, exact.pack(m2), self.m2),
         )
 
-    def compute(self) -> jax.Array:
-        return jnp.sqrt(jnp.maximum(divide(self.m2, self.samples), 0))
+    def aggregate(self, other: Self) -> Self:
+        samples = exact.acc_combine(jnp, self.samples, other.samples)
+        weight = divide(exact.acc_value(other.samples), exact.acc_value(samples))
+        mean_a, mean_b = exact.acc_value(self.mean), exact.acc_value(other.mean)
+        delta = exact.sub(mean_b, mean_a)
+        spread = exact.mul(
+            exact.mul(delta, delta), exact.mul(exact.acc_value(self.samples), weight)
+        )
+        m2 = exact.add(exact.add(exact.acc_value(self.m2), exact.acc_value(other.m2)), spread)
+        return attrs.evolve(
+            self,
+            samples=samples,
+            mean=exact.pack(exact.add(mean_a, exact.mul(delta, weight))),
+            m2=exact.pack(m2),
+        )
+
+    def compute(self) -> Pair:
+        variance = divide(exact.acc_value(self.m2), exact.acc_value(self.samples))
+        variance = exact.where(
+            variance.hi > 0, variance, exact.as_pair(jnp.zeros_like(variance.hi))
+        )
+        return exact.sqrt(variance)
 
     def is_empty(self) -> jax.Array:
-        return jnp.all(self.samples == 0)
+        return jnp.all(exact.acc_is_zero(self.samples))
+
+
+def _noreduce_value(value: Any, field: jax.Array, paired: bool) -> jax.Array:
+    if paired:
+        p = exact.as_pair(value, field.dtype)
+        return exact.pack(Pair(jnp.atleast_1d(p.hi), jnp.atleast_1d(p.lo)))
+    return jnp.atleast_1d(jnp.asarray(value)).astype(field.dtype)
+
+
+def _noreduce_field(shape: _Shape, dtype: Any) -> tuple[jax.Array, bool]:
+    """An empty value field: float64 host values are kept as float32 pairs (x64 off)."""
+    if is_paired(dtype):
+        return exact.acc_zeros(shape or (1,), float_dtype()), True
+    return jnp.zeros(shape or (1,), dtype), False
+
+
+def _noreduce_result(field: jax.Array, paired: bool) -> Any:
+    return Pair(field[..., 0], field[..., 1]) if paired else field
 
 
 @register_metric("single_noreduce")
@@ -287,25 +346,26 @@ class NoReduceMetric(Metric):
     """
 
     append_batches: ClassVar[bool] = True
+    accepts_pairs: ClassVar[bool] = True
 
-    value: jax.Array = state("concat")  # shape=value.shape (at least 1-d), value dtype
+    value: jax.Array = state("concat")  # shape=value.shape (at least 1-d) [+ (2,) if paired]
     count: jax.Array = state("sum")  # shape=count.shape, int32 or float32
+    paired: bool = static(False)  # values are float32 (hi, lo) pairs of float64 host values
 
     @classmethod
     def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(
-            _zeros(value.shape or (1,), value.dtype), _zeros(count.shape, count_dtype(count.dtype))
-        )
+        field, paired = _noreduce_field(value.shape, value.dtype)
+        return cls(field, jnp.zeros(count.shape, count_dtype(count.dtype)), paired)
 
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
+    def update(self, value: Any, count: jax.Array) -> Self:
         return attrs.evolve(
             self,
-            value=jnp.atleast_1d(value).astype(self.value.dtype),
-            count=count.astype(self.count.dtype),
+            value=_noreduce_value(value, self.value, self.paired),
+            count=jnp.asarray(count).astype(self.count.dtype),
         )
 
-    def compute(self) -> jax.Array:
-        return self.value
+    def compute(self) -> Any:
+        return _noreduce_result(self.value, self.paired)
 
     def is_empty(self) -> jax.Array:
         return jnp.all(self.count == 0)
@@ -329,25 +389,85 @@ class NoReduceWCountMetric(Metric):
     """
 
     append_batches: ClassVar[bool] = True
+    accepts_pairs: ClassVar[bool] = True
 
-    value: jax.Array = state("concat")  # shape=value.shape (at least 1-d), value dtype
-    count: jax.Array = state("concat")  # shape=value.shape (at least 1-d), int32 or float32
+    value: jax.Array = state("concat")  # shape=sample (at least 1-d) [+ (2,) if paired]
+    count: jax.Array = state("concat")  # shape=sample (at least 1-d), int32 or float32
+    paired: bool = static(False)  # values are float32 (hi, lo) pairs of float64 host values
 
     @classmethod
     def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
         shape = _sample_shape(value, count) or (1,)
-        return cls(_zeros(shape, value.dtype), _zeros(shape, count_dtype(count.dtype)))
+        field, paired = _noreduce_field(shape, value.dtype)
+        return cls(field, jnp.zeros(shape, count_dtype(count.dtype)), paired)
 
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
-        shape = jnp.broadcast_shapes(jnp.shape(value), jnp.shape(count)) or (1,)
+    def update(self, value: Any, count: jax.Array) -> Self:
+        shape = self.count.shape
+        value = (
+            exact.broadcast(exact.as_pair(value), shape)
+            if self.paired
+            else jnp.broadcast_to(jnp.asarray(value), shape)
+        )
         return attrs.evolve(
             self,
-            value=jnp.broadcast_to(value, shape).astype(self.value.dtype),
-            count=jnp.broadcast_to(count, shape).astype(self.count.dtype),
+            value=_noreduce_value(value, self.value, self.paired),
+            count=jnp.broadcast_to(jnp.asarray(count), shape).astype(self.count.dtype),
         )
 
-    def compute(self) -> tuple[jax.Array, jax.Array]:
-        return self.value, self.count
+    def compute(self) -> tuple[Any, jax.Array]:
+        return _noreduce_result(self.value, self.paired), self.count
 
     def is_empty(self) -> jax.Array:
         return jnp.all(self.count == 0)
+
+
+def all_finite(value: Any) -> jax.Array:
+    """Whether every element of a step value (array or :class:`~metricskit.exact.Pair`) is finite.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from metricskit.builtin import all_finite
+        >>> bool(all_finite(jnp.array([1.0, jnp.inf]))), bool(all_finite(jnp.int32(3)))
+        (False, True)
+    """
+    x = jnp.asarray(value.hi if isinstance(value, Pair) else value)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.ones((), bool)
+    return jnp.all(jnp.isfinite(x))
+
+
+@register_metric("nonfinite")
+@attrs.frozen(eq=False)
+class NonFiniteMetric(Metric):
+    """The number of steps whose value or count was not finite: ``key_nonfinite``.
+
+    A store adds this mode to every key under ``nan_policy="skip"``, so that skipped steps are
+    counted and reported rather than lost silently. It is never empty (zero is an answer).
+
+    Examples:
+        >>> import metricskit as mk
+        >>> store = mk.MetricStore(default_log_modes=["mean"], nan_policy="skip")
+        >>> for loss in (1.0, float("nan"), 3.0, float("inf")):
+        ...     store = store.update({"loss": loss})
+        >>> store.compute()
+        {'loss_mean': 2.0, 'loss_nonfinite': 2}
+    """
+
+    accepts_pairs: ClassVar[bool] = True
+    skippable: ClassVar[bool] = False
+
+    count: jax.Array = state("sum")  # shape=(), int32: steps with a non-finite value or count
+
+    @classmethod
+    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
+        return cls(jnp.zeros((), count_dtype(jnp.dtype(jnp.int32))))
+
+    def update(self, value: Any, count: jax.Array) -> Self:
+        finite = all_finite(value) & all_finite(count)
+        return attrs.evolve(self, count=self.count + (~finite).astype(self.count.dtype))
+
+    def compute(self) -> jax.Array:
+        return self.count
+
+    def is_empty(self) -> jax.Array:
+        return jnp.zeros((), bool)

@@ -18,10 +18,20 @@ import numpy as np
 from metricskit.numerics import count_dtype, input_dtype, is_numeric_dtype
 from metricskit.registry import get_log_mode
 
-__all__ = ["DEFAULT_LOG_MODES", "Entry", "Spec", "normalize_log_modes", "parse_step_metrics"]
+__all__ = [
+    "DEFAULT_LOG_MODES",
+    "NAN_POLICIES",
+    "Entry",
+    "Spec",
+    "check_nan_policy",
+    "normalize_log_modes",
+    "parse_step_metrics",
+]
 
 DEFAULT_LOG_MODES: Final = ("mean_nopostfix",)
-_ITEM_KEYS: Final = frozenset({"value", "count", "log_modes"})
+NAN_POLICIES: Final = ("propagate", "skip")
+NONFINITE_MODE: Final = "nonfinite"
+_ITEM_KEYS: Final = frozenset({"value", "count", "log_modes", "nan_policy"})
 
 Spec = tuple[tuple[int, ...], str]
 """Shape and dtype name of one step's value or count."""
@@ -39,6 +49,7 @@ class Entry:
         modes: The log-mode names, validated.
         value_spec: ``(shape, canonical dtype name)`` of the value.
         count_spec: ``(shape, canonical dtype name)`` of the count.
+        skip: Whether a non-finite step of this key is skipped (``nan_policy="skip"``).
     """
 
     key: str
@@ -47,6 +58,7 @@ class Entry:
     modes: tuple[str, ...]
     value_spec: Spec
     count_spec: Spec
+    skip: bool = False
 
     @property
     def on_host(self) -> bool:
@@ -89,6 +101,32 @@ def normalize_log_modes(modes: Any, where: str) -> tuple[str, ...]:
     return out
 
 
+def check_nan_policy(policy: Any, where: str) -> str:
+    """Validate a NaN/inf policy name.
+
+    Args:
+        policy: ``"propagate"`` or ``"skip"``.
+        where: What the policy belongs to, for the error message.
+
+    Returns:
+        The policy.
+
+    Raises:
+        ValueError: For any other value.
+
+    Examples:
+        >>> from metricskit.inputs import check_nan_policy
+        >>> check_nan_policy("skip", "the store")
+        'skip'
+    """
+    if policy not in NAN_POLICIES:
+        raise ValueError(
+            f"nan_policy for {where} is {policy!r}; use 'propagate' (non-finite values flow "
+            "into the metrics) or 'skip' (non-finite steps are dropped and counted)"
+        )
+    return str(policy)
+
+
 def _as_array(x: Any, key: str, what: str, counts: bool) -> tuple[Any, Spec]:
     """Canonicalize one value or count; host inputs are converted here, on the host."""
     canon = count_dtype if counts else input_dtype
@@ -117,13 +155,18 @@ def _as_array(x: Any, key: str, what: str, counts: bool) -> tuple[Any, Spec]:
 
 
 def parse_step_metrics(
-    step_metrics: Mapping[str, Any], default_log_modes: Sequence[str] | None
+    step_metrics: Mapping[str, Any],
+    default_log_modes: Sequence[str] | None,
+    nan_policy: str = "propagate",
 ) -> list[Entry]:
     """Normalize and validate one step's metrics.
 
     Args:
-        step_metrics: Key to value, or key to ``{"value", "count", "log_modes"}``.
+        step_metrics: Key to value, or key to ``{"value", "count", "log_modes",
+            "nan_policy"}``.
         default_log_modes: Modes for keys that give none (``None``: ``["mean_nopostfix"]``).
+        nan_policy: The policy for keys that give none. A key under ``"skip"`` also gets the
+            ``"nonfinite"`` mode, which counts its skipped steps.
 
     Returns:
         One :class:`Entry` per key, in the dict's order.
@@ -138,7 +181,7 @@ def parse_step_metrics(
         >>> from metricskit.inputs import parse_step_metrics
         >>> [entry] = parse_step_metrics({"loss": {"value": 2.5, "count": 4}}, None)
         >>> entry.modes, entry.value_spec, entry.count_spec
-        (('mean_nopostfix',), ((), 'float32'), ((), 'int32'))
+        (('mean_nopostfix',), ((), 'float64'), ((), 'int32'))
     """
     if not isinstance(step_metrics, Mapping):
         raise TypeError(
@@ -158,13 +201,18 @@ def parse_step_metrics(
             if "value" not in item or extra:
                 raise ValueError(
                     f"metric {key!r} is a dict with fields {sorted(map(str, item))}; it needs "
-                    "'value' and may have 'count' and 'log_modes', nothing else"
+                    "'value' and may have 'count', 'log_modes' and 'nan_policy', nothing else"
                 )
             value, count = item["value"], item.get("count", 1)
             modes = item.get("log_modes")
             modes = defaults if modes is None else normalize_log_modes(modes, f"key {key!r}")
+            policy = item.get("nan_policy")
+            policy = nan_policy if policy is None else check_nan_policy(policy, f"key {key!r}")
         else:
-            value, count, modes = item, 1, defaults
+            value, count, modes, policy = item, 1, defaults, nan_policy
+        skip = policy == "skip"
+        if skip and NONFINITE_MODE not in modes:
+            modes = (*modes, NONFINITE_MODE)
         value, vspec = _as_array(value, key, "value", counts=False)
         count, cspec = _as_array(count, key, "count", counts=True)
         try:
@@ -174,5 +222,5 @@ def parse_step_metrics(
                 f"metric {key!r}: count of shape {cspec[0]} does not broadcast against value "
                 f"of shape {vspec[0]}; give a scalar count or one count per value"
             ) from None
-        entries.append(Entry(key, value, count, modes, vspec, cspec))
+        entries.append(Entry(key, value, count, modes, vspec, cspec, skip))
     return entries

@@ -54,11 +54,13 @@ class Route:
         entries: Indices of the step's entries, one per updated key of the group.
         positions: The keys' positions in the group, or ``None`` when every key of the group
             is updated in order (no gather or scatter needed).
+        skip: Per updated key, whether a non-finite step is skipped; ``None`` if none is.
     """
 
     group: int
     entries: tuple[int, ...]
     positions: tuple[int, ...] | None
+    skip: tuple[bool, ...] | None = None
 
 
 @attrs.frozen(cache_hash=True)
@@ -139,7 +141,7 @@ class Layout:
                 reported under one name.
             TypeError: If a key's dtype cannot be cast safely to its state's dtype.
         """
-        sig = tuple((e.key, e.modes, e.value_spec, e.count_spec) for e in entries)
+        sig = tuple((e.key, e.modes, e.value_spec, e.count_spec, e.skip) for e in entries)
         plan = self.plans.get(sig)
         if plan is None:
             if len(self.plans) >= _MAX_PLANS:
@@ -147,14 +149,14 @@ class Layout:
             plan = self.plans[sig] = self._make_plan(sig)
         return plan
 
-    def _make_plan(self, sig: tuple[tuple[str, tuple[str, ...], Spec, Spec], ...]) -> Plan:
+    def _make_plan(self, sig: tuple[tuple[str, tuple[str, ...], Spec, Spec, bool], ...]) -> Plan:
         signatures = [g.signature for g in self.groups]
         members = [list(g.keys) for g in self.groups]
         where = {sig: i for i, sig in enumerate(signatures)}
         order = list(self.order)
         index = dict(self.index)
         routed: dict[int, list[tuple[int, int]]] = {}
-        for i, (key, modes, vspec, cspec) in enumerate(sig):
+        for i, (key, modes, vspec, cspec, _) in enumerate(sig):
             if key in self.specs:
                 old_v, old_c = self.specs[key]
                 _compatible(key, "value", old_v, vspec)
@@ -181,7 +183,15 @@ class Layout:
         for g, pairs in sorted(routed.items()):
             positions = tuple(p for p, _ in pairs)
             full = positions == tuple(range(len(after.groups[g].keys)))
-            routes.append(Route(g, tuple(i for _, i in pairs), None if full else positions))
+            skip = tuple(sig[i][4] for _, i in pairs)
+            routes.append(
+                Route(
+                    g,
+                    tuple(i for _, i in pairs),
+                    None if full else positions,
+                    skip if any(skip) else None,
+                )
+            )
         return Plan(self, after, tuple(routes))
 
 

@@ -34,6 +34,11 @@ class Metric(abc.ABC):
         append_batches: Whether :func:`metricskit.aggregate_metrics` appends this metric's
             state across evaluation batches (``True`` for the ``noreduce`` modes) instead of
             keeping the latest, already cumulative, state.
+        skippable: Whether a store's ``nan_policy="skip"`` masks this metric's update on a
+            non-finite step (``False`` only for metrics that count such steps).
+        accepts_pairs: Whether :meth:`update` accepts a :class:`metricskit.exact.Pair` value:
+            float64 host values travel as float32 ``(hi, lo)`` pairs when x64 is off. If
+            ``False`` (the default), ``update`` gets ``hi + lo`` rounded to float32.
 
     Examples:
         >>> import attrs, jax, jax.numpy as jnp
@@ -59,6 +64,8 @@ class Metric(abc.ABC):
     __slots__ = ()
 
     append_batches: ClassVar[bool] = False
+    accepts_pairs: ClassVar[bool] = False
+    skippable: ClassVar[bool] = True
 
     @classmethod
     @abc.abstractmethod

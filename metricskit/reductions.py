@@ -2,7 +2,9 @@
 
 A :class:`~metricskit.Metric` declares every array field with :func:`state`, naming how two
 partial values of that field combine (``"sum"``, ``"max"``, ``"min"``, ``"concat"``,
-``"last"``) or ``"merge"`` when only the metric's own ``aggregate`` knows how. The table maps
+``"last"``), the exact variants for accumulators of :mod:`metricskit.exact` (``"xsum"``,
+``"xmax"``, ``"xmin"``: a trailing axis of size 2 holding a double-float or a carried integer),
+or ``"merge"`` when only the metric's own ``aggregate`` knows how. The table maps
 each name to the same operation written once for JAX and NumPy arrays (the ``xp`` module),
 so device aggregation, host aggregation and the default ``Metric.aggregate`` share it.
 """
@@ -14,9 +16,11 @@ from typing import Any, Final, Literal
 
 import attrs
 
+from metricskit import exact
+
 __all__ = ["REDUCTIONS", "Reduction", "ReductionName", "state", "static"]
 
-ReductionName = Literal["sum", "max", "min", "concat", "last", "merge"]
+ReductionName = Literal["sum", "xsum", "max", "xmax", "min", "xmin", "concat", "last", "merge"]
 
 # Metadata keys on attrs fields.
 KIND: Final = "metricskit.kind"
@@ -47,6 +51,9 @@ REDUCTIONS: Final[dict[str, Reduction]] = {
     r.name: r
     for r in (
         Reduction("sum", lambda xp, a, b, axis: a + b),
+        Reduction("xsum", exact.acc_combine),
+        Reduction("xmax", exact.acc_max),
+        Reduction("xmin", exact.acc_min),
         Reduction("max", lambda xp, a, b, axis: xp.maximum(a, b)),
         Reduction("min", lambda xp, a, b, axis: xp.minimum(a, b)),
         Reduction("concat", _concat),
@@ -90,16 +97,18 @@ def state(reduce: ReductionName, empty: float = 0) -> Any:
 def static(default: Any = attrs.NOTHING) -> Any:
     """Declare a configuration field of a :class:`~metricskit.Metric` (hashable, not traced).
 
-    Args:
-        default: The default value, if any.
+        Args:
+            default: The default value, if any.
 
-    Returns:
-        An ``attrs`` field that is part of the pytree structure, not a leaf.
+        Returns:
+            An ``attrs`` field that is part of the pytree structure, not a leaf.
 
-    Examples:
-        >>> import attrs
-        >>> import metricskit as mk
-        >>> attrs.fields(attrs.make_class("C", {"p": mk.static(2.0)})).p.default
-        2.0
+        Examples:
+            >>> import attrs
+
+    from metricskit import exact
+            >>> import metricskit as mk
+            >>> attrs.fields(attrs.make_class("C", {"p": mk.static(2.0)})).p.default
+            2.0
     """
     return attrs.field(default=default, metadata={KIND: "static"})

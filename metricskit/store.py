@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
@@ -12,9 +13,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.inputs import Entry, Spec, normalize_log_modes, parse_step_metrics
+from metricskit import exact
+from metricskit.builtin import all_finite
+from metricskit.exact import Pair
+from metricskit.inputs import (
+    Entry,
+    Spec,
+    check_nan_policy,
+    normalize_log_modes,
+    parse_step_metrics,
+)
 from metricskit.layout import Group, Layout, Plan, empty_layout
 from metricskit.metric import Metric, combine_fields
+from metricskit.numerics import float_dtype, is_paired
 from metricskit.pytree import register_pytree
 from metricskit.registry import get_log_mode
 
@@ -72,10 +83,25 @@ def _grow(metrics: Sequence[Metric], plan: Plan) -> list[Metric]:
     return out
 
 
-def _stack(parts: Any, dtype: str) -> jax.Array:
+def _stack(parts: Any, dtype: str) -> Any:
+    """One group's step values (host-stacked, or a tuple of per-key parts) as one array.
+
+    Values of a paired dtype (float64 with x64 off) become a :class:`~metricskit.exact.Pair`.
+    """
+    if isinstance(parts, Pair):
+        return Pair(jnp.asarray(parts.hi), jnp.asarray(parts.lo))
+    if is_paired(dtype):
+        pairs = [p if isinstance(p, Pair) else exact.as_pair(p, float_dtype()) for p in parts]
+        return Pair(jnp.stack([p.hi for p in pairs]), jnp.stack([p.lo for p in pairs]))
     if isinstance(parts, tuple):
         return jnp.stack([jnp.asarray(p).astype(dtype) for p in parts])
     return jnp.asarray(parts).astype(dtype)
+
+
+def _host_parts(values: list[Any], dtype: str) -> Any:
+    """Stack host values on the host; float64 ones (x64 off) are split into a float32 pair."""
+    stacked = np.stack(values).astype(dtype)
+    return Pair(*exact.split_host(stacked)) if is_paired(dtype) else stacked
 
 
 def _apply_update(
@@ -85,15 +111,24 @@ def _apply_update(
     out = _grow(metrics, plan)
     for route, value, count in zip(plan.routes, values, counts, strict=True):
         group = plan.after.groups[route.group]
-        update = jax.vmap(get_log_mode(group.mode).cls.update)
+        cls = get_log_mode(group.mode).cls
+        update = jax.vmap(cls.update)
         value, count = _stack(value, group.value[1]), _stack(count, group.count[1])
+        if isinstance(value, Pair) and not cls.accepts_pairs:
+            value = value.hi + value.lo
         current = out[route.group]
-        if route.positions is None:
-            out[route.group] = update(current, value, count)
+        idx = None if route.positions is None else np.asarray(route.positions)
+        before = current if idx is None else jax.tree.map(lambda x, i=idx: x[i], current)
+        after = update(before, value, count)
+        if route.skip is not None and cls.skippable:
+            # nan_policy="skip": a key whose step is not finite keeps its state (no host sync)
+            finite = jax.vmap(all_finite)(value) & jax.vmap(all_finite)(count)
+            keep = ~finite & np.asarray(route.skip)
+            after = jax.tree.map(functools.partial(_keep_rows, keep), after, before)
+        if idx is None:
+            out[route.group] = after
         else:
-            idx = np.asarray(route.positions)
-            part = update(jax.tree.map(lambda x, i=idx: x[i], current), value, count)
-            out[route.group] = jax.tree.map(lambda x, y, i=idx: x.at[i].set(y), current, part)
+            out[route.group] = jax.tree.map(lambda x, y, i=idx: x.at[i].set(y), current, after)
     return tuple(out)
 
 
@@ -131,6 +166,11 @@ def _device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
 
 
 def _host_value(x: Any) -> Any:
+    """A computed result on the host: pairs become float64, size-1 arrays Python scalars."""
+    if isinstance(x, Pair):
+        x = exact.to_host(x)
+    elif isinstance(x, tuple):
+        return tuple(exact.to_host(p) if isinstance(p, Pair) else p for p in x)
     if isinstance(x, np.ndarray | np.generic) and np.size(x) == 1:
         return x.item()
     return x
@@ -146,6 +186,15 @@ def _canonical_modes(modes: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if modes is None else normalize_log_modes(modes, "default_log_modes")
 
 
+def _canonical_policy(policy: str) -> str:
+    return check_nan_policy(policy, "the store")
+
+
+def _keep_rows(keep: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    """Per leading row: ``old`` where ``keep``, else ``new``."""
+    return jnp.where(keep.reshape(-1, *([1] * (new.ndim - 1))), old, new)
+
+
 @attrs.frozen(eq=False, repr=False)
 class MetricStore:
     """Every metric of a loop, per key and log mode, as one immutable pytree.
@@ -158,6 +207,10 @@ class MetricStore:
     Args:
         default_log_modes: Log modes for keys whose step metrics name none;
             ``None`` means ``["mean_nopostfix"]``.
+        nan_policy: ``"propagate"`` (default: NaN and inf flow into the metrics, as in the
+            functional API) or ``"skip"``: a step whose value or count is not finite adds
+            nothing to that key, and the number of such steps is reported as
+            ``key_nonfinite``. A step dict may override it per key with ``"nan_policy"``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -178,6 +231,7 @@ class MetricStore:
     default_log_modes: tuple[str, ...] | None = attrs.field(
         default=None, converter=_canonical_modes
     )
+    nan_policy: str = attrs.field(default="propagate", converter=_canonical_policy)
     metrics: tuple[Metric, ...] = attrs.field(default=(), kw_only=True)
     layout: Layout = attrs.field(factory=empty_layout, kw_only=True)
 
@@ -193,12 +247,15 @@ class MetricStore:
 
     def _evolve(self, metrics: Sequence[Metric], layout: Layout | None = None) -> MetricStore:
         return MetricStore(
-            self.default_log_modes, metrics=tuple(metrics), layout=layout or self.layout
+            self.default_log_modes,
+            self.nan_policy,
+            metrics=tuple(metrics),
+            layout=layout or self.layout,
         )
 
     def _plan(self, step_metrics: Mapping[str, Any], modes: Any) -> tuple[Plan, list[Entry]]:
         defaults = self.default_log_modes if modes is _UNSET else modes
-        entries = parse_step_metrics(step_metrics, defaults)
+        entries = parse_step_metrics(step_metrics, defaults, self.nan_policy)
         return self.layout.plan(entries), entries
 
     # -- the kernels -----------------------------------------------------------------------
@@ -254,10 +311,18 @@ class MetricStore:
             group = plan.after.groups[route.group]
             chosen = [entries[i] for i in route.entries]
             if all(e.on_host for e in chosen):
-                values.append(np.stack([e.value for e in chosen]).astype(group.value[1]))
-                counts.append(np.stack([e.count for e in chosen]).astype(group.count[1]))
+                values.append(_host_parts([e.value for e in chosen], group.value[1]))
+                counts.append(_host_parts([e.count for e in chosen], group.count[1]))
             else:
-                values.append(tuple(e.value for e in chosen))
+                paired = is_paired(group.value[1])
+                values.append(
+                    tuple(
+                        Pair(*exact.split_host(e.value))
+                        if paired and isinstance(e.value, np.ndarray)
+                        else e.value
+                        for e in chosen
+                    )
+                )
                 counts.append(tuple(e.count for e in chosen))
         metrics = _update_jit(self.metrics, tuple(values), tuple(counts), plan=plan)
         return self._evolve(metrics, plan.after)
@@ -349,13 +414,17 @@ class MetricStore:
 
     @classmethod
     def from_unstacked(
-        cls, metrics: Mapping[str, KeyMetrics], default_log_modes: Sequence[str] | None = None
+        cls,
+        metrics: Mapping[str, KeyMetrics],
+        default_log_modes: Sequence[str] | None = None,
+        nan_policy: str = "propagate",
     ) -> MetricStore:
         """Stack per-key metrics (as :meth:`unstack` returns them) into a store.
 
         Args:
             metrics: ``{key: KeyMetrics({mode: metric})}``.
             default_log_modes: The new store's default log modes.
+            nan_policy: The new store's NaN/inf policy.
 
         Returns:
             The store.
@@ -391,7 +460,7 @@ class MetricStore:
             jax.tree.map(lambda *xs: (np if _on_host(xs) else jnp).stack(xs), *ms)
             for _, ms in groups.values()
         ]
-        return cls(default_log_modes, metrics=tuple(stacked), layout=layout)
+        return cls(default_log_modes, nan_policy, metrics=tuple(stacked), layout=layout)
 
 
 def _merge(
@@ -431,10 +500,10 @@ def _merge(
             y.value_spec,
             y.count_spec,
         )
-    return MetricStore.from_unstacked(out, a.default_log_modes)
+    return MetricStore.from_unstacked(out, a.default_log_modes, a.nan_policy)
 
 
-register_pytree(MetricStore, ["metrics"], ["default_log_modes", "layout"])
+register_pytree(MetricStore, ["metrics"], ["default_log_modes", "nan_policy", "layout"])
 
 
 def _flatten_key_metrics(km: KeyMetrics) -> tuple[tuple[Metric, ...], tuple[Any, ...]]:

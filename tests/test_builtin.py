@@ -114,7 +114,7 @@ def test_all_negative_max_starts_at_minus_infinity():
     assert store.compute() == {"x_max": -3.0, "x_min": -5.0}
     empty = store.reset()
     maxes = [m for m in empty.metrics if isinstance(m, mk.MaxMetric)]
-    assert float(maxes[0].value[0]) == -np.inf
+    assert float(maxes[0].value[0, 0]) == -np.inf
 
 
 @pytest.mark.parametrize("mode", ["max", "min", "std"])

@@ -39,7 +39,17 @@ class AllReductions(mk.Metric):
 def test_field_declarations():
     assert [f.name for f in state_fields(AllReductions)] == ["s", "hi", "lo", "cat", "last"]
     assert [f.name for f in static_fields(AllReductions)] == ["scale"]
-    assert set(REDUCTIONS) == {"sum", "max", "min", "concat", "last", "merge"}
+    assert set(REDUCTIONS) == {
+        "sum",
+        "xsum",
+        "max",
+        "xmax",
+        "min",
+        "xmin",
+        "concat",
+        "last",
+        "merge",
+    }
 
 
 @pytest.mark.parametrize("xp", [jnp, np], ids=["jax", "numpy"])
@@ -78,15 +88,13 @@ def test_merge_fields_need_an_aggregate_override():
 def test_different_metric_classes_never_share_a_tree_structure():
     # Regression: dataclass-registered nodes of different classes compared equal, which let
     # jit's cache run one class's compiled kernel on another's state now and then.
-    zeros = (jnp.zeros(1), jnp.zeros(1, jnp.int32))
-    structures = [
-        jax.tree.structure(cls(*zeros))
-        for cls in (mk.MeanMetric, mk.SingleMetric, mk.MaxMetric, mk.MinMetric)
-    ]
+    zeros = (jnp.zeros(2), jnp.zeros(2, jnp.int32))
+    classes = (mk.MeanMetric, mk.SingleMetric, mk.MaxMetric, mk.MinMetric)
+    structures = [jax.tree.structure(cls(*zeros)) for cls in classes]
     for i, a in enumerate(structures):
         for j, b in enumerate(structures):
             assert (a == b) == (i == j)
-    compute = jax.jit(lambda m: m.compute())
-    mean = mk.MeanMetric(jnp.array([6.0]), jnp.array([3]))
-    peak = mk.MaxMetric(jnp.array([6.0]), jnp.array([3]))
-    assert float(compute(mean)[0]) == 2.0 and float(compute(peak)[0]) == 6.0
+    compute = jax.jit(lambda m: m.compute().hi)
+    mean = mk.MeanMetric(jnp.array([6.0, 0.0]), jnp.array([3, 0]))
+    peak = mk.MaxMetric(jnp.array([6.0, 0.0]), jnp.array(3))
+    assert float(compute(mean)) == 2.0 and float(compute(peak)) == 6.0

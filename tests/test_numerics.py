@@ -15,7 +15,7 @@ from metricskit.numerics import count_dtype, divide, float_dtype, input_dtype, i
 @pytest.mark.parametrize(
     ("dtype", "value", "count"),
     [
-        (np.float64, FLOAT, FLOAT),
+        (np.float64, "float64", FLOAT),
         (np.float32, "float32", "float32"),
         (np.float16, "float32", "float32"),
         (ml_dtypes.bfloat16, "float32", "float32"),
