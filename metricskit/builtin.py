@@ -12,7 +12,7 @@ than float32 are returned as :class:`~metricskit.exact.Pair` and reported as flo
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import attrs
 import jax
@@ -120,6 +120,7 @@ class SingleMetric(Metric):
     """
 
     accepts_pairs: ClassVar[bool] = True
+    partial: ClassVar[Literal["stream", "sum", "concat"]] = "sum"
 
     value: jax.Array = state("xsum")  # shape=(*value.shape, 2), float32 double-float
     count: jax.Array = state("xsum")  # shape=(*count.shape, 2), int32 carried (float: pair)
@@ -347,6 +348,7 @@ class NoReduceMetric(Metric):
 
     append_batches: ClassVar[bool] = True
     accepts_pairs: ClassVar[bool] = True
+    partial: ClassVar[Literal["stream", "sum", "concat"]] = "concat"
 
     value: jax.Array = state("concat")  # shape=value.shape (at least 1-d) [+ (2,) if paired]
     count: jax.Array = state("sum")  # shape=count.shape, int32 or float32
@@ -390,6 +392,7 @@ class NoReduceWCountMetric(Metric):
 
     append_batches: ClassVar[bool] = True
     accepts_pairs: ClassVar[bool] = True
+    partial: ClassVar[Literal["stream", "sum", "concat"]] = "concat"
 
     value: jax.Array = state("concat")  # shape=sample (at least 1-d) [+ (2,) if paired]
     count: jax.Array = state("concat")  # shape=sample (at least 1-d), int32 or float32

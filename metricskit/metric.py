@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast
 
 import attrs
 import jax
@@ -34,6 +34,10 @@ class Metric(abc.ABC):
         append_batches: Whether :func:`metricskit.aggregate_metrics` appends this metric's
             state across evaluation batches (``True`` for the ``noreduce`` modes) instead of
             keeping the latest, already cumulative, state.
+        partial: What two states that :meth:`aggregate` combines are parts of: ``"stream"``
+            (disjoint runs of steps: the default), ``"sum"`` (additive parts of the same steps,
+            as ``single``: values and counts add) or ``"concat"`` (disjoint slices, along
+            axis 0, of the same steps' samples, as the ``noreduce`` modes).
         skippable: Whether a store's ``nan_policy="skip"`` masks this metric's update on a
             non-finite step (``False`` only for metrics that count such steps).
         accepts_pairs: Whether :meth:`update` accepts a :class:`metricskit.exact.Pair` value:
@@ -66,6 +70,7 @@ class Metric(abc.ABC):
     append_batches: ClassVar[bool] = False
     accepts_pairs: ClassVar[bool] = False
     skippable: ClassVar[bool] = True
+    partial: ClassVar[Literal["stream", "sum", "concat"]] = "stream"
 
     @classmethod
     @abc.abstractmethod

@@ -9,71 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import BUILTIN_MODES
-from typing_extensions import Self
+from helpers import BUILTIN_MODES, PowerMean
 
 import metricskit as mk
 from metricskit.functional import _update_single_metric, get_metrics, update_metrics
-
-
-@mk.register_metric("cubic_mean")
-@attrs.frozen(eq=False)
-class PowerMean(mk.Metric):
-    """The p-th power mean (sum(count * x**p) / sum(count)) ** (1/p) of per-step x = value/count."""
-
-    powers: jax.Array = mk.state("sum")
-    weight: jax.Array = mk.state("sum")
-    p: float = mk.static(3.0)
-
-    @classmethod
-    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(jnp.zeros(value.shape, jnp.float32), jnp.zeros(count.shape, jnp.float32))
-
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
-        x = mk.divide(value, count)
-        return attrs.evolve(
-            self,
-            powers=self.powers + (count * x**self.p).astype(self.powers.dtype),
-            weight=self.weight + count.astype(self.weight.dtype),
-        )
-
-    def compute(self) -> jax.Array:
-        return jnp.cbrt(mk.divide(self.powers, self.weight))
-
-    def is_empty(self) -> jax.Array:
-        return jnp.all(self.weight == 0)
-
-
-@mk.register_metric("last_nonzero")
-@attrs.frozen(eq=False)
-class LastNonzero(mk.Metric):
-    """The last step value that was not zero (an aggregation keeps the later part's)."""
-
-    value: jax.Array = mk.state("last")
-    seen: jax.Array = mk.state("max")
-
-    @classmethod
-    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(jnp.zeros(value.shape, jnp.float32), jnp.zeros(value.shape, bool))
-
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
-        nonzero = value != 0
-        return attrs.evolve(
-            self,
-            value=jnp.where(nonzero, value.astype(jnp.float32), self.value),
-            seen=self.seen | nonzero,
-        )
-
-    def aggregate(self, other: Self) -> Self:
-        return attrs.evolve(
-            self, value=jnp.where(other.seen, other.value, self.value), seen=self.seen | other.seen
-        )
-
-    def compute(self) -> jax.Array:
-        return self.value
-
-    def is_empty(self) -> jax.Array:
-        return ~jnp.any(self.seen)
 
 
 def _power_mean(values, counts, p=3.0):

@@ -1,0 +1,247 @@
+"""A conformance suite for metrics: run it on your own :class:`~metricskit.Metric` subclass.
+
+Every built-in metric passes :func:`check_metric`; a registered user metric should too. The
+checks use a store with one key, so they exercise the metric as users do (stacked, vmapped,
+jitted), and compare results with NumPy's ``assert_allclose``.
+
+Examples:
+    >>> from metricskit.testing import check_metric
+    >>> check_metric("mean", reference=lambda values, counts: values.sum(0) / counts.sum())
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metricskit.registry import get_log_mode
+from metricskit.store import MetricStore
+
+__all__ = [
+    "assert_results_close",
+    "check_associative",
+    "check_invariants",
+    "check_jit_matches_eager",
+    "check_metric",
+    "check_split",
+    "make_stream",
+]
+
+KEY = "x"
+
+
+def _leaves(tree: Any) -> Any:
+    return jax.tree.leaves(tree)
+
+
+def _signature(tree: Any) -> tuple[Any, list[tuple[Any, ...]]]:
+    sig = [(np.shape(x), np.asarray(x).dtype, getattr(x, "weak_type", False)) for x in _leaves(tree)]
+    return jax.tree.structure(tree), sig
+
+
+def assert_results_close(
+    got: Mapping[str, Any], want: Mapping[str, Any], rtol: float = 1e-5, atol: float = 1e-6
+) -> None:
+    """Assert two ``compute()`` results have the same names and close values (NaN == NaN).
+
+    Args:
+        got: The result under test.
+        want: The expected result.
+        rtol: Relative tolerance.
+        atol: Absolute tolerance.
+
+    Raises:
+        AssertionError: On a difference.
+    """
+    assert got.keys() == want.keys(), (sorted(got), sorted(want))
+    for name in want:
+        g = got[name] if isinstance(got[name], tuple) else (got[name],)
+        w = want[name] if isinstance(want[name], tuple) else (want[name],)
+        assert len(g) == len(w), name
+        for a, b in zip(g, w, strict=True):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True, err_msg=name)
+
+
+def make_stream(
+    mode: str, shape: tuple[int, ...] = (4,), steps: int = 8, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random float32 step values and integer counts for ``mode``.
+
+    Counts are per sample (the value's shape) for metrics whose partial states are slices of
+    samples (``partial == "concat"``), one per step otherwise.
+
+    Returns:
+        ``(values, counts)`` with a leading step axis.
+    """
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 3.0, size=(steps, *shape)).astype(np.float32)
+    per_sample = get_log_mode(mode).cls.partial == "concat"
+    counts = rng.integers(1, 5, size=(steps, *shape) if per_sample else (steps,))
+    return values, counts.astype(np.int32)
+
+
+def _item(mode: str, value: Any, count: Any) -> dict[str, Any]:
+    return {KEY: {"value": value, "count": count, "log_modes": [mode]}}
+
+
+def _feed(mode: str, values: Any, counts: Any, store: MetricStore | None = None) -> MetricStore:
+    store = MetricStore() if store is None else store
+    for value, count in zip(values, counts, strict=True):
+        store = store.update(_item(mode, value, count))
+    return store
+
+
+def check_invariants(mode: str, shape: tuple[int, ...] = (4,)) -> None:
+    """Leaf structure, shapes and dtypes (weak types too) never change, and a step compiles once.
+
+    Checked through ``init``, ``update``, ``aggregate`` (unless the metric concatenates) and
+    ``reset``, for Python float (0-d only), NumPy float32, JAX bfloat16 and float32 values.
+
+    Raises:
+        AssertionError: On a change, or a recompilation.
+    """
+    cls = get_log_mode(mode).cls
+    kinds: list[Callable[[np.ndarray], Any]] = [
+        lambda x: x.astype(np.float32),
+        lambda x: jnp.asarray(x, jnp.bfloat16),
+        lambda x: jnp.asarray(x, jnp.float32),
+    ]
+    if shape == ():
+        kinds.insert(0, float)
+    x = np.full(shape, 1.5)
+    for kind in kinds:
+        store = MetricStore().init(_item(mode, kind(x), 1))
+        expected = _signature(store)
+        updated = store.update(_item(mode, kind(x), 2))
+        results = [updated, updated.reset(), store.reset()]
+        if cls.partial != "concat":
+            results.append(updated.aggregate(updated))
+        for result in results:
+            assert _signature(result) == expected, (mode, kind, _signature(result), expected)
+
+        @jax.jit
+        def step(store: MetricStore, value: Any) -> MetricStore:
+            return store.update(_item(mode, value, 2))
+
+        for _ in range(3):
+            store = step(store, kind(x))
+        store = step(store.reset(), kind(x))
+        assert step._cache_size() == 1, (mode, kind, "recompiled")
+
+
+def check_jit_matches_eager(
+    mode: str, values: Any, counts: Any, rtol: float = 1e-5, atol: float = 1e-6
+) -> None:
+    """The same stream gives the same result eagerly and inside a jitted step."""
+    eager = _feed(mode, values, counts)
+
+    @jax.jit
+    def step(store: MetricStore, value: Any, count: Any) -> MetricStore:
+        return store.update(_item(mode, value, count))
+
+    store = MetricStore().init(_item(mode, values[0], counts[0]))
+    for value, count in zip(values, counts, strict=True):
+        store = step(store, jnp.asarray(value), jnp.asarray(count))
+    assert_results_close(store.compute(), eager.compute(), rtol, atol)
+
+
+def _parts(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> list[MetricStore]:
+    """Partial stores whose aggregate holds the whole stream, as ``Metric.partial`` says."""
+    kind = get_log_mode(mode).cls.partial
+    n = len(cuts) + 1
+    if kind == "stream":
+        bounds = [0, *cuts, len(values)]
+        return [_feed(mode, values[a:b], counts[a:b]) for a, b in zip(bounds, bounds[1:])]
+    if kind == "sum":  # additive parts of each step: values split by weights, counts by ints
+        weights = np.linspace(1.0, 2.0, n) / np.linspace(1.0, 2.0, n).sum()
+        value_parts = [values * w for w in weights[:-1]]
+        value_parts.append(values - sum(value_parts))
+        count_parts = [counts // n] * (n - 1) + [counts - (n - 1) * (counts // n)]
+        return [_feed(mode, v, c) for v, c in zip(value_parts, count_parts, strict=True)]
+    size = np.shape(values)[1] // n  # "concat": equal slices of each step's samples
+    return [
+        _feed(mode, values[:, i * size : (i + 1) * size], counts[:, i * size : (i + 1) * size])
+        for i in range(n)
+    ]
+
+
+def _whole(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> MetricStore:
+    if get_log_mode(mode).cls.partial == "concat":
+        size = np.shape(values)[1] // (len(cuts) + 1) * (len(cuts) + 1)
+        return _feed(mode, values[:, :size], counts[:, :size])
+    return _feed(mode, values, counts)
+
+
+def check_split(
+    mode: str,
+    values: Any,
+    counts: Any,
+    cuts: Sequence[int],
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> None:
+    """Accumulating parts and combining them with ``aggregate`` equals the whole stream.
+
+    Args:
+        mode: A registered log mode.
+        values: Step values with a leading step axis.
+        counts: Step counts with a leading step axis.
+        cuts: For ``partial == "stream"`` metrics, sorted step indices in ``(0, steps)``
+            where the stream is cut; for the others, ``len(cuts) + 1`` is the number of parts.
+    """
+    parts = _parts(mode, values, counts, cuts)
+    combined = functools.reduce(MetricStore.aggregate, parts)
+    assert_results_close(combined.compute(), _whole(mode, values, counts, cuts).compute(), rtol, atol)
+
+
+def check_associative(
+    mode: str, values: Any, counts: Any, cuts: Sequence[int], rtol: float = 1e-5, atol: float = 1e-6
+) -> None:
+    """``(a + b) + c == a + (b + c)`` for three partial states (``len(cuts) == 2``)."""
+    a, b, c = _parts(mode, values, counts, cuts)
+    assert_results_close(
+        a.aggregate(b).aggregate(c).compute(), a.aggregate(b.aggregate(c)).compute(), rtol, atol
+    )
+
+
+def check_metric(
+    mode: str,
+    *,
+    shape: tuple[int, ...] = (4,),
+    steps: int = 8,
+    seed: int = 0,
+    reference: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+) -> None:
+    """Run the whole conformance suite on the registered log mode ``mode``.
+
+    Args:
+        mode: A registered log mode.
+        shape: The shape of one step's value.
+        steps: The length of the random stream.
+        seed: The stream's random seed.
+        reference: Optional ``reference(values, counts)`` giving the expected reported value
+            (NumPy, float64) for the whole stream.
+        rtol: Relative tolerance of comparisons.
+        atol: Absolute tolerance of comparisons.
+
+    Raises:
+        AssertionError: When a check fails.
+    """
+    values, counts = make_stream(mode, shape, steps, seed)
+    check_invariants(mode, shape)
+    check_jit_matches_eager(mode, values, counts, rtol, atol)
+    cuts = [steps // 3, 2 * steps // 3] if get_log_mode(mode).cls.partial == "stream" else [0, 0]
+    check_split(mode, values, counts, cuts[:1], rtol, atol)
+    check_associative(mode, values, counts, cuts, rtol, atol)
+    if reference is not None:
+        name = KEY + get_log_mode(mode).postfix
+        got = _feed(mode, values, counts).compute()[name]
+        want = reference(values.astype(np.float64), counts)
+        assert_results_close({name: got}, {name: want}, rtol, atol)

@@ -1,0 +1,85 @@
+"""Every registered metric (built-in and test-defined) through the public conformance suite."""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+from helpers import LastNonzero, PowerMean, reference
+from hypothesis import given
+
+import metricskit as mk
+from metricskit.testing import (
+    check_associative,
+    check_invariants,
+    check_metric,
+    check_split,
+    make_stream,
+)
+
+REFERENCE_MODES = ["mean", "mean_nopostfix", "single", "max", "min", "std"]
+
+
+def _modes() -> list[str]:
+    assert {"cubic_mean", "last_nonzero"} <= set(mk.registered_modes()), (PowerMean, LastNonzero)
+    return list(mk.registered_modes())
+
+
+def _shapes(mode: str) -> list[tuple[int, ...]]:
+    return [(6,)] if mk.get_log_mode(mode).cls.partial == "concat" else [(), (3,)]
+
+
+@pytest.mark.parametrize("mode", _modes())
+def test_every_registered_metric_conforms(mode):
+    for shape in _shapes(mode):
+        ref = None
+        if mode in REFERENCE_MODES:
+            ref = lambda v, c, m=mode: reference(m, list(v), list(c))  # noqa: E731
+        check_metric(mode, shape=shape, reference=ref)
+
+
+def _invariant_cases() -> list[tuple[str, tuple[int, ...]]]:
+    concat = {m for m in _modes() if mk.get_log_mode(m).cls.partial == "concat"}
+    return [(m, s) for m in _modes() for s in ([(2,)] if m in concat else [(), (2,)])]
+
+
+@pytest.mark.parametrize(("mode", "shape"), _invariant_cases())
+def test_shapes_and_dtypes_never_change_and_steps_compile_once(mode, shape):
+    # Python float (0-d), NumPy float32, JAX bfloat16 and float32 inputs, checked inside
+    check_invariants(mode, shape)
+
+
+@st.composite
+def streams(draw):
+    mode = draw(st.sampled_from(_modes()))
+    steps = draw(st.integers(3, 12))
+    seed = draw(st.integers(0, 2**16))
+    if mk.get_log_mode(mode).cls.partial == "stream":
+        cuts = sorted(draw(st.sets(st.integers(1, steps - 1), min_size=2, max_size=2)))
+    else:
+        cuts = [0, 0]
+    shape = (
+        draw(st.sampled_from([(), (3,)])) if mk.get_log_mode(mode).cls.partial != "concat" else (6,)
+    )
+    return mode, steps, seed, cuts, shape
+
+
+@given(streams())
+def test_any_split_of_a_stream_aggregates_to_the_whole(case):
+    mode, steps, seed, cuts, shape = case
+    values, counts = make_stream(mode, shape, steps, seed)
+    check_split(mode, values, counts, cuts[:1], rtol=1e-5, atol=1e-5)
+    check_split(mode, values, counts, cuts, rtol=1e-5, atol=1e-5)
+
+
+@given(streams())
+def test_aggregate_is_associative(case):
+    mode, steps, seed, cuts, shape = case
+    values, counts = make_stream(mode, shape, steps, seed)
+    check_associative(mode, values, counts, cuts, rtol=1e-6, atol=1e-6)
+
+
+def test_a_broken_metric_fails_the_suite():
+    with pytest.raises(AssertionError):
+        check_metric("mean", reference=lambda v, c: v.sum(0) / c.sum() + 1e-3)
+    assert np.isfinite(make_stream("mean")[0]).all()
