@@ -12,8 +12,9 @@ Examples:
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +41,9 @@ def _leaves(tree: Any) -> Any:
 
 
 def _signature(tree: Any) -> tuple[Any, list[tuple[Any, ...]]]:
-    sig = [(np.shape(x), np.asarray(x).dtype, getattr(x, "weak_type", False)) for x in _leaves(tree)]
+    sig = [
+        (np.shape(x), np.asarray(x).dtype, getattr(x, "weak_type", False)) for x in _leaves(tree)
+    ]
     return jax.tree.structure(tree), sig
 
 
@@ -131,7 +134,7 @@ def check_invariants(mode: str, shape: tuple[int, ...] = (4,)) -> None:
         for _ in range(3):
             store = step(store, kind(x))
         store = step(store.reset(), kind(x))
-        assert step._cache_size() == 1, (mode, kind, "recompiled")
+        assert cast(Any, step)._cache_size() == 1, (mode, kind, "recompiled")
 
 
 def check_jit_matches_eager(
@@ -156,7 +159,7 @@ def _parts(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> list[Met
     n = len(cuts) + 1
     if kind == "stream":
         bounds = [0, *cuts, len(values)]
-        return [_feed(mode, values[a:b], counts[a:b]) for a, b in zip(bounds, bounds[1:])]
+        return [_feed(mode, values[a:b], counts[a:b]) for a, b in itertools.pairwise(bounds)]
     if kind == "sum":  # additive parts of each step: values split by weights, counts by ints
         weights = np.linspace(1.0, 2.0, n) / np.linspace(1.0, 2.0, n).sum()
         value_parts = [values * w for w in weights[:-1]]
@@ -196,7 +199,9 @@ def check_split(
     """
     parts = _parts(mode, values, counts, cuts)
     combined = functools.reduce(MetricStore.aggregate, parts)
-    assert_results_close(combined.compute(), _whole(mode, values, counts, cuts).compute(), rtol, atol)
+    assert_results_close(
+        combined.compute(), _whole(mode, values, counts, cuts).compute(), rtol, atol
+    )
 
 
 def check_associative(

@@ -16,9 +16,9 @@ from metricskit.numerics import count_dtype, divide, float_dtype, input_dtype, i
     ("dtype", "value", "count"),
     [
         (np.float64, "float64", FLOAT),
-        (np.float32, "float32", "float32"),
-        (np.float16, "float32", "float32"),
-        (ml_dtypes.bfloat16, "float32", "float32"),
+        (np.float32, "float32", FLOAT),
+        (np.float16, "float32", FLOAT),
+        (ml_dtypes.bfloat16, "float32", FLOAT),
         (np.int64, INT, INT),
         (np.int8, INT, INT),
         (np.uint16, INT, INT),
