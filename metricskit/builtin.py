@@ -46,9 +46,16 @@ def _sample_shape(value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> _
 
 
 def _samples(value: Any, count: jax.Array, shape: _Shape) -> tuple[Pair, jax.Array]:
-    """Per-step samples ``value / count`` (double-float) and where a sample exists."""
-    sample = divide(exact.as_pair(value, float_dtype()), exact.int_pair(count, float_dtype()))
+    """Per-step samples ``value / count`` and where a sample exists.
+
+    Paired values (float64 host values, x64 off) are divided in double-float; plain float32
+    values in float32, which is correctly rounded and costs what a naive metric costs.
+    """
     has = jnp.broadcast_to(jnp.asarray(count) != 0, shape)
+    if isinstance(value, Pair):
+        sample = divide(value, exact.int_pair(count, float_dtype()))
+    else:
+        sample = exact.as_pair(divide(value, count))
     return exact.broadcast(sample, shape), has
 
 
@@ -272,10 +279,15 @@ class StdMetric(Metric):
     def update(self, value: Any, count: jax.Array) -> Self:
         x, has = _samples(value, count, self.mean.shape[:-1])
         samples = exact.acc_add(self.samples, has)
-        mean = exact.acc_value(self.mean)
-        delta = exact.sub(x, mean)
-        new_mean = exact.add(mean, divide(delta, exact.acc_value(samples)))
-        m2 = exact.add(exact.acc_value(self.m2), exact.mul(delta, exact.sub(x, new_mean)))
+        mean, m2 = exact.acc_value(self.mean), exact.acc_value(self.m2)
+        if isinstance(value, Pair):  # float64 host values: Welford in double-float
+            delta = exact.sub(x, mean)
+            new_mean = exact.add(mean, divide(delta, exact.acc_value(samples)))
+            m2 = exact.add(m2, exact.mul(delta, exact.sub(x, new_mean)))
+        else:  # float32 samples: double-float running mean and m2, float32 increments
+            step = (x.hi - mean.hi) - mean.lo
+            new_mean = exact.add_float(mean, divide(step, exact.acc_float(samples)))
+            m2 = exact.add_float(m2, step * ((x.hi - new_mean.hi) - new_mean.lo))
         return attrs.evolve(
             self,
             samples=samples,

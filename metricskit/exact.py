@@ -31,6 +31,7 @@ __all__ = [
     "Pair",
     "acc_add",
     "acc_combine",
+    "acc_float",
     "acc_is_zero",
     "acc_max",
     "acc_min",
@@ -38,6 +39,7 @@ __all__ = [
     "acc_value",
     "acc_zeros",
     "add",
+    "add_float",
     "as_pair",
     "broadcast",
     "div",
@@ -130,6 +132,12 @@ def add(a: Pair, b: Pair) -> Pair:
     t, f = _two_sum(a.lo, b.lo)
     s, e = _quick_two_sum(s, e + t)
     return _normal(s, e + f)
+
+
+def add_float(a: Pair, x: Any) -> Pair:
+    """``a + x`` for a plain float ``x`` (cheaper than :func:`add`)."""
+    s, e = _two_sum(a.hi, x)
+    return _normal(s, e + a.lo)
 
 
 def neg(a: Pair) -> Pair:
@@ -279,6 +287,16 @@ def acc_value(acc: jax.Array) -> Pair:
     middle = as_pair((lo >> 15) << 15, dtype)  # at most 15 significant bits: exact
     low = as_pair(lo & 0x7FFF, dtype)
     return add(add(upper, middle), low)
+
+
+def acc_float(acc: jax.Array) -> jax.Array:
+    """An accumulator's total rounded to its float dtype (or float32 for integers): cheap."""
+    if not _is_int(acc):
+        return acc[..., 0] + acc[..., 1]
+    from metricskit.numerics import float_dtype
+
+    dtype = float_dtype()
+    return acc[..., 1].astype(dtype) * (1 << _BITS) + acc[..., 0].astype(dtype)
 
 
 def acc_is_zero(acc: jax.Array) -> jax.Array:
