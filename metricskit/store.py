@@ -15,6 +15,8 @@ import numpy as np
 
 from metricskit import exact
 from metricskit.builtin import all_finite
+from metricskit.compat import AxisName
+from metricskit.distributed import reduce_entries, sync_metric
 from metricskit.exact import Pair
 from metricskit.inputs import (
     Entry,
@@ -253,9 +255,13 @@ class MetricStore:
             layout=layout or self.layout,
         )
 
-    def _plan(self, step_metrics: Mapping[str, Any], modes: Any) -> tuple[Plan, list[Entry]]:
+    def _plan(
+        self, step_metrics: Mapping[str, Any], modes: Any, axis_name: AxisName | None = None
+    ) -> tuple[Plan, list[Entry]]:
         defaults = self.default_log_modes if modes is _UNSET else modes
         entries = parse_step_metrics(step_metrics, defaults, self.nan_policy)
+        if axis_name is not None:
+            entries = reduce_entries(entries, axis_name)
         return self.layout.plan(entries), entries
 
     # -- the kernels -----------------------------------------------------------------------
@@ -285,7 +291,11 @@ class MetricStore:
             return self._evolve(_grow_jit(self.metrics, plan=plan), plan.after)
 
     def update(
-        self, step_metrics: Mapping[str, Any], *, default_log_modes: Any = _UNSET
+        self,
+        step_metrics: Mapping[str, Any],
+        *,
+        default_log_modes: Any = _UNSET,
+        axis_name: AxisName | None = None,
     ) -> MetricStore:
         """Add one step's metrics.
 
@@ -293,6 +303,10 @@ class MetricStore:
             step_metrics: Key to value (scalar or array) or to a dict with ``"value"``,
                 optional ``"count"`` (default 1) and optional ``"log_modes"``.
             default_log_modes: Overrides the store's default modes for this call.
+            axis_name: Inside ``shard_map``/``pmap``: a mesh axis name, or a tuple of names,
+                across which the step metrics are first combined (values and counts summed,
+                ``noreduce`` values gathered along axis 0), so that every device runs the
+                same global update: the numbers one device fed the summed step metrics gets.
 
         Returns:
             The updated store. New keys and modes are added; keys absent from this step keep
@@ -304,7 +318,7 @@ class MetricStore:
             TypeError: A non-numeric value or count, or a dtype that cannot be cast safely
                 to the key's state.
         """
-        plan, entries = self._plan(step_metrics, default_log_modes)
+        plan, entries = self._plan(step_metrics, default_log_modes, axis_name)
         values: list[Any] = []
         counts: list[Any] = []
         for route in plan.routes:
@@ -326,6 +340,22 @@ class MetricStore:
                 counts.append(tuple(e.count for e in chosen))
         metrics = _update_jit(self.metrics, tuple(values), tuple(counts), plan=plan)
         return self._evolve(metrics, plan.after)
+
+    def sync(self, axis_name: AxisName) -> MetricStore:
+        """Combine every device's accumulated state across ``axis_name`` (inside a map).
+
+        Each device accumulated its own samples; the result holds the union of all devices'
+        samples, as :meth:`aggregate` would combine them (sums add, extremes take the extreme,
+        ``std`` uses Chan's formula, ``noreduce`` values concatenate in device order, so their
+        state grows). A user's metric gets this from its field declarations.
+
+        Args:
+            axis_name: A mesh axis name or a tuple of names.
+
+        Returns:
+            The combined store, the same on every device.
+        """
+        return self._evolve([sync_metric(m, axis_name) for m in self.metrics])
 
     def compute(self) -> dict[str, Any]:
         """The reported metrics, with one device-to-host transfer for the whole store.

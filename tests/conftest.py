@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+# Multi-device tests need 8 CPU devices; the flag must be set before JAX is imported.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+
 import hypothesis
 import numpy as np
 import pytest

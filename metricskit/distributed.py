@@ -1,0 +1,122 @@
+"""Reduction of step metrics and of accumulated states across devices (inside a map).
+
+Two different things, not to be confused:
+
+- :func:`reduce_entries` (``MetricStore.update(..., axis_name=...)``): each device's *step
+  metrics* are combined first (values and counts summed, ``noreduce`` values gathered along
+  axis 0), then one global update runs: every step is one global sample.
+- :func:`sync_metric` (``MetricStore.sync(axis_name)``): each device accumulated its own
+  samples; their *states* combine as ``Metric.aggregate`` does. Fields declared ``"sum"``,
+  ``"max"``, ``"min"`` and ``"concat"`` use one collective each; any other field (exact pairs,
+  ``"merge"``, ``"last"``) is gathered and folded with ``aggregate`` in device order.
+
+All of it runs inside ``shard_map`` or ``pmap``, with JAX's own collectives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import jax
+import jax.numpy as jnp
+
+from metricskit.compat import AxisName, all_gather, pmax, pmin, psum
+from metricskit.inputs import NONFINITE_MODE, Entry
+from metricskit.metric import Metric, state_fields
+from metricskit.reductions import REDUCE
+from metricskit.registry import get_log_mode
+
+__all__ = ["reduce_entries", "sync_metric"]
+
+
+def _summable(x: Any) -> Any:
+    x = jnp.asarray(x)
+    return x.astype(jnp.int32) if x.dtype == jnp.bool_ else x
+
+
+def _spec(x: Any) -> tuple[tuple[int, ...], str]:
+    return tuple(x.shape), jnp.dtype(x.dtype).name
+
+
+def reduce_entries(entries: Sequence[Entry], axis_name: AxisName) -> list[Entry]:
+    """Combine one step's entries across the devices of ``axis_name``.
+
+    Values and counts are summed (``psum``); for keys logged in a ``noreduce`` mode the values
+    are gathered along axis 0 (``all_gather``, tiled) in device order, and so are counts that
+    have one entry per value.
+
+    Args:
+        entries: This device's normalized step metrics.
+        axis_name: A mesh axis name or a tuple of names.
+
+    Returns:
+        The global entries, the same on every device.
+
+    Raises:
+        ValueError: If one key mixes a ``noreduce`` mode with a summing mode.
+    """
+    out = []
+    for e in entries:
+        kinds = {get_log_mode(m).cls.partial for m in e.modes if m != NONFINITE_MODE}
+        if "concat" in kinds and len(kinds) > 1:
+            raise ValueError(
+                f"metric {e.key!r} mixes a noreduce mode with summing modes {list(e.modes)}; "
+                "with axis_name, log them under two keys (values are gathered for one and "
+                "summed for the other)"
+            )
+        if "concat" in kinds:
+            value = jnp.atleast_1d(jnp.asarray(e.value))
+            gathered = all_gather(value, axis_name, axis=0, tiled=True)
+            count = jnp.asarray(e.count)
+            if count.ndim and count.shape[0] == value.shape[0]:
+                count = all_gather(count, axis_name, axis=0, tiled=True)
+            else:
+                count = psum(_summable(count), axis_name)
+            value = gathered
+        else:
+            value = psum(_summable(e.value), axis_name)
+            count = psum(_summable(e.count), axis_name)
+        vspec = (_spec(value)[0], e.value_spec[1])
+        cspec = (_spec(count)[0], e.count_spec[1])
+        out.append(Entry(e.key, value, count, e.modes, vspec, cspec, e.skip))
+    return out
+
+
+_COLLECTIVES = {
+    "sum": lambda x, axis: psum(x, axis),
+    "max": lambda x, axis: pmax(x, axis),
+    "min": lambda x, axis: pmin(x, axis),
+    # a stacked group's per-key sample axis is axis 1
+    "concat": lambda x, axis: all_gather(x, axis, axis=1, tiled=True),
+}
+
+
+def sync_metric(stacked: Metric, axis_name: AxisName) -> Metric:
+    """Combine a stacked group's per-device states across ``axis_name``.
+
+    Args:
+        stacked: A group's metric, with a leading key axis.
+        axis_name: A mesh axis name or a tuple of names.
+
+    Returns:
+        The combined state, the same on every device.
+    """
+    cls = type(stacked)
+    fields = state_fields(cls)
+    if cls.aggregate is Metric.aggregate and all(
+        f.metadata[REDUCE] in _COLLECTIVES for f in fields
+    ):
+        combined = {
+            f.name: _COLLECTIVES[f.metadata[REDUCE]](getattr(stacked, f.name), axis_name)
+            for f in fields
+        }
+        return attrs.evolve(stacked, **combined)  # type: ignore[misc]
+    gathered = jax.tree.map(lambda x: all_gather(x, axis_name), stacked)
+    devices = jax.tree.leaves(gathered)[0].shape[0]
+    result = jax.tree.map(lambda x: x[0], gathered)
+    fold = jax.vmap(cls.aggregate)
+    for i in range(1, devices):
+        result = fold(result, jax.tree.map(lambda x, i=i: x[i], gathered))
+    return result  # type: ignore[no-any-return]
