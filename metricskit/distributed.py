@@ -15,12 +15,15 @@ All of it runs inside ``shard_map`` or ``pmap``, with JAX's own collectives.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import attrs
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metricskit.compat import AxisName, all_gather, pmax, pmin, psum
 from metricskit.inputs import NONFINITE_MODE, Entry
@@ -28,7 +31,7 @@ from metricskit.metric import Metric, state_fields
 from metricskit.reductions import REDUCE
 from metricskit.registry import get_log_mode
 
-__all__ = ["reduce_entries", "sync_metric"]
+__all__ = ["local_copy", "process_sync", "reduce_entries", "sync_metric"]
 
 
 def _summable(x: Any) -> Any:
@@ -120,3 +123,56 @@ def sync_metric(stacked: Metric, axis_name: AxisName) -> Metric:
     for i in range(1, devices):
         result = fold(result, jax.tree.map(lambda x, i=i: x[i], gathered))
     return result  # type: ignore[no-any-return]
+
+
+T = TypeVar("T")
+
+
+def _local(x: Any) -> Any:
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if not x.is_fully_replicated:
+            raise ValueError(
+                "this metric state is sharded across processes; combine it first with "
+                "store.sync(axis_name) inside the map (or update(..., axis_name=...))"
+            )
+        return x.addressable_data(0)
+    return x
+
+
+def local_copy(tree: T) -> T:
+    """``tree`` with every replicated multi-process array replaced by this process's copy."""
+    return jax.tree.map(_local, tree)  # type: ignore[no-any-return]
+
+
+def process_sync(store: T, combine: Callable[[T, T], T]) -> T:
+    """Gather ``store`` from every process and combine the parts in process order.
+
+    Args:
+        store: This process's store (any pytree whose structure is the same everywhere).
+        combine: How two parts combine (``MetricStore.aggregate``).
+
+    Returns:
+        The combined store with NumPy leaves, the same on every process.
+
+    Raises:
+        ValueError: If the processes' structures differ (checked before any data moves).
+    """
+    if jax.process_count() == 1:
+        return store
+    from jax.experimental import multihost_utils
+
+    host = jax.device_get(local_copy(store))
+    leaves, treedef = jax.tree.flatten(host)
+    digest = hashlib.sha256(repr((treedef, [np.shape(x) for x in leaves])).encode()).digest()
+    mine = np.frombuffer(digest[:16], np.uint8).astype(np.int32)  # int32: JAX's default width
+    everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, mine.size)
+    if not (everyone == mine[None]).all():
+        raise ValueError(
+            "process_sync needs stores of the same keys, modes and shapes on every process; "
+            f"process {jax.process_index()} differs from another one"
+        )
+    gathered = multihost_utils.process_allgather(host)
+    parts = [
+        jax.tree.map(lambda x, p=p: np.asarray(x)[p], gathered) for p in range(jax.process_count())
+    ]
+    return jax.device_get(functools.reduce(combine, parts))  # type: ignore[no-any-return]

@@ -16,7 +16,7 @@ import numpy as np
 from metricskit import exact
 from metricskit.builtin import all_finite
 from metricskit.compat import AxisName
-from metricskit.distributed import reduce_entries, sync_metric
+from metricskit.distributed import local_copy, process_sync, reduce_entries, sync_metric
 from metricskit.exact import Pair
 from metricskit.inputs import (
     Entry,
@@ -162,7 +162,8 @@ def _device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
     """Run kernels on host data on the CPU, so that host stores never visit an accelerator."""
     if _on_host(tree):
         return cast(
-            contextlib.AbstractContextManager[Any], jax.default_device(jax.devices("cpu")[0])
+            contextlib.AbstractContextManager[Any],
+            jax.default_device(jax.local_devices(backend="cpu")[0]),
         )
     return contextlib.nullcontext()
 
@@ -357,6 +358,22 @@ class MetricStore:
         """
         return self._evolve([sync_metric(m, axis_name) for m in self.metrics])
 
+    def process_sync(self) -> MetricStore:
+        """Combine the stores of all processes (``jax.distributed``), host side.
+
+        Every process calls it with a store of the same structure (for example its own
+        evaluation results from :func:`~metricskit.aggregate_metrics`); each gets the combined
+        store, as :meth:`aggregate` combines parts in process order (``noreduce`` values are
+        concatenated in process order). With one process it returns the store unchanged.
+
+        Returns:
+            The combined store, with NumPy leaves.
+
+        Raises:
+            ValueError: If the processes' stores differ in structure.
+        """
+        return process_sync(self, MetricStore.aggregate)
+
     def compute(self) -> dict[str, Any]:
         """The reported metrics, with one device-to-host transfer for the whole store.
 
@@ -367,8 +384,9 @@ class MetricStore:
         """
         if not self.metrics:
             return {}
-        with _device_for(self.metrics):
-            outputs = jax.device_get(_compute_jit(self.metrics))
+        metrics = local_copy(self.metrics)
+        with _device_for(metrics):
+            outputs = jax.device_get(_compute_jit(metrics))
         result: dict[str, Any] = {}
         for (key, mode), name in self.layout.names.items():
             g, pos = self.layout.index[(key, mode)]
@@ -419,8 +437,8 @@ class MetricStore:
             A store whose leaves are NumPy arrays.
         """
         return _merge(
-            jax.device_get(self),
-            jax.device_get(later),
+            jax.device_get(local_copy(self)),
+            jax.device_get(local_copy(later)),
             lambda xs, ys: [_append(x, y, axis=1) for x, y in zip(xs, ys, strict=True)],
             lambda x, y: _append(x, y, axis=0),
             False,
