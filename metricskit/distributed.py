@@ -43,12 +43,28 @@ def _spec(x: Any) -> tuple[tuple[int, ...], str]:
     return tuple(x.shape), jnp.dtype(x.dtype).name
 
 
+def _psum_all(arrays: list[Any], axis_name: AxisName) -> list[Any]:
+    """``psum`` of many arrays with one collective per dtype (not one per array)."""
+    out: list[Any] = list(arrays)
+    by_dtype: dict[Any, list[int]] = {}
+    for i, x in enumerate(arrays):
+        by_dtype.setdefault(jnp.dtype(x.dtype), []).append(i)
+    for idx in by_dtype.values():
+        flat = psum(jnp.concatenate([jnp.ravel(arrays[i]) for i in idx]), axis_name)
+        offset = 0
+        for i in idx:
+            size = int(np.prod(arrays[i].shape))
+            out[i] = flat[offset : offset + size].reshape(arrays[i].shape)
+            offset += size
+    return out
+
+
 def reduce_entries(entries: Sequence[Entry], axis_name: AxisName) -> list[Entry]:
     """Combine one step's entries across the devices of ``axis_name``.
 
-    Values and counts are summed (``psum``); for keys logged in a ``noreduce`` mode the values
-    are gathered along axis 0 (``all_gather``, tiled) in device order, and so are counts that
-    have one entry per value.
+    Values and counts are summed (one ``psum`` per dtype for the whole step); for keys logged
+    in a ``noreduce`` mode the values are gathered along axis 0 (``all_gather``, tiled) in
+    device order, and so are counts that have one entry per value.
 
     Args:
         entries: This device's normalized step metrics.
@@ -60,7 +76,8 @@ def reduce_entries(entries: Sequence[Entry], axis_name: AxisName) -> list[Entry]
     Raises:
         ValueError: If one key mixes a ``noreduce`` mode with a summing mode.
     """
-    out = []
+    reduced: list[tuple[Any, Any]] = []
+    to_sum: list[Any] = []
     for e in entries:
         kinds = {get_log_mode(m).cls.partial for m in e.modes if m != NONFINITE_MODE}
         if "concat" in kinds and len(kinds) > 1:
@@ -71,16 +88,22 @@ def reduce_entries(entries: Sequence[Entry], axis_name: AxisName) -> list[Entry]
             )
         if "concat" in kinds:
             value = jnp.atleast_1d(jnp.asarray(e.value))
-            gathered = all_gather(value, axis_name, axis=0, tiled=True)
-            count = jnp.asarray(e.count)
-            if count.ndim and count.shape[0] == value.shape[0]:
-                count = all_gather(count, axis_name, axis=0, tiled=True)
+            local_count = jnp.asarray(e.count)
+            count: Any  # the gathered counts, or the index of the summed ones in to_sum
+            if local_count.ndim and local_count.shape[0] == value.shape[0]:
+                count = all_gather(local_count, axis_name, axis=0, tiled=True)
             else:
-                count = psum(_summable(count), axis_name)
-            value = gathered
+                to_sum.append(_summable(local_count))
+                count = len(to_sum) - 1
+            reduced.append((all_gather(value, axis_name, axis=0, tiled=True), count))
         else:
-            value = psum(_summable(e.value), axis_name)
-            count = psum(_summable(e.count), axis_name)
+            to_sum += [_summable(e.value), _summable(e.count)]
+            reduced.append((len(to_sum) - 2, len(to_sum) - 1))
+    summed = _psum_all(to_sum, axis_name)
+    out = []
+    for e, (value, count) in zip(entries, reduced, strict=True):
+        value = summed[value] if isinstance(value, int) else value
+        count = summed[count] if isinstance(count, int) else count
         vspec = (_spec(value)[0], e.value_spec[1])
         cspec = (_spec(count)[0], e.count_spec[1])
         out.append(Entry(e.key, value, count, e.modes, vspec, cspec, e.skip))

@@ -8,6 +8,7 @@ looking at array contents, so that bad input fails before any state changes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -15,7 +16,7 @@ import attrs
 import jax
 import numpy as np
 
-from metricskit.numerics import count_dtype, input_dtype, is_numeric_dtype
+from metricskit.numerics import count_dtype, float_dtype, input_dtype, is_numeric_dtype
 from metricskit.registry import get_log_mode
 
 __all__ = [
@@ -127,31 +128,42 @@ def check_nan_policy(policy: Any, where: str) -> str:
     return str(policy)
 
 
-def _as_array(x: Any, key: str, what: str, counts: bool) -> tuple[Any, Spec]:
+@functools.lru_cache(maxsize=256)
+def _canonical(dtype: np.dtype, counts: bool, x64: bool) -> tuple[np.dtype, str] | None:
+    """The canonical dtype and its name (``None`` if not numeric); cached, it runs per key."""
+    if not is_numeric_dtype(dtype):
+        return None
+    canon = count_dtype(dtype) if counts else input_dtype(dtype)
+    return canon, canon.name
+
+
+def _as_array(x: Any, key: str, what: str, counts: bool, x64: bool) -> tuple[Any, Spec]:
     """Canonicalize one value or count; host inputs are converted here, on the host."""
-    canon = count_dtype if counts else input_dtype
     if isinstance(x, jax.Array):
-        if not is_numeric_dtype(x.dtype):
+        canon = _canonical(np.dtype(x.dtype), counts, x64)
+        if canon is None:
             raise TypeError(f"{what} of metric {key!r} has dtype {x.dtype}, which is not numeric")
-        return x, (tuple(x.shape), canon(x.dtype).name)
+        return x, (tuple(x.shape), canon[1])
     try:
         arr = np.asarray(x)
     except Exception as err:  # ragged lists and the like
         raise TypeError(f"{what} of metric {key!r} is not array-like: {x!r} ({err})") from None
-    if not is_numeric_dtype(arr.dtype):
+    canon = _canonical(arr.dtype, counts, x64)
+    if canon is None:
         raise TypeError(
             f"{what} of metric {key!r} must be numeric (bool, int or real float, as a Python "
             f"number, NumPy or JAX array), got {x!r} of type {type(x).__name__}"
         )
-    dtype = canon(arr.dtype)
-    if np.issubdtype(arr.dtype, np.integer) and arr.size:
+    dtype, name = canon
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize > dtype.itemsize and arr.size:
         info = np.iinfo(dtype)
-        if arr.min() < info.min or arr.max() > info.max:
+        low, high = (arr.item(), arr.item()) if arr.ndim == 0 else (arr.min(), arr.max())
+        if low < info.min or high > info.max:
             raise ValueError(
                 f"{what} of metric {key!r} is {x!r}, outside the range of {dtype.name}; pass "
                 "it as a float, or split it over several steps"
             )
-    return arr.astype(dtype, copy=False), (arr.shape, dtype.name)
+    return arr.astype(dtype, copy=False), (arr.shape, name)
 
 
 def parse_step_metrics(
@@ -192,6 +204,7 @@ def parse_step_metrics(
         if default_log_modes is None
         else normalize_log_modes(default_log_modes, "default_log_modes")
     )
+    x64 = float_dtype() == np.float64
     entries = []
     for key, item in step_metrics.items():
         if not isinstance(key, str):
@@ -213,10 +226,11 @@ def parse_step_metrics(
         skip = policy == "skip"
         if skip and NONFINITE_MODE not in modes:
             modes = (*modes, NONFINITE_MODE)
-        value, vspec = _as_array(value, key, "value", counts=False)
-        count, cspec = _as_array(count, key, "count", counts=True)
+        value, vspec = _as_array(value, key, "value", False, x64)
+        count, cspec = _as_array(count, key, "count", True, x64)
         try:
-            np.broadcast_shapes(vspec[0], cspec[0])
+            if cspec[0]:
+                np.broadcast_shapes(vspec[0], cspec[0])
         except ValueError:
             raise ValueError(
                 f"metric {key!r}: count of shape {cspec[0]} does not broadcast against value "

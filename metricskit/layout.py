@@ -179,6 +179,8 @@ class Layout:
             tuple(Group(*sig, tuple(keys)) for sig, keys in zip(signatures, members, strict=True)),
             tuple(order),
         )
+        if after == self:  # the usual step: keep this layout, and with it the plan cache
+            after = self
         routes = []
         for g, pairs in sorted(routed.items()):
             positions = tuple(p for p, _ in pairs)
