@@ -43,7 +43,6 @@ __all__ = [
     "as_pair",
     "broadcast",
     "div",
-    "greater",
     "int_pair",
     "mul",
     "pack",
@@ -187,11 +186,6 @@ def sqrt(a: Pair) -> Pair:
     r = sub(a, mul(Pair(s, jnp.zeros_like(s)), Pair(s, jnp.zeros_like(s))))
     correction = jnp.where(s > 0, r.hi / (2 * safe), jnp.zeros_like(s))
     return _normal(s, correction)
-
-
-def greater(a: Pair, b: Pair) -> Any:
-    """``a > b`` (lexicographic on normalized pairs)."""
-    return (a.hi > b.hi) | ((a.hi == b.hi) & (a.lo > b.lo))
 
 
 def where(cond: Any, a: Pair, b: Pair) -> Pair:
