@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import attrs
+import numpy as np
 
-from metricskit import exact
+from metricskit import buffers, exact
 
 __all__ = ["REDUCTIONS", "Reduction", "ReductionName", "state", "static"]
 
@@ -44,6 +45,8 @@ class Reduction:
 
 
 def _concat(xp: Any, a: Any, b: Any, axis: int) -> Any:
+    if xp is np:  # host appending (evaluation batches): amortized O(1), see buffers.append
+        return buffers.append(a, b, axis)
     return xp.concatenate([a, b], axis=axis)
 
 
@@ -97,18 +100,20 @@ def state(reduce: ReductionName, empty: float = 0) -> Any:
 def static(default: Any = attrs.NOTHING) -> Any:
     """Declare a configuration field of a :class:`~metricskit.Metric` (hashable, not traced).
 
-        Args:
-            default: The default value, if any.
+            Args:
+                default: The default value, if any.
 
-        Returns:
-            An ``attrs`` field that is part of the pytree structure, not a leaf.
+            Returns:
+                An ``attrs`` field that is part of the pytree structure, not a leaf.
 
-        Examples:
-            >>> import attrs
+            Examples:
+                >>> import attrs
 
-    from metricskit import exact
-            >>> import metricskit as mk
-            >>> attrs.fields(attrs.make_class("C", {"p": mk.static(2.0)})).p.default
-            2.0
+        import numpy as np
+
+    from metricskit import buffers, exact
+                >>> import metricskit as mk
+                >>> attrs.fields(attrs.make_class("C", {"p": mk.static(2.0)})).p.default
+                2.0
     """
     return attrs.field(default=default, metadata={KIND: "static"})
