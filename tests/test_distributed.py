@@ -18,7 +18,7 @@ DEVICES = 8
 STEPS = 5
 MODES = [
     "mean", "mean_nopostfix", "single", "max", "min", "std",
-    "single_noreduce", "single_noreduce_wcount", "cubic_mean", "last_nonzero",
+    "single_noreduce", "single_noreduce_wcount", "nonfinite", "cubic_mean", "last_nonzero",
 ]  # fmt: skip
 
 
@@ -97,6 +97,15 @@ def test_sync_after_local_accumulation_equals_one_device_fed_every_sample(mesh, 
     if mode == "last_nonzero":  # "last" in device order: the last device's latest value
         want = {"x_last_nonzero": float(values[-1, -1])}
     assert_results_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_every_builtin_mode_is_covered():
+    builtin = {
+        m
+        for m in mk.registered_modes()
+        if mk.get_log_mode(m).cls.__module__ == "metricskit.builtin"
+    }
+    assert builtin <= set(MODES)
 
 
 def test_mixing_noreduce_and_summed_modes_under_axis_name_is_an_error(mesh):
