@@ -1,48 +1,58 @@
-"""Host-side appending in amortized O(1): capacity-doubling buffers behind NumPy views.
+"""Host-side appending in amortized O(1): growing buffers behind NumPy views.
 
 Appending evaluation batches by re-concatenating everything each time costs O(N^2) copies for
-N batches. Here the result of an append is a *view* ``buffer[:, :n]`` of a larger buffer that
-remembers how much of it is filled. The next append writes into the free tail and returns a
-longer view, so earlier results never change (they see only their prefix); appending to an
-older result, or to a full buffer, copies into a new buffer of twice the size. Peak memory is
-at most twice the data.
+N batches. Here the result of an append is a *view* ``buffer[..., :n]`` of a larger buffer.
+The latest view of each buffer (its *tip*) is remembered, by identity, through a weak
+reference; appending to the tip writes into the free tail and returns a longer view, so
+earlier results never change (they see only their prefix). Appending to anything else (an
+older result, a copy, a foreign array), or to a full buffer, copies into a new buffer with
+room for half as much again, so that the total copying stays O(total size).
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 
 __all__ = ["append"]
 
-
-class _Buffer(np.ndarray):  # type: ignore[type-arg,unused-ignore]
-    """A NumPy buffer that records how far it is filled along the append axis."""
-
-    filled: int
+GROWTH = 2.0
+"""Capacity of a new buffer, as a multiple of the data it starts with."""
 
 
-def _owner(a: np.ndarray) -> _Buffer | None:
-    base = a.base
-    while isinstance(base, np.ndarray):
-        if isinstance(base, _Buffer) and hasattr(base, "filled"):
-            return base
-        base = base.base
-    return None
+class _Tip(weakref.ref[np.ndarray]):
+    """A weak reference to the latest view of a buffer, holding the buffer itself."""
+
+    __slots__ = ("buffer", "key")
+
+    buffer: np.ndarray
+    key: int
 
 
-def _prefix(buffer: np.ndarray, axis: int, n: int) -> np.ndarray:
-    index = (slice(None),) * axis + (slice(0, n),)
-    return np.asarray(buffer[index])
+_TIPS: dict[int, _Tip] = {}  # id(view) -> its tip; entries leave when the view dies
+
+
+def _forget(tip: _Tip) -> None:
+    if _TIPS.get(tip.key) is tip:
+        del _TIPS[tip.key]
+
+
+def _hand_out(buffer: np.ndarray, axis: int, n: int) -> np.ndarray:
+    view = buffer[:, :n] if axis == 1 else buffer[(slice(None),) * axis + (slice(0, n),)]
+    tip = _Tip(view, _forget)
+    tip.buffer, tip.key = buffer, id(view)
+    _TIPS[tip.key] = tip
+    return view
 
 
 def append(a: Any, b: Any, axis: int) -> np.ndarray:
     """``concatenate([a, b], axis)``, in amortized O(len(b)) when ``a`` came from here.
 
     Args:
-        a: The earlier data (any array; a view returned by this function is extended in place
-            of a copy when its buffer has room and nobody appended past it).
+        a: The earlier data (any array; the latest result of this function is extended in
+            place of a copy when its buffer has room).
         b: The data to append; same shape as ``a`` except along ``axis``.
         axis: The append axis.
 
@@ -57,25 +67,25 @@ def append(a: Any, b: Any, axis: int) -> np.ndarray:
         >>> x.tolist(), y.tolist(), np.shares_memory(x, y)
         ([0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 2.0], True)
     """
-    a, b = np.asarray(a), np.asarray(b)
+    a = a if type(a) is np.ndarray else np.asarray(a)
+    b = b if type(b) is np.ndarray else np.asarray(b)
+    assert isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
     n, m = a.shape[axis], b.shape[axis]
-    dtype = np.result_type(a, b)
-    owner = _owner(a)
-    if (
-        owner is not None
-        and owner.filled == n
-        and owner.shape[axis] >= n + m
-        and owner.dtype == dtype
-        and a.__array_interface__["data"][0] == owner.__array_interface__["data"][0]
-        and a.strides == owner.strides
-    ):
-        owner[(slice(None),) * axis + (slice(n, n + m),)] = b
-        owner.filled = n + m
-        return _prefix(owner, axis, n + m)
+    tip = _TIPS.get(id(a))
+    if tip is not None and tip() is a:
+        buffer = tip.buffer
+        if buffer.shape[axis] >= n + m and (
+            b.dtype is a.dtype or np.can_cast(b.dtype, a.dtype, "safe")
+        ):
+            del _TIPS[tip.key]  # a stays valid; it is just no longer the tip
+            if axis == 1:  # stacked groups: the hot path, without building index tuples
+                buffer[:, n : n + m] = b
+            else:
+                buffer[(slice(None),) * axis + (slice(n, n + m),)] = b
+            return _hand_out(buffer, axis, n + m)
     shape = list(a.shape)
-    shape[axis] = max(2 * (n + m), 16)
-    buffer = np.empty(shape, dtype).view(_Buffer)
+    shape[axis] = max(int(GROWTH * (n + m)), 16)
+    buffer = np.empty(shape, np.result_type(a, b))
     buffer[(slice(None),) * axis + (slice(0, n),)] = a
     buffer[(slice(None),) * axis + (slice(n, n + m),)] = b
-    buffer.filled = n + m
-    return _prefix(buffer, axis, n + m)
+    return _hand_out(buffer, axis, n + m)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.store import KeyMetrics, MetricStore
+from metricskit.store import KeyMetrics, MetricStore, _to_host
 
 LOGGER = logging.getLogger("metricskit")
 """The logger of metricskit (the same object as ``metricskit.LOGGER``).
@@ -123,7 +123,9 @@ def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics
         >>> get_metrics(agg)[1]["ll_single_noreduce"].tolist()
         [1.0, 2.0, 3.0]
     """
-    batch: MetricStore = jax.device_get(_as_store(batch_metrics))
+    if isinstance(aggregated_metrics, MetricStore) and isinstance(batch_metrics, MetricStore):
+        return aggregated_metrics.append_batches(batch_metrics)  # the usual case, kept lean
+    batch = _to_host(_as_store(batch_metrics))
     if aggregated_metrics is None or (
         isinstance(aggregated_metrics, Mapping) and not aggregated_metrics
     ):

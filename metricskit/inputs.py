@@ -137,8 +137,25 @@ def _canonical(dtype: np.dtype, counts: bool, x64: bool) -> tuple[np.dtype, str]
     return canon, canon.name
 
 
+@functools.lru_cache(maxsize=1024)
+def _small_int_count(x: int, x64: bool) -> tuple[np.ndarray, Spec]:
+    """A Python int count (usually the default 1) as a read-only canonical array, cached."""
+    dtype = count_dtype(np.dtype(np.int64))
+    arr = np.asarray(x, dtype)
+    arr.setflags(write=False)
+    return arr, ((), dtype.name)
+
+
+@functools.cache
+def _int_range(dtype: np.dtype) -> tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
 def _as_array(x: Any, key: str, what: str, counts: bool, x64: bool) -> tuple[Any, Spec]:
     """Canonicalize one value or count; host inputs are converted here, on the host."""
+    if counts and type(x) is int and -(2**31) <= x < 2**31:
+        return _small_int_count(x, x64)
     if isinstance(x, jax.Array):
         canon = _canonical(np.dtype(x.dtype), counts, x64)
         if canon is None:
@@ -156,9 +173,9 @@ def _as_array(x: Any, key: str, what: str, counts: bool, x64: bool) -> tuple[Any
         )
     dtype, name = canon
     if arr.dtype.kind in "iu" and arr.dtype.itemsize > dtype.itemsize and arr.size:
-        info = np.iinfo(dtype)
+        lowest, highest = _int_range(dtype)
         low, high = (arr.item(), arr.item()) if arr.ndim == 0 else (arr.min(), arr.max())
-        if low < info.min or high > info.max:
+        if low < lowest or high > highest:
             raise ValueError(
                 f"{what} of metric {key!r} is {x!r}, outside the range of {dtype.name}; pass "
                 "it as a float, or split it over several steps"

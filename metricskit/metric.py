@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from typing_extensions import Self
 
+from metricskit.pytree import replace
 from metricskit.reductions import EMPTY, KIND, REDUCE, REDUCTIONS
 
 __all__ = ["Metric", "state_fields", "static_fields"]
@@ -163,12 +164,16 @@ def combine_fields(a: Metric, b: Metric, xp: Any, axis: int) -> Any:
         NotImplementedError: If a field's reduction is ``"merge"``.
     """
     combined = {}
-    for f in state_fields(type(a)):
-        combine = REDUCTIONS[f.metadata[REDUCE]].combine
+    for name, combine in _combiners(type(a)):
         if combine is None:
             raise NotImplementedError(
-                f"{type(a).__name__}.{f.name} is declared with reduce='merge': "
+                f"{type(a).__name__}.{name} is declared with reduce='merge': "
                 f"{type(a).__name__} must override aggregate()"
             )
-        combined[f.name] = combine(xp, getattr(a, f.name), getattr(b, f.name), axis)
-    return attrs.evolve(cast(Any, a), **combined)
+        combined[name] = combine(xp, getattr(a, name), getattr(b, name), axis)
+    return replace(a, combined)
+
+
+@functools.cache
+def _combiners(cls: type[Metric]) -> tuple[tuple[str, Any], ...]:
+    return tuple((f.name, REDUCTIONS[f.metadata[REDUCE]].combine) for f in state_fields(cls))

@@ -9,12 +9,51 @@ compare their types.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
 
+import attrs
 import jax
 
-__all__ = ["register_pytree"]
+__all__ = ["register_pytree", "replace"]
+
+T = TypeVar("T")
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in attrs.fields(cls))
+
+
+def replace(obj: T, changes: Mapping[str, Any]) -> T:
+    """A copy of the attrs instance ``obj`` with ``changes``, built as unflattening builds it.
+
+    Unlike ``attrs.evolve`` this runs no ``__init__``, converters or validators: it is for
+    swapping array fields of a state (a few hundred nanoseconds, not microseconds).
+
+    Args:
+        obj: An instance of an attrs class registered with :func:`register_pytree`.
+        changes: New values by field name.
+
+    Returns:
+        The new instance; ``obj`` is unchanged.
+
+    Examples:
+        >>> import attrs
+        >>> from metricskit.pytree import replace
+        >>> @attrs.frozen
+        ... class Point:
+        ...     x: int
+        ...     y: int
+        >>> replace(Point(1, 2), {"y": 5})
+        Point(x=1, y=5)
+    """
+    cls = type(obj)
+    new: Any = object.__new__(cls)
+    for name in _field_names(cast(Any, cls)):
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
+    return new  # type: ignore[no-any-return]
 
 
 def register_pytree(cls: type, data_fields: Sequence[str], meta_fields: Sequence[str]) -> None:

@@ -100,20 +100,16 @@ def state(reduce: ReductionName, empty: float = 0) -> Any:
 def static(default: Any = attrs.NOTHING) -> Any:
     """Declare a configuration field of a :class:`~metricskit.Metric` (hashable, not traced).
 
-            Args:
-                default: The default value, if any.
+    Args:
+        default: The default value, if any.
 
-            Returns:
-                An ``attrs`` field that is part of the pytree structure, not a leaf.
+    Returns:
+        An ``attrs`` field that is part of the pytree structure, not a leaf.
 
-            Examples:
-                >>> import attrs
-
-        import numpy as np
-
-    from metricskit import buffers, exact
-                >>> import metricskit as mk
-                >>> attrs.fields(attrs.make_class("C", {"p": mk.static(2.0)})).p.default
-                2.0
+    Examples:
+        >>> import attrs
+        >>> import metricskit as mk
+        >>> attrs.fields(attrs.make_class("C", {"p": mk.static(2.0)})).p.default
+        2.0
     """
     return attrs.field(default=default, metadata={KIND: "static"})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import operator
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -13,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit import exact
+from metricskit import buffers, checkpoint, exact
 from metricskit.builtin import all_finite
 from metricskit.compat import AxisName
 from metricskit.distributed import local_copy, process_sync, reduce_entries, sync_metric
@@ -26,9 +28,10 @@ from metricskit.inputs import (
     parse_step_metrics,
 )
 from metricskit.layout import Group, Layout, Plan, empty_layout
-from metricskit.metric import Metric, combine_fields
+from metricskit.metric import Metric, combine_fields, state_fields
 from metricskit.numerics import float_dtype, is_paired
-from metricskit.pytree import register_pytree
+from metricskit.pytree import register_pytree, replace
+from metricskit.reductions import REDUCE
 from metricskit.registry import get_log_mode
 
 __all__ = ["LOGGER", "KeyMetrics", "MetricStore"]
@@ -179,10 +182,95 @@ def _host_value(x: Any) -> Any:
     return x
 
 
+def _host_rows(values: Any, n: int) -> list[Any]:
+    """The per-key host results of a group's computed values (leading key axis of size n).
+
+    Whole groups are converted at once: a group of scalar results becomes a list of Python
+    numbers with one ``tolist()``, not n conversions.
+    """
+    if isinstance(values, Pair):
+        values = exact.to_host(values)
+    if isinstance(values, np.ndarray):
+        if values.size == n:
+            return values.reshape(n).tolist()  # type: ignore[no-any-return,unused-ignore]
+        return list(values)
+    if isinstance(values, tuple):
+        parts = [exact.to_host(p) if isinstance(p, Pair) else p for p in values]
+        return [tuple(p[i] for p in parts) for i in range(n)]
+    return [_host_value(jax.tree.map(lambda x, p=p: x[p], values)) for p in range(n)]
+
+
+def _rows(metric: Metric) -> int:
+    return int(jax.tree.leaves(metric)[0].shape[0])
+
+
 def _append(earlier: Metric, later: Metric, axis: int) -> Metric:
-    if type(earlier).append_batches:
-        return jax.tree.map(np.asarray, combine_fields(earlier, later, np, axis=axis))  # type: ignore[no-any-return]
-    return later
+    if not type(earlier).append_batches:
+        return later
+    combined: Metric = combine_fields(earlier, later, np, axis=axis)
+    fields = {f.name: getattr(combined, f.name) for f in state_fields(type(combined))}
+    if all(type(x) is np.ndarray for x in fields.values()):
+        return combined
+    return replace(combined, {k: np.asarray(x) for k, x in fields.items()})  # e.g. 0-d sums
+
+
+_HOST_APPEND: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "concat": functools.partial(buffers.append, axis=1),
+    "sum": operator.add,  # stacked fields are at least 1-d: the sum is an ndarray
+    "last": lambda a, b: b,
+}
+
+
+@functools.cache
+def _host_appender(cls: type[Metric]) -> Callable[[Metric, Metric], Metric | None] | None:
+    """A lean :meth:`MetricStore.append_batches` for one stacked metric of ``cls`` whose
+    leaves are NumPy arrays (``None`` from it otherwise); ``None`` if ``cls`` has a field
+    only its own ``aggregate`` can combine."""
+    reduces = {
+        f.name: f.metadata[REDUCE] if cls.append_batches else "last" for f in state_fields(cls)
+    }
+    if not set(reduces.values()) <= set(_HOST_APPEND):
+        return None
+    ops = tuple(
+        (f.name, _HOST_APPEND[reduces[f.name]] if f.name in reduces else None)
+        for f in attrs.fields(cast(Any, cls))
+    )
+
+    def append(x: Metric, y: Metric) -> Metric | None:
+        new: Any = object.__new__(cls)
+        for name, op in ops:
+            b = getattr(y, name)
+            if op is not None:
+                a = getattr(x, name)
+                if type(a) is not np.ndarray or type(b) is not np.ndarray:
+                    return None
+                b = op(a, b)
+            object.__setattr__(new, name, b)
+        return cast(Metric, new)
+
+    return append
+
+
+def _append_host(xs: tuple[Metric, ...], ys: tuple[Metric, ...]) -> list[Metric] | None:
+    """:meth:`MetricStore.append_batches` of two same-layout stores with NumPy leaves, with as
+    little Python per batch as possible; ``None`` (use the general path) for anything else."""
+    out = []
+    for x, y in zip(xs, ys, strict=True):
+        append = _host_appender(type(x))
+        new = None if append is None or type(y) is not type(x) else append(x, y)
+        if new is None:
+            return None
+        out.append(new)
+    return out
+
+
+def _to_host(store: MetricStore) -> MetricStore:
+    """``store`` with NumPy leaves (as is when they already are: the common, fast case)."""
+    for m in store.metrics:
+        for f in state_fields(type(m)):
+            if type(getattr(m, f.name)) is not np.ndarray:
+                return cast(MetricStore, jax.device_get(local_copy(store)))
+    return store
 
 
 def _canonical_modes(modes: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -249,12 +337,12 @@ class MetricStore:
         return iter(dict.fromkeys(key for key, _ in self.layout.order))
 
     def _evolve(self, metrics: Sequence[Metric], layout: Layout | None = None) -> MetricStore:
-        return MetricStore(
-            self.default_log_modes,
-            self.nan_policy,
-            metrics=tuple(metrics),
-            layout=layout or self.layout,
-        )
+        new: Any = object.__new__(MetricStore)  # as unflattening builds it: no converters
+        object.__setattr__(new, "default_log_modes", self.default_log_modes)
+        object.__setattr__(new, "nan_policy", self.nan_policy)
+        object.__setattr__(new, "metrics", tuple(metrics))
+        object.__setattr__(new, "layout", layout or self.layout)
+        return cast(MetricStore, new)
 
     def _plan(
         self, step_metrics: Mapping[str, Any], modes: Any, axis_name: AxisName | None = None
@@ -338,7 +426,12 @@ class MetricStore:
                         for e in chosen
                     )
                 )
-                counts.append(tuple(e.count for e in chosen))
+                host_counts = all(isinstance(e.count, np.ndarray) for e in chosen)
+                counts.append(
+                    _host_parts([e.count for e in chosen], group.count[1])
+                    if host_counts  # the usual case (count 1): one transfer, not one per key
+                    else tuple(e.count for e in chosen)
+                )
         metrics = _update_jit(self.metrics, tuple(values), tuple(counts), plan=plan)
         return self._evolve(metrics, plan.after)
 
@@ -385,17 +478,31 @@ class MetricStore:
         if not self.metrics:
             return {}
         metrics = local_copy(self.metrics)
-        with _device_for(metrics):
-            outputs = jax.device_get(_compute_jit(metrics))
+        # Host stores (aggregated evaluation batches): noreduce values are returned as views of
+        # their buffers, not copied to a device and back.
+        on_host = [_on_host(m) and type(m).append_batches for m in metrics]
+        kernels = tuple(m for m, host in zip(metrics, on_host, strict=True) if not host)
+        with _device_for(kernels):
+            outputs = iter(jax.device_get(_compute_jit(kernels)) if kernels else ())
+        rows: list[tuple[list[Any], list[bool]]] = []
+        for m, host in zip(metrics, on_host, strict=True):
+            if host:  # one metric per key, computed on its NumPy rows
+                keys = [jax.tree.map(lambda x, p=p: x[p], m) for p in range(_rows(m))]
+                rows.append(
+                    ([_host_value(k.compute()) for k in keys], [bool(k.is_empty()) for k in keys])
+                )
+            else:
+                values, empties = next(outputs)
+                rows.append((_host_rows(values, len(empties)), empties.tolist()))
         result: dict[str, Any] = {}
         for (key, mode), name in self.layout.names.items():
             g, pos = self.layout.index[(key, mode)]
-            values, empty = outputs[g]
-            if empty[pos]:
+            values, empties = rows[g]
+            if empties[pos]:
                 LOGGER.warning("Metric %r (log mode %r) has count 0; reporting 0.0.", key, mode)
                 result[name] = 0.0
             else:
-                result[name] = _host_value(jax.tree.map(lambda x, p=pos: x[p], values))
+                result[name] = values[pos]
         return result
 
     def reset(self) -> MetricStore:
@@ -436,13 +543,49 @@ class MetricStore:
         Returns:
             A store whose leaves are NumPy arrays.
         """
+        if self.layout is later.layout or self.layout == later.layout:
+            fast = _append_host(self.metrics, later.metrics)
+            if fast is not None:  # later's layout: the next batch's is likely the same object
+                return self._evolve(fast, later.layout)
         return _merge(
-            jax.device_get(local_copy(self)),
-            jax.device_get(local_copy(later)),
+            _to_host(self),
+            _to_host(later),
             lambda xs, ys: [_append(x, y, axis=1) for x, y in zip(xs, ys, strict=True)],
             lambda x, y: _append(x, y, axis=0),
             False,
         )
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the store's state and structure to a ``.npz`` checkpoint (atomically).
+
+        Every leaf keeps its exact bytes and dtype (bfloat16 included), so a loaded store
+        continues exactly where this one stopped. See :mod:`metricskit.checkpoint`.
+
+        Args:
+            path: The file to write.
+        """
+        checkpoint.save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], like: MetricStore | None = None) -> MetricStore:
+        """Read a checkpoint written by :meth:`save`.
+
+        Args:
+            path: The checkpoint file.
+            like: If given, the checkpoint must have this store's structure (otherwise a
+                :class:`~metricskit.checkpoint.CheckpointError` says how they differ), and the
+                result takes this store's default log modes and NaN policy.
+
+        Returns:
+            The loaded store (JAX leaves).
+
+        Raises:
+            metricskit.checkpoint.CheckpointError: A ``ValueError`` for a truncated file, a
+                file that is not a metricskit checkpoint, or a structure other than ``like``'s.
+        """
+        return checkpoint.load(path, like)
 
     # -- conversion ------------------------------------------------------------------------
 
@@ -525,7 +668,7 @@ def _merge(
     With ``same_steps``, a key must have the same step shapes in both stores; without it
     (appending evaluation batches, whose last batch is often smaller) the later ones win.
     """
-    if a.layout == b.layout:
+    if a.layout is b.layout or a.layout == b.layout:
         return a._evolve(stacked(a.metrics, b.metrics))
     ua, ub = a.unstack(), b.unstack()
     out: dict[str, KeyMetrics] = {}

@@ -26,9 +26,9 @@ def test_appends_reuse_one_buffer_until_it_is_full():
     owners = set()
     for _ in range(1000):
         out = buffers.append(out, np.ones(1), axis=0)
-        owners.add(id(buffers._owner(out)))
+        owners.add(id(out.base))
     assert out.shape == (1001,) and out.sum() == 1000
-    assert len(owners) <= 8  # capacity doubles: ~log2(1001 / 16) + 1 buffers, not 1000
+    assert len(owners) <= 12  # capacity grows 1.5x: ~log1.5(1001 / 16) + 1 buffers, not 1000
 
 
 def test_appending_to_an_older_result_branches_without_touching_the_newer_one():
@@ -37,6 +37,24 @@ def test_appending_to_an_older_result_branches_without_touching_the_newer_one():
     c = buffers.append(a, np.full(1, 3.0), axis=0)  # a's buffer is filled past a: copy
     assert b.tolist() == [0.0, 1.0, 2.0] and c.tolist() == [0.0, 1.0, 3.0]
     assert not np.shares_memory(b, c)
+
+
+def test_appending_to_a_copy_or_a_slice_of_the_latest_result_copies():
+    a = buffers.append(np.zeros(1), np.ones(1), axis=0)
+    b = buffers.append(a[:1], np.full(1, 2.0), axis=0)  # a view of a, not a itself
+    c = buffers.append(a, np.full(1, 3.0), axis=0)
+    assert b.tolist() == [0.0, 2.0] and c.tolist() == [0.0, 1.0, 3.0]
+    assert a.tolist() == [0.0, 1.0]
+
+
+def test_dropped_results_leave_no_bookkeeping_behind():
+    before = len(buffers._TIPS)
+    out = buffers.append(np.zeros(1), np.ones(1), axis=0)
+    for _ in range(50):
+        out = buffers.append(out, np.ones(1), axis=0)
+    assert len(buffers._TIPS) == before + 1
+    del out
+    assert len(buffers._TIPS) == before
 
 
 def test_dtype_promotion_copies():

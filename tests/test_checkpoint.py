@@ -1,0 +1,196 @@
+"""Checkpoints: bit-exact round trips of every built-in metric, exact continuation, bad files."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import attrs
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import BUILTIN_MODES
+from typing_extensions import Self
+
+import metricskit as mk
+from metricskit.checkpoint import CheckpointError
+from metricskit.functional import aggregate_metrics, get_metrics, update_metrics
+
+ALL_MODES = (*BUILTIN_MODES, "nonfinite")
+
+
+@mk.register_metric("last_raw")
+@attrs.frozen(eq=False)
+class LastRaw(mk.Metric):
+    """The last step's value, kept in bfloat16 (steps arrive canonicalized to float32)."""
+
+    value: jax.Array = mk.state("last")
+    steps: jax.Array = mk.state("sum")
+
+    @classmethod
+    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
+        return cls(jnp.zeros(value.shape, jnp.bfloat16), jnp.zeros((), jnp.int32))
+
+    def update(self, value: jax.Array, count: jax.Array) -> Self:
+        return attrs.evolve(self, value=value.astype(self.value.dtype), steps=self.steps + 1)
+
+    def aggregate(self, other: Self) -> Self:
+        value = jnp.where(other.steps > 0, other.value, self.value)
+        return attrs.evolve(self, value=value, steps=self.steps + other.steps)
+
+    def compute(self) -> jax.Array:
+        return self.value
+
+    def is_empty(self) -> jax.Array:
+        return self.steps == 0
+
+
+def leaves_with_paths(store):
+    flat, _ = jax.tree_util.tree_flatten_with_path(store)
+    return [(jax.tree_util.keystr(p), np.asarray(x)) for p, x in flat]
+
+
+def assert_bit_exact(a, b):
+    la, lb = leaves_with_paths(a), leaves_with_paths(b)
+    assert [p for p, _ in la] == [p for p, _ in lb]
+    for (path, x), (_, y) in zip(la, lb, strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape, path
+        assert x.tobytes() == y.tobytes(), path
+    assert a.layout == b.layout
+    assert (a.default_log_modes, a.nan_policy) == (b.default_log_modes, b.nan_policy)
+
+
+def step(rng, i):
+    """Step metrics that use every built-in mode, bf16 values and int counts included."""
+    return {
+        "loss": {"value": jnp.float32(rng.normal()), "log_modes": ["mean", "std", "max", "min"]},
+        "acc": {"value": jnp.int32(rng.integers(0, 8)), "count": 8},
+        "norm": {
+            "value": jnp.asarray(rng.normal(size=3), jnp.bfloat16),
+            "log_modes": [
+                *("single", "mean_nopostfix", "max", "single_noreduce", "nonfinite", "last_raw")
+            ],
+        },
+        "ll": {
+            "value": jnp.asarray(rng.normal(size=4), jnp.float32),
+            "count": jnp.asarray(rng.integers(1, 5, size=4), jnp.int32),
+            "log_modes": ["single_noreduce_wcount"],
+        },
+        "host": float(rng.normal() + i),  # a float64 host value: a double-float pair
+    }
+
+
+def run(store, rng, steps, start=0):
+    for i in range(start, start + steps):
+        store = store.update(step(rng, i))
+    return store
+
+
+def test_every_builtin_metric_round_trips_bit_exactly(tmp_path, rng):
+    store = run(mk.MetricStore(nan_policy="skip"), rng, 5)
+    used = {mode for _, mode in store.layout.order}
+    assert used == {*ALL_MODES, "last_raw"}
+    assert any(np.asarray(x).dtype == jnp.bfloat16 for _, x in leaves_with_paths(store))
+    path = tmp_path / "m.npz"
+    store.save(path)
+    loaded = mk.MetricStore.load(path)
+    assert_bit_exact(store, loaded)
+    assert_bit_exact(store, mk.MetricStore.load(path, like=store))
+    np.testing.assert_equal(loaded.compute(), store.compute())
+    assert os.listdir(tmp_path) == ["m.npz"]  # written atomically: no partial file left
+
+
+def test_loading_mid_epoch_and_continuing_is_exactly_the_uninterrupted_run(tmp_path):
+    rng = np.random.default_rng(7)
+    steps = [step(rng, i) for i in range(12)]
+    update = mk.MetricStore.update
+    uninterrupted = mk.MetricStore(default_log_modes=("mean", "std"))
+    for m in steps:
+        uninterrupted = update(uninterrupted, m)
+    resumed = mk.MetricStore(default_log_modes=("mean", "std"))
+    for m in steps[:5]:
+        resumed = update(resumed, m)
+    resumed.save(tmp_path / "mid.npz")
+    resumed = mk.MetricStore.load(tmp_path / "mid.npz", like=resumed)
+    for m in steps[5:]:
+        resumed = update(resumed, m)
+    assert_bit_exact(uninterrupted, resumed)
+    np.testing.assert_equal(resumed.compute(), uninterrupted.compute())
+
+
+def test_functional_metrics_and_aggregated_eval_batches_round_trip(tmp_path, rng):
+    aggregated = {}
+    for n in (5, 3):  # the last batch is smaller: the noreduce leaves grow by 8 in all
+        batch = update_metrics(
+            None, {"ll": {"value": rng.normal(size=n), "log_modes": ["single_noreduce"]}}
+        )
+        aggregated = aggregate_metrics(aggregated, batch)
+    aggregated.save(tmp_path / "eval.npz")
+    loaded = mk.MetricStore.load(tmp_path / "eval.npz")
+    assert_bit_exact(aggregated, loaded)
+    np.testing.assert_array_equal(
+        get_metrics(loaded)[1]["ll_single_noreduce"],
+        get_metrics(aggregated)[1]["ll_single_noreduce"],
+    )
+
+
+@pytest.fixture
+def saved(tmp_path, rng):
+    store = run(mk.MetricStore(default_log_modes=("mean", "max")), rng, 3)
+    path = tmp_path / "good.npz"
+    store.save(path)
+    return store, path
+
+
+def corrupt_cases(path, tmp_path):
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.ones(3))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    return {
+        truncated: "truncated",
+        empty: "truncated",
+        foreign: "not a metricskit checkpoint",
+        text: "truncated",
+    }
+
+
+def test_bad_files_raise_clear_errors_and_leave_the_store_untouched(saved, tmp_path):
+    store, path = saved
+    before = leaves_with_paths(store)
+    for bad, message in corrupt_cases(path, tmp_path).items():
+        with pytest.raises(CheckpointError, match=message):
+            mk.MetricStore.load(bad, like=store)
+        with pytest.raises(ValueError, match=os.path.basename(bad)):
+            mk.MetricStore.load(bad)
+    for (p, x), (_, y) in zip(before, leaves_with_paths(store), strict=True):
+        assert x.tobytes() == y.tobytes(), p
+    with pytest.raises(FileNotFoundError):
+        mk.MetricStore.load(tmp_path / "missing.npz")
+
+
+def test_a_checkpoint_of_another_structure_is_refused(saved, rng):
+    _, path = saved
+    other = run(mk.MetricStore(default_log_modes=("mean",)), rng, 1)
+    with pytest.raises(CheckpointError, match=r"loss_max.*load it without like="):
+        mk.MetricStore.load(path, like=other)
+
+
+def test_a_damaged_leaf_is_refused(saved, tmp_path):
+    store, path = saved
+    with zipfile.ZipFile(path) as z:
+        entries = {name: z.read(name) for name in z.namelist()}
+    victim = next(n for n in entries if n.startswith(".metrics"))
+    damaged = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(damaged, "w") as z:
+        for name, data in entries.items():
+            if name != victim:
+                z.writestr(name, data)
+    with pytest.raises(CheckpointError, match="missing or truncated"):
+        mk.MetricStore.load(damaged, like=store)
