@@ -30,7 +30,7 @@ from metricskit.inputs import (
 from metricskit.layout import Group, Layout, Plan, empty_layout
 from metricskit.metric import Metric, combine_fields, state_fields
 from metricskit.numerics import float_dtype, is_paired
-from metricskit.pytree import register_pytree, replace
+from metricskit.pytree import replace
 from metricskit.reductions import REDUCE
 from metricskit.registry import get_log_mode
 
@@ -109,12 +109,32 @@ def _host_parts(values: list[Any], dtype: str) -> Any:
     return Pair(*exact.split_host(stacked)) if is_paired(dtype) else stacked
 
 
+@functools.lru_cache(maxsize=1024)
+def _input_slots(plan: Plan) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Which input each route reads, and the first route of each input.
+
+    Routes that update the same keys with the same step shapes (one per log mode) share one
+    input, so a step of K keys in three modes passes K values to the compiled update, not 3K.
+    """
+    slots: dict[Any, int] = {}
+    per_route, firsts = [], []
+    for r, route in enumerate(plan.routes):
+        group = plan.after.groups[route.group]
+        key = (route.entries, group.value, group.count)
+        if key not in slots:
+            slots[key] = len(slots)
+            firsts.append(r)
+        per_route.append(slots[key])
+    return tuple(per_route), tuple(firsts)
+
+
 def _apply_update(
     metrics: tuple[Metric, ...], values: tuple[Any, ...], counts: tuple[Any, ...], plan: Plan
 ) -> tuple[Metric, ...]:
     """Grow the state to the plan's layout, then update every routed group (one vmap each)."""
     out = _grow(metrics, plan)
-    for route, value, count in zip(plan.routes, values, counts, strict=True):
+    for route, slot in zip(plan.routes, _input_slots(plan)[0], strict=True):
+        value, count = values[slot], counts[slot]
         group = plan.after.groups[route.group]
         cls = get_log_mode(group.mode).cls
         update = jax.vmap(cls.update)
@@ -214,54 +234,76 @@ def _append(earlier: Metric, later: Metric, axis: int) -> Metric:
     return replace(combined, {k: np.asarray(x) for k, x in fields.items()})  # e.g. 0-d sums
 
 
-_HOST_APPEND: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "concat": functools.partial(buffers.append, axis=1),
-    "sum": operator.add,  # stacked fields are at least 1-d: the sum is an ndarray
-    "last": lambda a, b: b,
-}
+_BULK = frozenset({"concat", "sum", "last"})
 
 
 @functools.cache
-def _host_appender(cls: type[Metric]) -> Callable[[Metric, Metric], Metric | None] | None:
-    """A lean :meth:`MetricStore.append_batches` for one stacked metric of ``cls`` whose
-    leaves are NumPy arrays (``None`` from it otherwise); ``None`` if ``cls`` has a field
-    only its own ``aggregate`` can combine."""
-    reduces = {
+def _bulk_ops(cls: type[Metric]) -> tuple[tuple[str, str | None], ...] | None:
+    """How each attrs field of ``cls`` combines when batches are appended in bulk: its
+    reduction (``"last"`` for every state field of a metric that keeps the later batch) or
+    ``None`` for a static field (taken from the last batch). ``None`` if a field's reduction
+    cannot be applied to many batches at once."""
+    state = {
         f.name: f.metadata[REDUCE] if cls.append_batches else "last" for f in state_fields(cls)
     }
-    if not set(reduces.values()) <= set(_HOST_APPEND):
+    if not set(state.values()) <= _BULK:
         return None
-    ops = tuple(
-        (f.name, _HOST_APPEND[reduces[f.name]] if f.name in reduces else None)
-        for f in attrs.fields(cast(Any, cls))
-    )
-
-    def append(x: Metric, y: Metric) -> Metric | None:
-        new: Any = object.__new__(cls)
-        for name, op in ops:
-            b = getattr(y, name)
-            if op is not None:
-                a = getattr(x, name)
-                if type(a) is not np.ndarray or type(b) is not np.ndarray:
-                    return None
-                b = op(a, b)
-            object.__setattr__(new, name, b)
-        return cast(Metric, new)
-
-    return append
+    return tuple((f.name, state.get(f.name)) for f in attrs.fields(cast(Any, cls)))
 
 
-def _append_host(xs: tuple[Metric, ...], ys: tuple[Metric, ...]) -> list[Metric] | None:
-    """:meth:`MetricStore.append_batches` of two same-layout stores with NumPy leaves, with as
-    little Python per batch as possible; ``None`` (use the general path) for anything else."""
+def _can_defer(store: MetricStore) -> bool:
+    """Whether batches can be appended to ``store`` lazily: NumPy leaves, bulk reductions."""
+    if store._pending is not None:
+        return True
+    for m in store._metrics:
+        ops = _bulk_ops(type(m))
+        if ops is None:
+            return False
+        for name, reduce in ops:
+            if reduce is not None and type(getattr(m, name)) is not np.ndarray:
+                return False
+    return True
+
+
+def _sum_in_order(first: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
+    """``first + rest[0] + rest[1] + ...`` exactly as sequential adds give it (same dtype).
+
+    Integer adds are associative (they wrap alike in any order), so they reduce in one call;
+    float adds are done in order, so that rounding matches appending batch by batch.
+    """
+    if first.dtype.kind in "biu" and all(r.dtype == first.dtype for r in rest):
+        return first + np.add.reduce(np.stack(rest), axis=0, dtype=first.dtype)
+    return functools.reduce(operator.add, rest, first)
+
+
+def _append_bulk(base: tuple[Metric, ...], batches: list[tuple[Metric, ...]]) -> tuple[Metric, ...]:
+    """``base`` with every batch appended, in order, each field combined once for them all.
+
+    The result is what appending the batches one by one gives, bit for bit: concatenation
+    is exact and sums are added in the same order.
+    """
     out = []
-    for x, y in zip(xs, ys, strict=True):
-        append = _host_appender(type(x))
-        new = None if append is None or type(y) is not type(x) else append(x, y)
-        if new is None:
-            return None
+    for g, metric in enumerate(base):
+        cls = type(metric)
+        ops = _bulk_ops(cls)
+        assert ops is not None
+        parts = [batch[g] for batch in batches]
+        new: Any = object.__new__(cls)
+        for name, reduce in ops:
+            if reduce is None or reduce == "last":
+                value = getattr(parts[-1], name)
+            elif reduce == "sum":
+                value = _sum_in_order(getattr(metric, name), [getattr(p, name) for p in parts])
+            else:
+                earlier, later = getattr(metric, name), [getattr(p, name) for p in parts]
+                value = (
+                    buffers.append(earlier, later[0], axis=1)  # one batch: amortized O(1)
+                    if len(later) == 1
+                    else np.concatenate([earlier, *later], axis=1)  # peak: data + result
+                )
+            object.__setattr__(new, name, value)
         out.append(new)
-    return out
+    return tuple(out)
 
 
 def _to_host(store: MetricStore) -> MetricStore:
@@ -323,8 +365,31 @@ class MetricStore:
         default=None, converter=_canonical_modes
     )
     nan_policy: str = attrs.field(default="propagate", converter=_canonical_policy)
-    metrics: tuple[Metric, ...] = attrs.field(default=(), kw_only=True)
+    _metrics: tuple[Metric, ...] = attrs.field(default=(), kw_only=True)
     layout: Layout = attrs.field(factory=empty_layout, kw_only=True)
+    # (earlier store, later batch) while appended evaluation batches are not yet combined
+    _pending: tuple[MetricStore, MetricStore] | None = attrs.field(default=None, init=False)
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        """One stacked :class:`~metricskit.Metric` per group of :attr:`layout`."""
+        if self._pending is not None:
+            self._combine_pending()
+        return self._metrics
+
+    def _combine_pending(self) -> None:
+        """Append the batches that :meth:`append_batches` deferred, once, all at a time.
+
+        The store does not change value: it computes what it stands for and remembers it.
+        """
+        batches = []
+        node = self
+        while node._pending is not None:
+            node, later = node._pending
+            batches.append(later.metrics)
+        batches.reverse()
+        object.__setattr__(self, "_metrics", _append_bulk(node._metrics, batches))
+        object.__setattr__(self, "_pending", None)
 
     # -- structure -------------------------------------------------------------------------
 
@@ -336,13 +401,17 @@ class MetricStore:
         """The metric keys, in first-seen order."""
         return iter(dict.fromkeys(key for key, _ in self.layout.order))
 
-    def _evolve(self, metrics: Sequence[Metric], layout: Layout | None = None) -> MetricStore:
-        new: Any = object.__new__(MetricStore)  # as unflattening builds it: no converters
-        object.__setattr__(new, "default_log_modes", self.default_log_modes)
-        object.__setattr__(new, "nan_policy", self.nan_policy)
-        object.__setattr__(new, "metrics", tuple(metrics))
-        object.__setattr__(new, "layout", layout or self.layout)
-        return cast(MetricStore, new)
+    def _evolve(
+        self,
+        metrics: Sequence[Metric] | None,
+        layout: Layout | None = None,
+        pending: tuple[MetricStore, MetricStore] | None = None,
+    ) -> MetricStore:
+        return _build_store(
+            (self.default_log_modes, self.nan_policy, layout or self.layout),
+            () if metrics is None else tuple(metrics),
+            pending,
+        )
 
     def _plan(
         self, step_metrics: Mapping[str, Any], modes: Any, axis_name: AxisName | None = None
@@ -410,7 +479,8 @@ class MetricStore:
         plan, entries = self._plan(step_metrics, default_log_modes, axis_name)
         values: list[Any] = []
         counts: list[Any] = []
-        for route in plan.routes:
+        for r in _input_slots(plan)[1]:  # one input per distinct set of keys, not per mode
+            route = plan.routes[r]
             group = plan.after.groups[route.group]
             chosen = [entries[i] for i in route.entries]
             if all(e.on_host for e in chosen):
@@ -543,10 +613,12 @@ class MetricStore:
         Returns:
             A store whose leaves are NumPy arrays.
         """
-        if self.layout is later.layout or self.layout == later.layout:
-            fast = _append_host(self.metrics, later.metrics)
-            if fast is not None:  # later's layout: the next batch's is likely the same object
-                return self._evolve(fast, later.layout)
+        if (self.layout is later.layout or self.layout == later.layout) and (
+            _can_defer(self) and _can_defer(later)
+        ):
+            # O(1) now; the batches are combined at once when the result is first used (one
+            # concatenation per field). later's layout: the next batch's is the same object.
+            return self._evolve(None, later.layout, pending=(self, later))
         return _merge(
             _to_host(self),
             _to_host(later),
@@ -694,7 +766,33 @@ def _merge(
     return MetricStore.from_unstacked(out, a.default_log_modes, a.nan_policy)
 
 
-register_pytree(MetricStore, ["metrics"], ["default_log_modes", "nan_policy", "layout"])
+def _build_store(
+    aux: tuple[Any, ...], metrics: tuple[Metric, ...], pending: Any = None
+) -> MetricStore:
+    """A store built as unflattening builds it: attributes set directly, no converters."""
+    new: Any = object.__new__(MetricStore)
+    for name, value in zip(("default_log_modes", "nan_policy", "layout"), aux, strict=True):
+        object.__setattr__(new, name, value)
+    object.__setattr__(new, "_metrics", metrics)
+    object.__setattr__(new, "_pending", pending)
+    return cast(MetricStore, new)
+
+
+def _flatten_store(store: MetricStore) -> tuple[list[Any], tuple[Any, ...]]:
+    return [store.metrics], (store.default_log_modes, store.nan_policy, store.layout)
+
+
+def _flatten_store_with_keys(store: MetricStore) -> tuple[list[Any], tuple[Any, ...]]:
+    children, aux = _flatten_store(store)
+    return [(jax.tree_util.GetAttrKey("metrics"), children[0])], aux
+
+
+jax.tree_util.register_pytree_with_keys(
+    MetricStore,
+    _flatten_store_with_keys,
+    lambda aux, children: _build_store(aux, children[0]),
+    _flatten_store,
+)
 
 
 def _flatten_key_metrics(km: KeyMetrics) -> tuple[tuple[Metric, ...], tuple[Any, ...]]:
