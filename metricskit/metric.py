@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal, cast
 import attrs
 import jax
 import jax.numpy as jnp
+import numpy as np
 from typing_extensions import Self
 
 from metricskit.pytree import replace
@@ -129,11 +130,30 @@ class Metric(abc.ABC):
         Returns:
             A metric whose every state field is filled with its declared ``empty`` value.
         """
-        fills = {
-            f.name: jnp.full_like(getattr(self, f.name), f.metadata[EMPTY])
-            for f in state_fields(type(self))
-        }
-        return cast(Self, attrs.evolve(cast(Any, self), **fills))
+        return cast(Self, attrs.evolve(cast(Any, self), **empty_fields(self, jnp)))
+
+
+def empty_fields(metric: Metric, xp: Any) -> dict[str, Any]:
+    """Every state field of ``metric`` filled with its declared ``empty`` value.
+
+    Args:
+        metric: A state.
+        xp: ``jax.numpy`` (keeps each field's dtype and weak type) or ``numpy`` (host
+            stores; zeros come from ``calloc``, so a large empty buffer costs no writes).
+
+    Returns:
+        New field values by name.
+    """
+    out: dict[str, Any] = {}
+    for f in state_fields(type(metric)):
+        x, value = getattr(metric, f.name), f.metadata[EMPTY]
+        if xp is not jnp:
+            out[f.name] = (
+                np.zeros(x.shape, x.dtype) if value == 0 else np.full(x.shape, value, x.dtype)
+            )
+        else:
+            out[f.name] = jnp.full_like(x, value)
+    return out
 
 
 @functools.cache

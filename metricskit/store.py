@@ -28,7 +28,7 @@ from metricskit.inputs import (
     parse_step_metrics,
 )
 from metricskit.layout import Group, Layout, Plan, empty_layout
-from metricskit.metric import Metric, combine_fields, state_fields
+from metricskit.metric import Metric, combine_fields, empty_fields, state_fields
 from metricskit.numerics import float_dtype, is_paired
 from metricskit.pytree import replace
 from metricskit.reductions import REDUCE
@@ -272,8 +272,10 @@ def _sum_in_order(first: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
     float adds are done in order, so that rounding matches appending batch by batch.
     """
     if first.dtype.kind in "biu" and all(r.dtype == first.dtype for r in rest):
-        return first + np.add.reduce(np.stack(rest), axis=0, dtype=first.dtype)
-    return functools.reduce(operator.add, rest, first)
+        summed: np.ndarray = first + np.add.reduce(np.stack(rest), axis=0, dtype=first.dtype)
+        return summed
+    total: np.ndarray = functools.reduce(operator.add, rest, first)
+    return total
 
 
 def _append_bulk(base: tuple[Metric, ...], batches: list[tuple[Metric, ...]]) -> tuple[Metric, ...]:
@@ -581,8 +583,12 @@ class MetricStore:
         Returns:
             The reset store; feeding it to a jitted step does not recompile.
         """
-        with _device_for(self.metrics):
-            return self._evolve(_reset_jit(self.metrics))
+        metrics = self.metrics
+        if _on_host(metrics) and all(type(m).reset is Metric.reset for m in metrics):
+            # host stores (aggregated evaluation batches): NumPy, no round trip to a device
+            return self._evolve([replace(m, empty_fields(m, np)) for m in metrics])
+        with _device_for(metrics):
+            return self._evolve(_reset_jit(metrics))
 
     def aggregate(self, other: MetricStore) -> MetricStore:
         """Combine with a store of disjoint data (another device, shard or stream half).
@@ -790,7 +796,7 @@ def _flatten_store_with_keys(store: MetricStore) -> tuple[list[Any], tuple[Any, 
 jax.tree_util.register_pytree_with_keys(
     MetricStore,
     _flatten_store_with_keys,
-    lambda aux, children: _build_store(aux, children[0]),
+    lambda aux, children: _build_store(aux, tuple(children)[0]),
     _flatten_store,
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -70,3 +71,73 @@ def test_aggregate_metrics_over_many_batches(rng):
         step = update_metrics(None, {"ll": {"value": batch, "log_modes": ["single_noreduce"]}})
         aggregated = aggregate_metrics(aggregated, step)
     np.testing.assert_array_equal(get_metrics(aggregated)[1]["ll_single_noreduce"], batches.ravel())
+
+
+def noreduce_batch(values, counts=None):
+    item = {"value": values, "log_modes": ["single_noreduce_wcount"]}
+    if counts is not None:
+        item["count"] = counts
+    weight = np.float32(0.1) * values.size  # float counts: summed in order, as one by one
+    return update_metrics(
+        None,
+        {
+            "ll": item,
+            "n": {"value": values.sum(), "count": 2.5},
+            "w": {"value": values, "count": weight, "log_modes": ["single_noreduce"]},
+        },
+    )
+
+
+def appended_one_by_one(batches):
+    """Appending with every intermediate store used at once (no deferred batches)."""
+    aggregated = {}
+    for batch in batches:
+        aggregated = aggregate_metrics(aggregated, batch)
+        aggregated.metrics  # noqa: B018 - combines the pending batch now
+    return aggregated
+
+
+def test_deferred_appending_is_bit_identical_to_appending_one_by_one(rng):
+    batches = [
+        noreduce_batch(
+            rng.normal(size=5).astype(np.float32), rng.uniform(0.1, 3, size=5).astype(np.float32)
+        )
+        for _ in range(40)
+    ]
+    deferred = {}
+    for batch in batches:
+        deferred = aggregate_metrics(deferred, batch)
+    eager = appended_one_by_one(batches)
+    for x, y in zip(jax.tree.leaves(deferred), jax.tree.leaves(eager), strict=True):
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+    values, counts = get_metrics(deferred)[1]["ll_single_noreduce_wcount"]
+    np.testing.assert_array_equal(
+        values,
+        np.concatenate([np.asarray(b.compute()["ll_single_noreduce_wcount"][0]) for b in batches]),
+    )
+    assert counts.shape == values.shape
+
+
+def test_branching_from_an_older_aggregate_and_using_it_inside_jit(rng):
+    parts = [noreduce_batch(rng.normal(size=3).astype(np.float32)) for _ in range(4)]
+    base = aggregate_metrics(aggregate_metrics({}, parts[0]), parts[1])
+    left = aggregate_metrics(base, parts[2])
+    right = aggregate_metrics(base, parts[3])
+    expect = [
+        np.concatenate([p.compute()["ll_single_noreduce_wcount"][0] for p in ps])
+        for ps in ((parts[0], parts[1], parts[2]), (parts[0], parts[1], parts[3]))
+    ]
+    np.testing.assert_array_equal(right.compute()["ll_single_noreduce_wcount"][0], expect[1])
+    np.testing.assert_array_equal(left.compute()["ll_single_noreduce_wcount"][0], expect[0])
+    doubled = jax.jit(lambda s: jax.tree.map(lambda x: x * 2, s))(left)  # flattening combines
+    np.testing.assert_array_equal(doubled.compute()["ll_single_noreduce_wcount"][0], 2 * expect[0])
+    np.testing.assert_array_equal(base.compute()["ll_single_noreduce_wcount"][0], expect[0][:6])
+
+
+def test_a_thousand_deferred_batches_combine_without_deep_recursion(rng):
+    batch = noreduce_batch(np.arange(4, dtype=np.float32))
+    aggregated = {}
+    for _ in range(3000):
+        aggregated = aggregate_metrics(aggregated, batch)
+    values, counts = get_metrics(aggregated)[1]["ll_single_noreduce_wcount"]
+    assert values.shape == (12000,) and values.sum() == 3000 * 6 and counts.sum() == 12000
