@@ -419,7 +419,7 @@ def main() -> None:
     print_header(columns)
     for k in args.keys:
         built = {c.name: c(k) for c in impls}
-        number = max(2, 2000 // k)
+        number = max(2, (200 if args.quick else 2000) // k)
         for workload, method in (
             ("eager update", "eager"),
             ("jitted update", "jit"),
@@ -469,7 +469,7 @@ def main() -> None:
 
 def print_header(columns: list[str]) -> None:
     peers = [c for c in columns if not c.startswith("metricskit")]
-    head = f"{'workload':<20}{'size':<18}{'unit':<5}" + "".join(f"{c:>15}" for c in columns)
+    head = f"{'workload':<25}{'size':<20}{'unit':<5}" + "".join(f"{c:>15}" for c in columns)
     head += "".join(f"{c + '/mk':>18}" for c in peers)
     print(head)
     print("-" * len(head))
@@ -484,7 +484,7 @@ def print_row(row: dict[str, Any], columns: list[str]) -> None:
         for c in columns
         if not c.startswith("metricskit")
     )
-    print(f"{row['workload']:<20}{row['size']:<18}{row['unit']:<5}{cells}{ratios}", flush=True)
+    print(f"{row['workload']:<25}{row['size']:<20}{row['unit']:<5}{cells}{ratios}", flush=True)
 
 
 def fmt(value: float | None, suffix: str = "") -> str:

@@ -796,7 +796,7 @@ def _flatten_store_with_keys(store: MetricStore) -> tuple[list[Any], tuple[Any, 
 jax.tree_util.register_pytree_with_keys(
     MetricStore,
     _flatten_store_with_keys,
-    lambda aux, children: _build_store(aux, tuple(children)[0]),
+    lambda aux, children: _build_store(aux, next(iter(children))),
     _flatten_store,
 )
 
