@@ -613,20 +613,29 @@ class MetricStore:
         appended field by field (values concatenated, counts added or concatenated); every
         other metric keeps ``later``'s state, which is already cumulative on the device.
 
+        Appending costs O(1) per batch: when both stores hold NumPy leaves and share a layout,
+        the result records the batch, and all recorded batches are combined the first time
+        the result's state is used (``compute``, ``metrics``, flattening), with one
+        concatenation per field, exactly as appending them one by one would. Until then the
+        result holds references to the batches' arrays rather than copies, as JAX holds its
+        immutable arrays: do not write into a NumPy array after passing it in.
+
         Args:
             later: The next batch's store.
 
         Returns:
             A store whose leaves are NumPy arrays.
         """
-        if (self.layout is later.layout or self.layout == later.layout) and (
-            _can_defer(self) and _can_defer(later)
+        earlier = self if self._pending is not None else _to_host(self)
+        later = later if later._pending is not None else _to_host(later)
+        if (earlier.layout is later.layout or earlier.layout == later.layout) and (
+            _can_defer(earlier) and _can_defer(later)
         ):
             # O(1) now; the batches are combined at once when the result is first used (one
             # concatenation per field). later's layout: the next batch's is the same object.
-            return self._evolve(None, later.layout, pending=(self, later))
+            return earlier._evolve(None, later.layout, pending=(earlier, later))
         return _merge(
-            _to_host(self),
+            _to_host(earlier),
             _to_host(later),
             lambda xs, ys: [_append(x, y, axis=1) for x, y in zip(xs, ys, strict=True)],
             lambda x, y: _append(x, y, axis=0),
