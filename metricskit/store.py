@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit import buffers, checkpoint, exact
+from metricskit import checkpoint, exact
 from metricskit.builtin import all_finite
 from metricskit.compat import AxisName
 from metricskit.distributed import local_copy, process_sync, reduce_entries, sync_metric
@@ -31,7 +31,7 @@ from metricskit.layout import Group, Layout, Plan, empty_layout
 from metricskit.metric import Metric, combine_fields, empty_fields, state_fields
 from metricskit.numerics import float_dtype, is_paired
 from metricskit.pytree import replace
-from metricskit.reductions import REDUCE
+from metricskit.reductions import REDUCE, REDUCTIONS
 from metricskit.registry import get_log_mode
 
 __all__ = ["LOGGER", "KeyMetrics", "MetricStore"]
@@ -225,28 +225,22 @@ def _rows(metric: Metric) -> int:
 
 
 def _append(earlier: Metric, later: Metric, axis: int) -> Metric:
-    if not type(earlier).append_batches:
-        return later
-    combined: Metric = combine_fields(earlier, later, np, axis=axis)
-    fields = {f.name: getattr(combined, f.name) for f in state_fields(type(combined))}
-    if all(type(x) is np.ndarray for x in fields.values()):
-        return combined
-    return replace(combined, {k: np.asarray(x) for k, x in fields.items()})  # e.g. 0-d sums
-
-
-_BULK = frozenset({"concat", "sum", "last"})
+    """One batch appended to one state (NumPy leaves); ``axis`` is the sample axis."""
+    if _bulk_ops(type(earlier)) is None:  # a "merge" field: the class's own error message
+        return cast(Metric, combine_fields(earlier, later, np, axis=axis))
+    return _append_bulk((earlier,), [(later,)], axis)[0]
 
 
 @functools.cache
 def _bulk_ops(cls: type[Metric]) -> tuple[tuple[str, str | None], ...] | None:
-    """How each attrs field of ``cls`` combines when batches are appended in bulk: its
-    reduction (``"last"`` for every state field of a metric that keeps the later batch) or
-    ``None`` for a static field (taken from the last batch). ``None`` if a field's reduction
-    cannot be applied to many batches at once."""
+    """How each attrs field of ``cls`` combines when batches are appended: its reduction
+    (``"last"`` for every state field of a metric that keeps the later batch) or ``None`` for
+    a static field (taken from the last batch). ``None`` if a field is ``"merge"``, which only
+    the metric's own ``aggregate`` can combine."""
     state = {
         f.name: f.metadata[REDUCE] if cls.append_batches else "last" for f in state_fields(cls)
     }
-    if not set(state.values()) <= _BULK:
+    if "merge" in state.values():
         return None
     return tuple((f.name, state.get(f.name)) for f in attrs.fields(cast(Any, cls)))
 
@@ -278,11 +272,15 @@ def _sum_in_order(first: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
     return total
 
 
-def _append_bulk(base: tuple[Metric, ...], batches: list[tuple[Metric, ...]]) -> tuple[Metric, ...]:
+def _append_bulk(
+    base: tuple[Metric, ...], batches: list[tuple[Metric, ...]], axis: int = 1
+) -> tuple[Metric, ...]:
     """``base`` with every batch appended, in order, each field combined once for them all.
 
     The result is what appending the batches one by one gives, bit for bit: concatenation
-    is exact and sums are added in the same order.
+    is exact, sums are added in the same order, and other reductions (max, exact
+    accumulators) fold pairwise with :data:`~metricskit.reductions.REDUCTIONS`. ``axis`` is
+    the sample axis (1 for stacked groups).
     """
     out = []
     for g, metric in enumerate(base):
@@ -294,16 +292,17 @@ def _append_bulk(base: tuple[Metric, ...], batches: list[tuple[Metric, ...]]) ->
         for name, reduce in ops:
             if reduce is None or reduce == "last":
                 value = getattr(parts[-1], name)
-            elif reduce == "sum":
-                value = _sum_in_order(getattr(metric, name), [getattr(p, name) for p in parts])
             else:
                 earlier, later = getattr(metric, name), [getattr(p, name) for p in parts]
-                value = (
-                    buffers.append(earlier, later[0], axis=1)  # one batch: amortized O(1)
-                    if len(later) == 1
-                    else np.concatenate([earlier, *later], axis=1)  # peak: data + result
-                )
-            object.__setattr__(new, name, value)
+                if reduce == "sum":
+                    value = _sum_in_order(earlier, later)
+                elif reduce == "concat" and len(later) > 1:
+                    value = np.concatenate([earlier, *later], axis=axis)  # peak: data + result
+                else:  # one concatenation (amortized O(1) in a growing buffer), max, xsum, ...
+                    combine = REDUCTIONS[reduce].combine
+                    assert combine is not None
+                    value = functools.reduce(lambda a, b: combine(np, a, b, axis), later, earlier)
+            object.__setattr__(new, name, value if type(value) is np.ndarray else np.asarray(value))
         out.append(new)
     return tuple(out)
 
