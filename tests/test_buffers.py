@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import attrs
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from typing_extensions import Self
 
+import metricskit as mk
 from metricskit import buffers
 from metricskit.functional import aggregate_metrics, get_metrics, update_metrics
 
@@ -141,3 +147,50 @@ def test_a_thousand_deferred_batches_combine_without_deep_recursion(rng):
         aggregated = aggregate_metrics(aggregated, batch)
     values, counts = get_metrics(aggregated)[1]["ll_single_noreduce_wcount"]
     assert values.shape == (12000,) and values.sum() == 3000 * 6 and counts.sum() == 12000
+
+
+@mk.register_metric("peak_noreduce")
+@attrs.frozen(eq=False)
+class PeakNoReduce(mk.Metric):
+    """Per-sample values (appended across batches) and the largest value seen (a max field)."""
+
+    append_batches: ClassVar[bool] = True
+    partial: ClassVar = "concat"
+
+    value: jax.Array = mk.state("concat")
+    peak: jax.Array = mk.state("max", empty=float("-inf"))
+    steps: jax.Array = mk.state("sum")
+
+    @classmethod
+    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
+        shape = value.shape or (1,)
+        peak = jnp.full((), -jnp.inf, jnp.float32)
+        return cls(jnp.zeros(shape, jnp.float32), peak, jnp.zeros((), jnp.int32))
+
+    def update(self, value: jax.Array, count: jax.Array) -> Self:
+        value = jnp.atleast_1d(value).astype(jnp.float32)
+        peak = jnp.maximum(self.peak, value.max())
+        return attrs.evolve(self, value=value, peak=peak, steps=self.steps + 1)
+
+    def compute(self) -> tuple[jax.Array, jax.Array]:
+        return self.value, self.peak
+
+    def is_empty(self) -> jax.Array:
+        return self.steps == 0
+
+
+def test_a_user_metric_with_a_max_field_appends_deferred_like_one_by_one(rng):
+    batches = [
+        update_metrics(None, {"x": {"value": rng.normal(size=3), "log_modes": ["peak_noreduce"]}})
+        for _ in range(25)
+    ]
+    deferred = {}
+    for batch in batches:
+        deferred = aggregate_metrics(deferred, batch)
+    eager = appended_one_by_one(batches)
+    for x, y in zip(jax.tree.leaves(deferred), jax.tree.leaves(eager), strict=True):
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+    values, peak = get_metrics(deferred)[1]["x_peak_noreduce"]
+    every = np.concatenate([np.asarray(b.compute()["x_peak_noreduce"][0]) for b in batches])
+    np.testing.assert_array_equal(values, every)
+    assert float(np.asarray(peak)) == every.max()
