@@ -259,6 +259,14 @@ def _can_defer(store: MetricStore) -> bool:
     return True
 
 
+def _host_for_append(store: MetricStore) -> tuple[MetricStore, bool]:
+    """``store`` with NumPy leaves, and whether batches can be appended to it lazily."""
+    if _can_defer(store):  # the usual case: checked without converting anything
+        return store, True
+    store = _to_host(store)
+    return store, _can_defer(store)
+
+
 def _sum_in_order(first: np.ndarray, rest: list[np.ndarray]) -> np.ndarray:
     """``first + rest[0] + rest[1] + ...`` exactly as sequential adds give it (same dtype).
 
@@ -625,10 +633,11 @@ class MetricStore:
         Returns:
             A store whose leaves are NumPy arrays.
         """
-        earlier = self if self._pending is not None else _to_host(self)
-        later = later if later._pending is not None else _to_host(later)
-        if (earlier.layout is later.layout or earlier.layout == later.layout) and (
-            _can_defer(earlier) and _can_defer(later)
+        (earlier, ready), (later, later_ready) = _host_for_append(self), _host_for_append(later)
+        if (
+            ready
+            and later_ready
+            and (earlier.layout is later.layout or earlier.layout == later.layout)
         ):
             # O(1) now; the batches are combined at once when the result is first used (one
             # concatenation per field). later's layout: the next batch's is the same object.
