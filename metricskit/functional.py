@@ -123,14 +123,12 @@ def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics
         >>> get_metrics(agg)[1]["ll_single_noreduce"].tolist()
         [1.0, 2.0, 3.0]
     """
-    if isinstance(aggregated_metrics, MetricStore) and isinstance(batch_metrics, MetricStore):
-        return aggregated_metrics.append_batches(batch_metrics)  # the usual case, kept lean
-    batch = _to_host(_as_store(batch_metrics))
+    batch = _as_store(batch_metrics)
     if aggregated_metrics is None or (
         isinstance(aggregated_metrics, Mapping) and not aggregated_metrics
     ):
-        return batch
-    return _as_store(aggregated_metrics).append_batches(batch)
+        return _to_host(batch)
+    return _as_store(aggregated_metrics).append_batches(batch)  # moves batch to the host
 
 
 def _empty_val(value: Any) -> Any:

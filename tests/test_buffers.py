@@ -103,6 +103,18 @@ def appended_one_by_one(batches):
     return aggregated
 
 
+def deferred_matching_one_by_one(batches):
+    """The deferred aggregate of ``batches``, after checking it bit for bit against appending
+    them one by one."""
+    deferred = {}
+    for batch in batches:
+        deferred = aggregate_metrics(deferred, batch)
+    eager = appended_one_by_one(batches)
+    for x, y in zip(jax.tree.leaves(deferred), jax.tree.leaves(eager), strict=True):
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+    return deferred
+
+
 def test_deferred_appending_is_bit_identical_to_appending_one_by_one(rng):
     batches = [
         noreduce_batch(
@@ -110,12 +122,7 @@ def test_deferred_appending_is_bit_identical_to_appending_one_by_one(rng):
         )
         for _ in range(40)
     ]
-    deferred = {}
-    for batch in batches:
-        deferred = aggregate_metrics(deferred, batch)
-    eager = appended_one_by_one(batches)
-    for x, y in zip(jax.tree.leaves(deferred), jax.tree.leaves(eager), strict=True):
-        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+    deferred = deferred_matching_one_by_one(batches)
     values, counts = get_metrics(deferred)[1]["ll_single_noreduce_wcount"]
     np.testing.assert_array_equal(
         values,
@@ -184,12 +191,7 @@ def test_a_user_metric_with_a_max_field_appends_deferred_like_one_by_one(rng):
         update_metrics(None, {"x": {"value": rng.normal(size=3), "log_modes": ["peak_noreduce"]}})
         for _ in range(25)
     ]
-    deferred = {}
-    for batch in batches:
-        deferred = aggregate_metrics(deferred, batch)
-    eager = appended_one_by_one(batches)
-    for x, y in zip(jax.tree.leaves(deferred), jax.tree.leaves(eager), strict=True):
-        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+    deferred = deferred_matching_one_by_one(batches)
     values, peak = get_metrics(deferred)[1]["x_peak_noreduce"]
     every = np.concatenate([np.asarray(b.compute()["x_peak_noreduce"][0]) for b in batches])
     np.testing.assert_array_equal(values, every)
