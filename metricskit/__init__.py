@@ -5,24 +5,16 @@ The class API (:class:`MetricStore` over registered :class:`Metric` subclasses) 
 """
 
 from metricskit import exact
-from metricskit.builtin import (
-    MaxMetric,
-    MeanMetric,
-    MinMetric,
-    NonFiniteMetric,
-    NoReduceMetric,
-    NoReduceWCountMetric,
-    SingleMetric,
-    StdMetric,
-)
-from metricskit.functional import aggregate_metrics, get_metrics, update_metrics
-from metricskit.metric import Metric
-from metricskit.numerics import divide
-from metricskit.reductions import state, static
+from metricskit.builtin import MaxMetric, MeanMetric, MinMetric, SingleMetric, StdMetric
+from metricskit.division import divide
+from metricskit.functional import LOGGER, aggregate_metrics, get_metrics, update_metrics
+from metricskit.metric import Metric, Spec, state, static
+from metricskit.nan_policy import NonFiniteMetric
+from metricskit.persample import NoReduceMetric, NoReduceWCountMetric
 from metricskit.registry import LogMode, get_log_mode, register_metric, registered_modes
-from metricskit.store import LOGGER, KeyMetrics, MetricStore
+from metricskit.store import KeyMetrics, MetricStore
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "LOGGER",
@@ -37,6 +29,7 @@ __all__ = [
     "NoReduceWCountMetric",
     "NonFiniteMetric",
     "SingleMetric",
+    "Spec",
     "StdMetric",
     "aggregate_metrics",
     "divide",

@@ -1,10 +1,12 @@
-"""Checkpoints of metric state: a :class:`~metricskit.MetricStore` in one NumPy ``.npz`` file.
+"""Checkpoints of metric state: a store's layout and leaves in one NumPy ``.npz`` file.
 
-Each leaf is stored under its pytree path (``.metrics[0].total``) with its exact bytes, so any
-dtype survives, bfloat16 included, and a store loaded from a checkpoint written mid-epoch
-continues exactly as the uninterrupted run would. A JSON header records the format, the
-store's layout (keys, log modes, step shapes and dtypes) and each leaf's dtype and shape;
-loading checks all of it before building anything.
+Each leaf is stored under its path (``metrics[0].total.hi``) with its exact bytes, so any dtype
+survives (bfloat16 included) and a store loaded from a checkpoint written mid-epoch continues
+exactly as the uninterrupted run would. A JSON header records the format, the layout (keys,
+log modes, each field's shape and storage, static configuration) and every leaf's dtype and
+shape; loading checks all of it before building anything. :meth:`MetricStore.save
+<metricskit.MetricStore.save>` and :meth:`MetricStore.load <metricskit.MetricStore.load>` are
+the entry points.
 
 Examples:
     >>> import os, tempfile
@@ -13,7 +15,7 @@ Examples:
     >>> path = os.path.join(tempfile.mkdtemp(), "metrics.npz")
     >>> store.save(path)
     >>> mk.MetricStore.load(path).update({"loss": 4.0}).compute()
-    {'loss_mean': 3.0, 'loss_max': 4.0}
+    {'loss_max': 4.0, 'loss_mean': 3.0}
 """
 
 from __future__ import annotations
@@ -21,20 +23,20 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.layout import Group, Layout
+from metricskit.metric import FieldSpec, Metric, per_sample, reduction_of, state_fields
+from metricskit.registry import get_log_mode
+from metricskit.store.layout import Group, Layout, Signature, build, index
 
-if TYPE_CHECKING:
-    from metricskit.store import MetricStore
+__all__ = ["FORMAT", "CheckpointError", "check_like", "load", "save"]
 
-__all__ = ["FORMAT", "CheckpointError", "load", "save"]
-
-FORMAT = "metricskit.checkpoint/1"
+FORMAT = "metricskit.checkpoint/2"
 """The format tag every checkpoint's header carries."""
 
 _HEADER = "__metricskit__"
@@ -44,63 +46,61 @@ class CheckpointError(ValueError):
     """A file that is not a complete metricskit checkpoint, or not of the expected structure."""
 
 
-def _layout_json(layout: Layout) -> dict[str, Any]:
-    return {
-        "groups": [
-            {
-                "mode": g.mode,
-                "value": [list(g.value[0]), g.value[1]],
-                "count": [list(g.count[0]), g.count[1]],
-                "keys": list(g.keys),
-            }
-            for g in layout.groups
-        ],
-        "order": [list(pair) for pair in layout.order],
-    }
+def _tuples(x: Any) -> Any:
+    return tuple(_tuples(v) for v in x) if isinstance(x, list) else x
 
 
-def _layout_from_json(data: dict[str, Any]) -> Layout:
-    groups = tuple(
-        Group(
-            g["mode"],
-            (tuple(g["value"][0]), g["value"][1]),
-            (tuple(g["count"][0]), g["count"][1]),
-            tuple(g["keys"]),
+def _layout_json(layout: Layout) -> list[dict[str, Any]]:
+    return [
+        {
+            "mode": g.mode,
+            "keys": list(g.keys),
+            "fields": [[name, list(s.shape), s.storage] for name, s in g.signature.fields],
+            "statics": [[name, value] for name, value in g.signature.statics],
+        }
+        for g in layout.groups
+    ]
+
+
+def _layout_from_json(groups: list[dict[str, Any]]) -> Layout:
+    return Layout(
+        tuple(
+            Group(
+                g["mode"],
+                Signature(
+                    tuple((n, FieldSpec(tuple(shape), storage)) for n, shape, storage in g["fields"]),
+                    tuple((n, _tuples(v)) for n, v in g["statics"]),
+                ),
+                tuple(g["keys"]),
+            )
+            for g in groups
         )
-        for g in data["groups"]
     )
-    return Layout(groups, tuple((key, mode) for key, mode in data["order"]))
 
 
-def _leaves(store: MetricStore) -> list[tuple[str, np.ndarray]]:
-    flat, _ = jax.tree_util.tree_flatten_with_path(store)
-    return [(jax.tree_util.keystr(path), np.asarray(jax.device_get(x))) for path, x in flat]
+def _leaves(metrics: Sequence[Metric]) -> list[tuple[str, np.ndarray]]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tuple(metrics))
+    return [
+        ("metrics" + jax.tree_util.keystr(path), np.asarray(jax.device_get(x))) for path, x in flat
+    ]
 
 
-def _ignore_samples(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A leaf's shape without axis 1, the sample axis that appended batches grow."""
-    return shape[:1] + shape[2:]
-
-
-def save(store: MetricStore, path: str | os.PathLike[str]) -> None:
-    """Write ``store`` to ``path`` (a ``.npz`` file), atomically.
+def save(
+    path: str | os.PathLike[str], layout: Layout, metrics: Sequence[Metric], meta: dict[str, Any]
+) -> None:
+    """Write a store's layout, leaves and ``meta`` (JSON) to ``path``, atomically.
 
     The file is written beside ``path`` and renamed over it only when complete, so a crash
     while saving leaves the previous checkpoint in place.
 
-    Args:
-        store: The store (device or host leaves; replicated state is read from the local
-            device).
-        path: Where to write. NumPy does not add a suffix.
+    Raises:
+        TypeError: If a metric's static configuration is not JSON.
     """
-    from metricskit.distributed import local_copy
-
-    leaves = _leaves(local_copy(store))
+    leaves = _leaves(metrics)
     header = {
         "format": FORMAT,
-        "default_log_modes": store.default_log_modes,
-        "nan_policy": store.nan_policy,
-        "layout": _layout_json(store.layout),
+        "meta": meta,
+        "layout": _layout_json(layout),
         "leaves": [[name, str(x.dtype), list(x.shape)] for name, x in leaves],
     }
     arrays = {_HEADER: np.frombuffer(json.dumps(header).encode(), np.uint8)}
@@ -124,9 +124,7 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                 )
             header = json.loads(npz[_HEADER].tobytes().decode())
             arrays = {name: npz[name] for name in npz.files if name != _HEADER}
-    except CheckpointError:
-        raise
-    except FileNotFoundError:
+    except (CheckpointError, FileNotFoundError):
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
         raise CheckpointError(
@@ -139,59 +137,74 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, arrays
 
 
-def load(path: str | os.PathLike[str], like: MetricStore | None = None) -> MetricStore:
-    """Read a store written by :func:`save`.
-
-    Args:
-        path: The checkpoint file.
-        like: If given, the checkpoint must have exactly this store's structure (keys, log
-            modes, step shapes and dtypes, leaf shapes and dtypes), and the loaded store takes
-            its default log modes and NaN policy from it.
+def load(path: str | os.PathLike[str]) -> tuple[Layout, tuple[Metric, ...], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save`.
 
     Returns:
-        A new store with device (JAX) leaves. Nothing passed in is changed.
+        ``(layout, metrics with device leaves, meta)``. Nothing passed in is changed.
 
     Raises:
         CheckpointError: (a ``ValueError``) for a truncated file, a file that is not a
-            metricskit checkpoint, or one whose structure differs from ``like``'s.
+            metricskit checkpoint, or leaves its layout does not produce.
         FileNotFoundError: If ``path`` does not exist.
     """
-    from metricskit.store import MetricStore, _stacked_empty
-
     path = os.fspath(path)
     header, arrays = _read(path)
     try:
         layout = _layout_from_json(header["layout"])
-        template = MetricStore(
-            header["default_log_modes"],
-            header["nan_policy"],
-            metrics=tuple(_stacked_empty(g, len(g.keys)) for g in layout.groups),
-            layout=layout,
-        )
+        template = tuple(build(g.mode, g.signature, len(g.keys), np) for g in layout.groups)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path!r} has an unreadable store layout: {e}") from e
-    if like is not None and like.layout != layout:
-        raise CheckpointError(
-            f"{path!r} holds a store with keys and modes {list(layout.names.values())}, but "
-            f"the store to restore has {list(like.layout.names.values())}; load it without "
-            "like= to get the saved structure"
-        )
     expected = _leaves(template)
     found = [(name, dtype, tuple(shape)) for name, dtype, shape in header["leaves"]]
-    if [(n, d, _ignore_samples(s)) for n, d, s in found] != [
-        (name, str(x.dtype), _ignore_samples(x.shape)) for name, x in expected
-    ]:
+    if found != [(name, str(x.dtype), x.shape) for name, x in expected]:
         raise CheckpointError(
             f"{path!r} has leaves {found}, which its layout does not produce; the file was "
             "not written by MetricStore.save of this metricskit version"
         )
     leaves = []
-    for (name, x), (_, _, shape) in zip(expected, found, strict=True):
+    for name, x in expected:
         raw = arrays.get(name)
-        if raw is None or raw.size != x.dtype.itemsize * int(np.prod(shape)):
+        if raw is None or raw.size != x.nbytes:
             raise CheckpointError(f"{path!r}: leaf {name!r} is missing or truncated")
-        leaves.append(jnp.asarray(raw.view(x.dtype).reshape(shape)))
-    store = jax.tree.unflatten(jax.tree.structure(template), leaves)
-    if like is not None:
-        store = like._evolve(store.metrics, like.layout)
-    return store  # type: ignore[no-any-return]
+        leaves.append(jnp.asarray(raw.view(x.dtype).reshape(x.shape)))
+    metrics = jax.tree.unflatten(jax.tree.structure(template), leaves)
+    return layout, metrics, dict(header.get("meta", {}))
+
+
+def check_like(path: str | os.PathLike[str], found: Layout, like: Layout) -> None:
+    """Raise unless the checkpoint's layout ``found`` is ``like``'s, up to the sample axis of
+    per-sample fields (an evaluation store grown over batches loads into a one-batch store).
+
+    Raises:
+        CheckpointError: Naming the key, mode, field and the two shapes or storages.
+    """
+    mine, theirs = index(found), index(like)
+    missing = sorted(set(theirs) - set(mine))
+    extra = sorted(set(mine) - set(theirs))
+    if missing or extra:
+        raise CheckpointError(
+            f"{os.fspath(path)!r} holds (key, mode) pairs that differ from the store to restore: "
+            f"missing {missing}, not expected {extra}; load it without like= to get the saved "
+            "structure"
+        )
+    for (key, mode), (g, _) in mine.items():
+        a = found.groups[g].signature
+        b = like.groups[theirs[(key, mode)][0]].signature
+        cls = get_log_mode(mode).cls
+        sample = {f.name for f in state_fields(cls) if reduction_of(f) == "concat"}
+        for (name, fa), (_, fb) in zip(a.fields, b.fields, strict=True):
+            sa, sb = fa.shape, fb.shape
+            if name in sample and per_sample(cls):
+                sa, sb = sa[1:], sb[1:]
+            if sa != sb or fa.storage != fb.storage:
+                raise CheckpointError(
+                    f"{os.fspath(path)!r}: metric {key!r} (log mode {mode!r}) field {name!r} is "
+                    f"{tuple(fa.shape)} {fa.storage} in the checkpoint but {tuple(fb.shape)} "
+                    f"{fb.storage} in the store to restore"
+                )
+        if a.statics != b.statics:
+            raise CheckpointError(
+                f"{os.fspath(path)!r}: metric {key!r} (log mode {mode!r}) has configuration "
+                f"{a.statics} in the checkpoint but {b.statics} in the store to restore"
+            )

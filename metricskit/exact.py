@@ -1,69 +1,68 @@
-"""Exact accumulation: double-float sums and carried integer counts, without ``jax_enable_x64``.
+"""Exact numbers without ``jax_enable_x64``: double-floats, carried integers and ratios.
 
-An *accumulator* is an array whose last axis has size 2:
+- :class:`Pair` is a double-float ``hi + lo`` (two float arrays of one shape, ``|lo| <=
+  ulp(hi) / 2``): float32 parts give 48 bits of precision, float64 parts (x64 on) 106. Sums
+  are TwoSum-compensated, products split their factors with ``lax.reduce_precision`` (so no
+  fused multiply-add can break them). Infinities and NaN are carried as IEEE float64 would
+  carry them: ``inf + 1 == inf``, ``inf - inf`` is NaN, never a spurious NaN.
+- :class:`Words` is an integer ``hi * 2**30 + lo`` with ``0 <= lo < 2**30`` (two integer
+  arrays), added with a carry: exact up to ``2**60`` with int32 words, never wrapping at 2^31.
+- :class:`Ratio` is an exact quotient to be divided on the host in float64, so a mean of
+  integer data is the correctly rounded ``sum / count``.
 
-- floating (float32, or float64 with x64): a double-float ``hi + lo`` with ``|lo| <= ulp(hi)/2``,
-  updated with TwoSum so that a sum of 10^7 float32 terms keeps ~44 bits of precision;
-- integer (int32, or int64 with x64): ``hi * 2**30 + lo`` with ``0 <= lo < 2**30``, updated with
-  a carry, so counts are exact far beyond ``2**31`` (to ``2**60``) and never wrap.
-
-:class:`Pair` is a double-float *value* (``hi`` and ``lo`` arrays of one shape): what exact
-kernels compute with, and what a metric's ``compute`` returns when its result needs more than
-float32. The store turns a ``Pair`` into float64 NumPy on the host, so reported numbers keep the
-precision. Every function here is elementwise and works eagerly, under ``jit`` and ``vmap``.
-All products split their factors with ``lax.reduce_precision`` (not Dekker's ``c*a`` trick),
-so a compiler that fuses multiply-adds cannot break them.
+An *accumulator* is a ``Pair`` (float kind) or ``Words`` (integer kind). Both are pytrees of
+two leaves, so XLA fuses their arithmetic with the rest of a step. Every function works
+elementwise, eagerly, under ``jit`` and under ``vmap``; the ``xp`` argument of the few that
+also run on the host takes ``numpy``.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
 
+from metricskit.dtypes import float_dtype, int_dtype
 from metricskit.pytree import register_pytree
 
 __all__ = [
+    "BITS",
     "Pair",
-    "acc_add",
-    "acc_combine",
-    "acc_float",
-    "acc_is_zero",
-    "acc_max",
-    "acc_min",
-    "acc_to_host",
-    "acc_value",
-    "acc_zeros",
+    "Ratio",
+    "Words",
+    "accumulate",
     "add",
-    "add_float",
     "as_pair",
-    "broadcast",
+    "as_words",
+    "combine",
     "div",
-    "int_pair",
+    "extreme",
+    "is_zero",
     "mul",
-    "pack",
-    "split_host",
+    "split_float",
+    "split_int",
     "sqrt",
     "sub",
     "to_host",
     "where",
+    "zeros",
 ]
 
-_BITS = 30  # integer accumulators carry at 2**30
-_MASK = (1 << _BITS) - 1
+BITS = 30
+"""The carry position of :class:`Words`: ``value = hi * 2**BITS + lo``."""
+_MASK = (1 << BITS) - 1
 
 
 @attrs.frozen(eq=False)
 class Pair:
-    """A double-float value ``hi + lo`` (two arrays of one shape and floating dtype).
+    """A double-float ``hi + lo`` (two arrays of one shape and floating dtype).
 
     Attributes:
-        hi: The leading part.
-        lo: The trailing part, ``|lo| <= ulp(hi) / 2`` after normalization.
+        hi: The leading part (it alone carries ``inf`` and NaN).
+        lo: The trailing part, ``|lo| <= ulp(hi) / 2`` (zero where ``hi`` is not finite).
 
     Examples:
         >>> import numpy as np
@@ -79,64 +78,88 @@ class Pair:
     lo: Any
 
 
-register_pytree(Pair, ["hi", "lo"], [])
+@attrs.frozen(eq=False)
+class Words:
+    """An exact integer ``hi * 2**30 + lo`` with ``0 <= lo < 2**30`` (two integer arrays).
 
+    Attributes:
+        lo: The low 30 bits (non-negative).
+        hi: The rest, signed.
 
-def broadcast(p: Pair, shape: tuple[int, ...]) -> Pair:
-    """Both parts of ``p`` broadcast to ``shape``."""
-    return Pair(jnp.broadcast_to(p.hi, shape), jnp.broadcast_to(p.lo, shape))
-
-
-def as_pair(x: Any, dtype: Any = None) -> Pair:
-    """``x`` as a :class:`Pair` (``lo = 0`` unless ``x`` already is one).
-
-    Args:
-        x: An array, scalar or :class:`Pair`.
-        dtype: The floating dtype of the result (default: ``x``'s, at least float32).
-
-    Returns:
-        The pair.
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit import exact
+        >>> w = exact.as_words(np.int32(-5))
+        >>> int(w.lo), int(w.hi), int(exact.to_host(w))
+        (1073741819, -1, -5)
     """
-    if isinstance(x, Pair):
-        if dtype is None:
-            return x
-        return Pair(jnp.asarray(x.hi, dtype), jnp.asarray(x.lo, dtype))
-    x = jnp.asarray(x)
-    if dtype is None:
-        dtype = jnp.promote_types(x.dtype, jnp.float32)
-    hi = x.astype(dtype)
-    return Pair(hi, jnp.zeros_like(hi))
+
+    lo: Any
+    hi: Any
 
 
-def _two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+@attrs.frozen(eq=False)
+class Ratio:
+    """``numerator / denominator``, divided on the host in float64 (``0`` where it is ``0``).
+
+    Attributes:
+        numerator: An accumulator (:class:`Pair` or :class:`Words`) or array.
+        denominator: An accumulator or array, broadcastable against ``numerator``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit import exact
+        >>> float(exact.to_host(exact.Ratio(exact.as_words(np.int32(975)), np.int32(1792))))
+        0.5440848214285714
+    """
+
+    numerator: Any
+    denominator: Any
+
+
+register_pytree(Pair, ["hi", "lo"], [])
+register_pytree(Words, ["lo", "hi"], [])
+register_pytree(Ratio, ["numerator", "denominator"], [])
+
+Accumulator = Pair | Words
+
+
+def zeros(kind: str, shape: tuple[int, ...], xp: Any = jnp) -> Accumulator:
+    """An accumulator holding zero: ``kind`` is ``"float"`` (a Pair) or ``"int"`` (Words)."""
+    dtype = float_dtype() if kind == "float" else int_dtype()
+    if kind == "float":
+        return Pair(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
+    return Words(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
+
+
+# -- double-float arithmetic ------------------------------------------------------------------
+
+
+def _two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
     s = a + b
     bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
+    e = (a - (s - bb)) + (b - bb)
+    return s, xp.where(xp.isfinite(s), e, xp.zeros_like(e))
 
 
-def _quick_two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+def _quick_two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
     s = a + b
-    return s, b - (s - a)
+    e = b - (s - a)
+    return s, xp.where(xp.isfinite(s), e, xp.zeros_like(e))
 
 
-def _normal(s: Any, e: Any) -> Pair:
-    hi, lo = _quick_two_sum(s, e)
-    # inf/nan in hi: keep lo finite-free of spurious nan so that hi alone carries the value
-    return Pair(hi, jnp.where(jnp.isfinite(hi), lo, jnp.zeros_like(lo)))
-
-
-def add(a: Pair, b: Pair) -> Pair:
-    """``a + b`` in double-float arithmetic (error ~2^-46 relative for float32 parts)."""
-    s, e = _two_sum(a.hi, b.hi)
-    t, f = _two_sum(a.lo, b.lo)
-    s, e = _quick_two_sum(s, e + t)
-    return _normal(s, e + f)
+def add(a: Pair, b: Pair, xp: Any = jnp) -> Pair:
+    """``a + b`` in double-float arithmetic (relative error about 2^-46 for float32 parts)."""
+    s, e = _two_sum(a.hi, b.hi, xp)
+    t, f = _two_sum(a.lo, b.lo, xp)
+    s, e = _quick_two_sum(s, e + t, xp)
+    return Pair(*_quick_two_sum(s, e + f, xp))
 
 
 def add_float(a: Pair, x: Any) -> Pair:
-    """``a + x`` for a plain float ``x`` (cheaper than :func:`add`)."""
+    """``a + x`` for a plain float array ``x`` (cheaper than :func:`add`)."""
     s, e = _two_sum(a.hi, x)
-    return _normal(s, e + a.lo)
+    return Pair(*_quick_two_sum(s, e + a.lo))
 
 
 def neg(a: Pair) -> Pair:
@@ -159,180 +182,237 @@ def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
     p = a * b
     ah, al = _split(a)
     bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, jnp.where(jnp.isfinite(p), e, jnp.zeros_like(e))
 
 
 def mul(a: Pair, b: Pair) -> Pair:
     """``a * b`` in double-float arithmetic."""
     p, e = _two_prod(a.hi, b.hi)
-    return _normal(p, e + (a.hi * b.lo + a.lo * b.hi))
+    return Pair(*_quick_two_sum(p, e + (a.hi * b.lo + a.lo * b.hi)))
 
 
 def div(a: Pair, b: Pair) -> Pair:
-    """``a / b`` in double-float arithmetic (``b`` nonzero; the caller masks empty counts).
+    """``a / b`` in double-float arithmetic (IEEE semantics for zeros, infinities and NaN).
 
-    One correction step: the quotient's error is about ``ulp(ulp(q))``, ~2^-46 relative for
-    float32 parts.
+    One correction step: the quotient's error is about 2^-46 relative for float32 parts.
     """
-    q1 = a.hi / b.hi
-    r = sub(a, mul(b, Pair(q1, jnp.zeros_like(q1))))
-    return _normal(*_quick_two_sum(q1, r.hi / b.hi))
+    q = a.hi / b.hi
+    finite = jnp.isfinite(q)
+    safe = jnp.where(finite, q, jnp.zeros_like(q))
+    r = sub(a, mul(b, Pair(safe, jnp.zeros_like(safe))))
+    return Pair(*_quick_two_sum(q, jnp.where(finite, r.hi / b.hi, jnp.zeros_like(q))))
 
 
 def sqrt(a: Pair) -> Pair:
-    """``sqrt(a)`` for ``a >= 0`` (one Newton step on the float square root)."""
+    """``sqrt(a)`` (NaN for negative ``a``, as IEEE float64)."""
     s = jnp.sqrt(a.hi)
-    safe = jnp.where(s > 0, s, jnp.ones_like(s))
-    r = sub(a, mul(Pair(s, jnp.zeros_like(s)), Pair(s, jnp.zeros_like(s))))
-    correction = jnp.where(s > 0, r.hi / (2 * safe), jnp.zeros_like(s))
-    return _normal(s, correction)
+    regular = jnp.isfinite(s) & (s > 0)
+    safe = jnp.where(regular, s, jnp.ones_like(s))
+    r = sub(a, mul(Pair(safe, jnp.zeros_like(s)), Pair(safe, jnp.zeros_like(s))))
+    return Pair(*_quick_two_sum(s, jnp.where(regular, r.hi / (2 * safe), jnp.zeros_like(s))))
 
 
-def where(cond: Any, a: Pair, b: Pair) -> Pair:
-    """Elementwise select of pairs."""
-    return Pair(jnp.where(cond, a.hi, b.hi), jnp.where(cond, a.lo, b.lo))
+def where(cond: Any, a: Any, b: Any) -> Any:
+    """Elementwise select of two arrays, Pairs or Words of one kind."""
+    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
 
-# -- accumulators (trailing axis of size 2) -----------------------------------------------
+# -- conversions ------------------------------------------------------------------------------
 
 
-def acc_zeros(shape: tuple[int, ...], dtype: Any) -> jax.Array:
-    """An empty accumulator of the given value shape and dtype (int or float)."""
-    return jnp.zeros((*shape, 2), dtype)
-
-
-def _is_int(acc: Any) -> bool:
-    return bool(jnp.issubdtype(acc.dtype, jnp.integer))
-
-
-def acc_add(acc: jax.Array, x: Any) -> jax.Array:
-    """Add a step's ``x`` (array, :class:`Pair`, or integers for an integer accumulator)."""
-    if _is_int(acc):
-        x = jnp.broadcast_to(jnp.asarray(x).astype(acc.dtype), acc.shape[:-1])
-        return cast(jax.Array, _int_combine(acc, jnp.stack([x & _MASK, x >> _BITS], axis=-1)))
-    total = add(acc_value(acc), as_pair(x, acc.dtype))
-    return pack(broadcast(total, acc.shape[:-1]))
-
-
-def _int_combine(a: Any, b: Any, xp: Any = jnp) -> Any:
-    s = a[..., 0] + b[..., 0]  # both in [0, 2**30): no overflow
-    hi = a[..., 1] + b[..., 1] + (s >> _BITS)
-    return xp.stack([s & _MASK, hi], axis=-1)
-
-
-def acc_combine(xp: Any, a: Any, b: Any, axis: int = 0) -> Any:
-    """Combine two accumulators (the ``"xsum"`` reduction), with ``xp`` = jnp or numpy."""
-    if np.issubdtype(a.dtype, np.integer):
-        return _int_combine(a, b, xp)
-    if xp is np:
-        return _host_combine(a, b)
-    total = add(Pair(a[..., 0], a[..., 1]), Pair(b[..., 0], b[..., 1]))
-    return jnp.stack([total.hi, total.lo], axis=-1)
-
-
-def _pair_extreme(xp: Any, a: Any, b: Any, larger: bool) -> Any:
-    """Elementwise extreme of two pair arrays (trailing axis 2); NaN propagates."""
-    if larger:
-        b_wins = (b[..., 0] > a[..., 0]) | ((b[..., 0] == a[..., 0]) & (b[..., 1] > a[..., 1]))
-    else:
-        b_wins = (b[..., 0] < a[..., 0]) | ((b[..., 0] == a[..., 0]) & (b[..., 1] < a[..., 1]))
-    take = xp.isnan(b[..., 0]) | (b_wins & ~xp.isnan(a[..., 0]))
-    return xp.where(take[..., None], b, a)
-
-
-def acc_max(xp: Any, a: Any, b: Any, axis: int = 0) -> Any:
-    """The larger of two pair arrays (the ``"xmax"`` reduction)."""
-    return _pair_extreme(xp, a, b, larger=True)
-
-
-def acc_min(xp: Any, a: Any, b: Any, axis: int = 0) -> Any:
-    """The smaller of two pair arrays (the ``"xmin"`` reduction)."""
-    return _pair_extreme(xp, a, b, larger=False)
-
-
-def pack(p: Pair) -> jax.Array:
-    """A :class:`Pair` as one array with a trailing axis of size 2."""
-    return jnp.stack([p.hi, p.lo], axis=-1)
-
-
-def int_pair(x: Any, dtype: Any) -> Pair:
-    """Integers (below ``2**31``) as an exact :class:`Pair` of the floating ``dtype``."""
+def as_words(x: Any) -> Words:
+    """An integer array (any signed or unsigned width) or :class:`Words` as exact ``Words``."""
+    if isinstance(x, Words):
+        return x
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.integer):
-        return as_pair(x, dtype)
-    return add(as_pair((x >> 15) << 15, dtype), as_pair(x & 0x7FFF, dtype))
+    dtype = int_dtype()
+    if x.dtype == jnp.bool_ or x.dtype.itemsize < dtype.itemsize or x.dtype == dtype:
+        x = x.astype(dtype)
+        return Words(x & _MASK, x >> BITS)
+    # an unsigned type as wide as the words (uint32 with x64 off): split before the cast
+    return Words((x & _MASK).astype(dtype), (x >> BITS).astype(dtype))
 
 
-def _host_combine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    total = a[..., 0].astype(np.float64) + a[..., 1] + b[..., 0] + b[..., 1]
-    hi = total.astype(a.dtype)
-    return np.stack([hi, (total - hi).astype(a.dtype)], axis=-1)
+def _int_as_pair(x: Any, dtype: Any) -> Pair:
+    """An integer array as an exact Pair of the floating ``dtype`` (both halves fit)."""
+    half = 15 if jnp.dtype(dtype).itemsize == 4 else 31
+    return add(_plain((x >> half) << half, dtype), _plain(x & ((1 << half) - 1), dtype))
 
 
-def acc_value(acc: jax.Array) -> Pair:
-    """The accumulated total as a :class:`Pair` (integer totals converted exactly to 2^48)."""
-    if not _is_int(acc):
-        return Pair(acc[..., 0], acc[..., 1])
-    from metricskit.numerics import float_dtype
-
-    dtype = float_dtype()
-    lo = acc[..., 0]
-    upper = Pair((acc[..., 1].astype(dtype) * (1 << _BITS)), jnp.zeros(lo.shape, dtype))
-    middle = as_pair((lo >> 15) << 15, dtype)  # at most 15 significant bits: exact
-    low = as_pair(lo & 0x7FFF, dtype)
-    return add(add(upper, middle), low)
+def _plain(x: Any, dtype: Any) -> Pair:
+    hi = jnp.asarray(x).astype(dtype)
+    return Pair(hi, jnp.zeros_like(hi))
 
 
-def acc_float(acc: jax.Array) -> jax.Array:
-    """An accumulator's total rounded to its float dtype (or float32 for integers): cheap."""
-    if not _is_int(acc):
-        return acc[..., 0] + acc[..., 1]
-    from metricskit.numerics import float_dtype
+def as_pair(x: Any, dtype: Any = None) -> Pair:
+    """Any number as a double-float :class:`Pair` (exact up to the Pair's precision).
 
-    dtype = float_dtype()
-    return acc[..., 1].astype(dtype) * (1 << _BITS) + acc[..., 0].astype(dtype)
+    Args:
+        x: A float or integer array, a :class:`Pair` or :class:`Words`.
+        dtype: The floating dtype of the parts (default: the accumulation float dtype).
 
-
-def acc_is_zero(acc: jax.Array) -> jax.Array:
-    """Elementwise: the accumulated total is exactly zero."""
-    return (acc[..., 0] == 0) & (acc[..., 1] == 0)
-
-
-def acc_to_host(acc: ArrayLike) -> np.ndarray:
-    """An accumulator's exact total on the host: int64 for integers, float64 for floats.
-
-    Examples:
-        >>> import jax.numpy as jnp
-        >>> from metricskit import exact
-        >>> acc = exact.acc_zeros((), jnp.int32)
-        >>> for _ in range(3):
-        ...     acc = exact.acc_add(acc, jnp.int32(2**30 + 5))
-        >>> int(exact.acc_to_host(acc)) == 3 * (2**30 + 5)
-        True
+    Returns:
+        The Pair.
     """
-    a = np.asarray(acc)
-    if np.issubdtype(a.dtype, np.integer):
-        return a[..., 1].astype(np.int64) * (1 << _BITS) + a[..., 0].astype(np.int64)
-    return a[..., 0].astype(np.float64) + a[..., 1].astype(np.float64)
+    dtype = float_dtype() if dtype is None else dtype
+    if isinstance(x, Pair):
+        return x if x.hi.dtype == dtype else Pair(x.hi.astype(dtype), x.lo.astype(dtype))
+    if isinstance(x, Words):
+        upper = _plain(x.hi.astype(dtype) * (1 << BITS), dtype)
+        return add(upper, _int_as_pair(x.lo, dtype))
+    x = jnp.asarray(x)
+    if x.dtype == jnp.bool_:
+        return _plain(x, dtype)
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        if x.dtype.itemsize > 4 or jnp.issubdtype(x.dtype, jnp.unsignedinteger):
+            return as_pair(as_words(x), dtype)
+        return _int_as_pair(x.astype(jnp.int32), dtype)
+    return _plain(x, dtype)
 
 
-def to_host(p: Pair) -> np.ndarray:
-    """A :class:`Pair` of host (or device) arrays as one float64 NumPy array."""
-    return np.asarray(p.hi, np.float64) + np.asarray(p.lo, np.float64)
+def to_float(x: Any) -> Any:
+    """A Pair, Words or array as one plain float array (rounded: for inexact consumers)."""
+    if isinstance(x, Pair):
+        return x.hi + x.lo
+    if isinstance(x, Words):
+        dtype = float_dtype()
+        return x.hi.astype(dtype) * (1 << BITS) + x.lo.astype(dtype)
+    return x
 
 
-def split_host(x: np.ndarray, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Split float64 host values into ``hi = float32(x)`` and ``lo = float32(x - hi)``.
+# -- accumulators -----------------------------------------------------------------------------
+
+
+def _words_add(a: Words, b: Words, xp: Any = jnp) -> Words:
+    low = a.lo + b.lo  # both in [0, 2**30): no overflow
+    return Words(low & _MASK, a.hi + b.hi + (low >> BITS))
+
+
+def accumulate(acc: Accumulator, x: Any) -> Accumulator:
+    """``acc + x`` exactly, for one step's ``x`` (array, Pair or Words) broadcast to ``acc``.
+
+    Args:
+        acc: A Pair (floats and weights) or Words (integers) accumulator.
+        x: The step's addend; integers are exact in both kinds of accumulator.
+
+    Returns:
+        The accumulator, with ``acc``'s shape.
+    """
+    shape = jnp.shape(acc.lo)
+    if isinstance(acc, Words):
+        w = as_words(x)
+        return _words_add(acc, Words(*(jnp.broadcast_to(p, shape) for p in (w.lo, w.hi))))
+    p = as_pair(x, acc.hi.dtype)
+    return add(acc, Pair(jnp.broadcast_to(p.hi, shape), jnp.broadcast_to(p.lo, shape)))
+
+
+def combine(a: Any, b: Any, xp: Any = jnp) -> Any:
+    """The sum of two accumulators of one kind, or of two plain arrays (``xp``: jnp or np)."""
+    if isinstance(a, Words):
+        return _words_add(a, b, xp)
+    if isinstance(a, Pair):
+        return add(a, b, xp)
+    return a + b
+
+
+def extreme(a: Any, b: Any, larger: bool, xp: Any = jnp) -> Any:
+    """The elementwise larger (or smaller) of two Pairs or arrays; NaN wins, as in np.maximum."""
+    if not isinstance(a, Pair):
+        return xp.maximum(a, b) if larger else xp.minimum(a, b)
+    if larger:
+        b_wins = (b.hi > a.hi) | ((b.hi == a.hi) & (b.lo > a.lo))
+    else:
+        b_wins = (b.hi < a.hi) | ((b.hi == a.hi) & (b.lo < a.lo))
+    take = xp.isnan(b.hi) | (b_wins & ~xp.isnan(a.hi))
+    return Pair(xp.where(take, b.hi, a.hi), xp.where(take, b.lo, a.lo))
+
+
+def is_zero(x: Any) -> Any:
+    """Elementwise: the accumulator (or array) holds exactly zero."""
+    if isinstance(x, Pair | Words):
+        return (x.hi == 0) & (x.lo == 0)
+    return x == 0
+
+
+# -- the host side ----------------------------------------------------------------------------
+
+
+def _host_words(w: Words) -> np.ndarray:
+    hi, lo = np.asarray(w.hi).astype(np.int64), np.asarray(w.lo).astype(np.int64)
+    if hi.size and np.abs(hi).max() >= 2**32:  # beyond int64 after the shift: float64
+        return hi.astype(np.float64) * 2.0**BITS + lo
+    return hi * (1 << BITS) + lo
+
+
+def to_host(x: Any) -> Any:
+    """A Pair, Words or Ratio (device or host arrays) as NumPy float64 or int64.
+
+    Pairs become float64 (exactly ``hi + lo``), Words int64 (float64 past 2^62), Ratios the
+    float64 quotient (``0`` where the denominator is ``0``; exact integers give the correctly
+    rounded quotient); plain arrays pass through NumPy.
 
     Examples:
         >>> import numpy as np
         >>> from metricskit import exact
-        >>> hi, lo = exact.split_host(np.array(0.1))
-        >>> abs(float(np.float64(hi) + np.float64(lo)) - 0.1) < 1e-16  # 48 of 53 bits
+        >>> acc = exact.zeros("int", ())
+        >>> for _ in range(3):
+        ...     acc = exact.accumulate(acc, np.int32(2**30 + 5))
+        >>> int(exact.to_host(acc)) == 3 * (2**30 + 5)
+        True
+    """
+    if isinstance(x, Pair):
+        return np.asarray(x.hi, np.float64) + np.asarray(x.lo, np.float64)
+    if isinstance(x, Words):
+        return _host_words(x)
+    if isinstance(x, Ratio):
+        num = np.asarray(to_host(x.numerator), np.float64)
+        den = np.asarray(to_host(x.denominator), np.float64)
+        empty = den == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quotient = num / np.where(empty, 1.0, den)
+        return np.where(empty, 0.0, quotient)
+    return np.asarray(x)
+
+
+def split_float(x: np.ndarray) -> tuple[Pair, bool]:
+    """Float64 host values as a float32 :class:`Pair`, and whether a finite one overflowed.
+
+    ``hi = float32(x)`` and ``lo = float32(x - hi)``: 48 of the 53 bits. A finite value beyond
+    float32's range (about 3.4e38) becomes ``inf`` of its sign; the flag says so, so that the
+    caller can warn.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit import exact
+        >>> p, overflow = exact.split_float(np.array(0.1))
+        >>> abs(float(exact.to_host(p)) - 0.1) < 1e-16, overflow
+        (True, False)
+        >>> exact.split_float(np.array(2.0**130))[1]
         True
     """
     x = np.asarray(x, np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        hi = x.astype(dtype)
-        lo = np.where(np.isfinite(hi), x - hi.astype(np.float64), 0.0).astype(dtype)
-    return hi, lo
+    with np.errstate(over="ignore", invalid="ignore"):
+        hi = x.astype(np.float32)
+        finite = np.isfinite(hi)
+        lo = np.where(finite, x - hi.astype(np.float64), 0.0).astype(np.float32)
+    overflow = bool(x.size) and not bool(np.all(finite | ~np.isfinite(x)))
+    return Pair(hi, lo), overflow
+
+
+def split_int(x: np.ndarray) -> Words:
+    """Host integers (any width, within ``±2**60``) as int32 :class:`Words`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit import exact
+        >>> int(exact.to_host(exact.split_int(np.uint64(3_000_000_000))))
+        3000000000
+    """
+    x = np.asarray(x)
+    if x.dtype.kind == "u":
+        x = x.astype(np.uint64)
+        return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
+    x = x.astype(np.int64)
+    return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
+

@@ -5,9 +5,11 @@ These functions have the signatures of the documented ``metrics`` module of a JA
 ``_update_single_metric`` and ``LOGGER``), so code written against it works after changing its
 import line. Each is a few lines over the class API; no log mode is implemented twice.
 
-``global_metrics`` may be ``None``, ``{}``, a :class:`~metricskit.MetricStore` (what
-:func:`update_metrics` returns; a pytree that goes in and out of ``jax.jit``) or a host-side
-dict built by :func:`_update_single_metric`.
+What :func:`update_metrics` returns is a :class:`~metricskit.MetricStore`: a read-only mapping
+of key -> per-mode states (``.items()``, ``[key]``, ``in``, ``len``) and a pytree with a handful
+of leaves. What :func:`aggregate_metrics` returns is a plain mutable ``dict`` of key ->
+per-mode states. Every function accepts either, ``None``, ``{}``, or any dict built from their
+entries (renamed keys, several evaluation datasets, ``flax.core.unfreeze``).
 
 Examples:
     >>> from metricskit.functional import get_metrics, update_metrics
@@ -16,12 +18,11 @@ Examples:
     ...     metrics = update_metrics(metrics, {"loss": loss, "acc": {"value": 6, "count": 8}})
     >>> metrics, host = get_metrics(metrics)
     >>> host
-    {'loss': 2.0, 'acc': 0.75}
+    {'acc': 0.75, 'loss': 2.0}
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -29,13 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.store import KeyMetrics, MetricStore, _to_host
-
-LOGGER = logging.getLogger("metricskit")
-"""The logger of metricskit (the same object as ``metricskit.LOGGER``).
-
-Empty metrics are reported through it: ``LOGGER.warning("Metric 'loss' ... has count 0 ...")``.
-"""
+from metricskit import hostagg
+from metricskit.store import MetricStore
+from metricskit.store.entries import sources_of
+from metricskit.store.results import LOGGER, host_value
 
 __all__ = [
     "LOGGER",
@@ -46,7 +44,7 @@ __all__ = [
     "update_metrics",
 ]
 
-Metrics = MetricStore | Mapping[str, KeyMetrics]
+Metrics = MetricStore | Mapping[str, Any]
 
 
 def _as_store(global_metrics: Metrics | None) -> MetricStore:
@@ -55,10 +53,10 @@ def _as_store(global_metrics: Metrics | None) -> MetricStore:
     if isinstance(global_metrics, MetricStore):
         return global_metrics
     if isinstance(global_metrics, Mapping):
-        return MetricStore.from_unstacked(global_metrics)
+        return MetricStore.from_mapping(global_metrics)
     raise TypeError(
-        f"global metrics must be None, a dict built by _update_single_metric or the result of "
-        f"update_metrics, got {type(global_metrics).__name__}"
+        "global metrics must be None, the result of update_metrics or aggregate_metrics, or a "
+        f"dict of their entries; got {type(global_metrics).__name__}"
     )
 
 
@@ -77,7 +75,7 @@ def update_metrics(
             appended with the log mode.
 
     Returns:
-        Updated global metrics.
+        Updated global metrics: a read-only mapping of key -> per-mode states (and a pytree).
 
     Raises:
         ValueError: For an unknown log mode or a key whose shape changed (nothing updated).
@@ -87,13 +85,15 @@ def update_metrics(
         >>> from metricskit.functional import get_metrics, update_metrics
         >>> m = update_metrics({}, {"loss": 2.0}, default_log_modes=["mean", "max"])
         >>> m = update_metrics(m, {"loss": 4.0}, default_log_modes=["mean", "max"])
-        >>> get_metrics(m)[1]
-        {'loss_mean': 3.0, 'loss_max': 4.0}
+        >>> sorted(m["loss"]), get_metrics(m)[1]
+        (['max', 'mean'], {'loss_max': 4.0, 'loss_mean': 3.0})
     """
     return _as_store(global_metrics).update(step_metrics, default_log_modes=default_log_modes)
 
 
-def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics) -> MetricStore:
+def aggregate_metrics(
+    aggregated_metrics: Metrics | None, batch_metrics: Metrics
+) -> dict[str, Any]:
     """Aggregates metrics of evaluation batches (appends the two ``noreduce`` modes).
 
     This function aggregates multiple metrics for the `single_noreduce` and
@@ -105,12 +105,15 @@ def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics
 
     The function returns batch_metrics in all other cases and moves them to CPU memory.
 
+    Appending costs O(1) per batch: batches are referenced, and moved to the host and
+    concatenated all at once when the result is first used.
+
     Args:
         aggregated_metrics: Previously aggregated metrics to append to potentially.
         batch_metrics: Metrics from a batch
 
     Returns:
-        Newly aggregated metrics.
+        Newly aggregated metrics: a plain ``dict`` of key -> per-mode states.
 
     Examples:
         >>> import numpy as np
@@ -123,12 +126,12 @@ def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics
         >>> get_metrics(agg)[1]["ll_single_noreduce"].tolist()
         [1.0, 2.0, 3.0]
     """
-    batch = _as_store(batch_metrics)
-    if aggregated_metrics is None or (
-        isinstance(aggregated_metrics, Mapping) and not aggregated_metrics
-    ):
-        return _to_host(batch)
-    return _as_store(aggregated_metrics).append_batches(batch)  # moves batch to the host
+    if not isinstance(batch_metrics, Mapping):
+        raise TypeError(
+            f"batch_metrics must be the metrics of one batch (update_metrics' result), got "
+            f"{type(batch_metrics).__name__}"
+        )
+    return hostagg.aggregate(aggregated_metrics, batch_metrics)
 
 
 def _empty_val(value: Any) -> Any:
@@ -161,7 +164,7 @@ def _empty_val(value: Any) -> Any:
 
 
 def _update_single_metric(
-    global_metrics: MutableMapping[str, KeyMetrics],
+    global_metrics: MutableMapping[str, Any],
     key: str,
     value: Any,
     count: Any,
@@ -198,11 +201,11 @@ def _update_single_metric(
             f"{type(global_metrics).__name__}; use update_metrics for a MetricStore"
         )
     existing = global_metrics.get(key)
-    store = MetricStore.from_unstacked({} if existing is None else {key: existing})
+    store = MetricStore() if existing is None else MetricStore.from_mapping({key: existing})
     item: dict[str, Any] = {"value": value, "count": count}
     if log_modes is not None:
         item["log_modes"] = log_modes
-    global_metrics[key] = store.update({key: item}).unstack()[key]
+    global_metrics[key] = store.update({key: item}, default_log_modes=None)[key]
 
 
 def get_metrics(
@@ -229,11 +232,37 @@ def get_metrics(
         >>> host
         {'acc': 0.75}
     """
-    store = _as_store(global_metrics)
+    if isinstance(global_metrics, MetricStore):
+        store, passthrough = global_metrics, {}
+    elif isinstance(global_metrics, Mapping):
+        entries = {k: v for k, v in global_metrics.items() if sources_of(k, v) is not None}
+        passthrough = {k: v for k, v in global_metrics.items() if k not in entries}
+        store = MetricStore.from_mapping(entries)
+    else:
+        store, passthrough = _as_store(global_metrics), {}
     host = store.compute()
+    for key, value in passthrough.items():  # plain values pass through, as documented
+        host[key] = host_value(jax.device_get(value)) if _numeric(value) else value
     if not reset_metrics:
         return global_metrics, host
     reset = store.reset()
-    if isinstance(global_metrics, Mapping):
-        return reset.unstack(), host
-    return reset, host
+    if isinstance(global_metrics, MetricStore):
+        return reset, host
+    entries_reset = {key: reset[key] if key in reset else value for key, value in global_metrics.items()}
+    return _like(global_metrics, entries_reset), host
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float | np.ndarray | np.generic | jax.Array) and not isinstance(
+        value, bool
+    )
+
+
+def _like(original: Mapping[str, Any], entries: dict[str, Any]) -> Mapping[str, Any]:
+    """``entries`` in the mapping type of ``original`` (a dict, or e.g. a flax FrozenDict)."""
+    if type(original) is dict:
+        return entries
+    try:
+        return type(original)(entries)  # type: ignore[call-arg]
+    except TypeError:
+        return entries

@@ -1,10 +1,28 @@
-"""The abstract :class:`Metric`: an immutable pytree whose kernels are pure JAX functions."""
+"""The abstract :class:`Metric` and the declarations of its fields (:func:`state`, :func:`static`).
+
+A metric is an immutable pytree of *state* fields (arrays) and *static* fields (hashable
+configuration). Each state field is declared once, with :func:`state`: how two partial values
+combine (its reduction, see :mod:`metricskit.reductions`) and the shape and dtype it takes for
+a step of a given shape. Everything else is derived from those declarations:
+
+- the **empty state is all zeros**: :meth:`Metric.empty` fills every declared field with
+  zeros, and a reset zero-fills a state of any shape. So a state that a trainer zero-fills
+  from ``jax.eval_shape`` *is* the empty state, and ``empty()`` and a reset cannot disagree;
+- :meth:`Metric.aggregate` combines field by field with the declared reductions;
+- :meth:`Metric.is_empty` reads the field named ``count`` when there is one (all zero: no
+  samples), and otherwise asks whether every field is zero.
+
+So a metric's ``update`` must treat zeros as "no samples yet" (a running maximum keeps a count
+of samples and ignores its value while the count is zero), and a custom metric needs only its
+fields, ``update``, ``compute`` and a name (:func:`metricskit.register_metric`).
+"""
 
 from __future__ import annotations
 
 import abc
 import functools
-from typing import Any, ClassVar, Literal, cast
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final, NamedTuple, cast
 
 import attrs
 import jax
@@ -12,88 +30,237 @@ import jax.numpy as jnp
 import numpy as np
 from typing_extensions import Self
 
-from metricskit.pytree import replace
-from metricskit.reductions import EMPTY, KIND, REDUCE, REDUCTIONS
+from metricskit import exact
+from metricskit.dtypes import float_dtype, int_dtype, is_wide, kind
+from metricskit.pytree import register_pytree, replace
+from metricskit.reductions import REDUCTIONS, ReductionName
 
-__all__ = ["Metric", "state_fields", "static_fields"]
+__all__ = [
+    "FieldSpec",
+    "Metric",
+    "Spec",
+    "ensure_metric_class",
+    "per_sample",
+    "state",
+    "state_fields",
+    "static",
+    "static_fields",
+    "zeros_like",
+]
+
+# Metadata keys on attrs fields.
+_KIND: Final = "metricskit.kind"
+_REDUCE: Final = "metricskit.reduce"
+_SHAPE: Final = "metricskit.shape"
+_DTYPE: Final = "metricskit.dtype"
+_EXACT: Final = "metricskit.exact"
+
+_SHAPES: Final = ("value", "count", "sample", "scalar")
+_DTYPES: Final = ("float", "int", "bool", "value", "count")
+
+
+class Spec(NamedTuple):
+    """Shape and logical dtype of one step's value or count (see :mod:`metricskit.dtypes`).
+
+    Attributes:
+        shape: The array shape.
+        dtype: ``"bool"``, ``"int32"``, ``"int64"``, ``"float32"`` or ``"float64"``.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class FieldSpec(NamedTuple):
+    """Shape and storage of one state field for a given step spec.
+
+    Attributes:
+        shape: The field's shape (per key).
+        storage: ``"pair"`` (an exact :class:`~metricskit.exact.Pair`), ``"words"`` (exact
+            :class:`~metricskit.exact.Words`) or a NumPy dtype name (a plain array).
+    """
+
+    shape: tuple[int, ...]
+    storage: str
+
+
+def state(
+    reduce: ReductionName,
+    *,
+    shape: str | tuple[int, ...] = "value",
+    dtype: Any = "float",
+    exact: bool = False,
+) -> Any:
+    """Declare an array field of a :class:`Metric`: its reduction, shape and dtype, once.
+
+    Args:
+        reduce: How two partial values combine across devices, shards and evaluation
+            batches: ``"sum"``, ``"max"``, ``"min"``, ``"concat"`` (per-sample values along
+            axis 0: the metric is then a per-sample metric, appended across evaluation
+            batches), ``"last"``, or ``"merge"`` (only the metric's own ``aggregate`` knows).
+        shape: ``"value"`` (the step value's shape, the default), ``"count"``, ``"sample"``
+            (value and count broadcast), ``"scalar"``, or a fixed tuple.
+        dtype: ``"float"`` (float32; float64 with x64: the default), ``"int"``, ``"bool"``,
+            ``"value"`` or ``"count"`` (the step's own logical dtype), or a NumPy dtype.
+        exact: Store the field as an exact accumulator (a double-float
+            :class:`~metricskit.exact.Pair` for floats, carried
+            :class:`~metricskit.exact.Words` for integers); its sums never drift or wrap.
+
+    Returns:
+        An ``attrs`` field (its empty value is zero, as every state field's).
+
+    Raises:
+        ValueError: For an unknown reduction, shape or dtype.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> @mk.register_metric("peak_doc")
+        ... class Peak(mk.Metric):
+        ...     peak = mk.state("max")
+        ...     count = mk.state("sum", shape="scalar", dtype="int")
+        ...     def update(self, value, count):
+        ...         first = self.count == 0  # all zeros is empty: ignore the zero peak
+        ...         peak = jnp.where(first, value, jnp.maximum(self.peak, value))
+        ...         return self.replace(peak=peak, count=self.count + 1)
+        ...     def compute(self):
+        ...         return self.peak
+        >>> mk.MetricStore().update({"x": {"value": -3.0, "log_modes": ["peak_doc"]}}).compute()
+        {'x_peak_doc': -3.0}
+    """
+    if reduce not in REDUCTIONS:
+        raise ValueError(
+            f"unknown reduction {reduce!r}; use one of {sorted(REDUCTIONS)} "
+            "('merge' when only the metric's own aggregate() can combine the field)"
+        )
+    if not (shape in _SHAPES or (isinstance(shape, tuple) and all(type(n) is int for n in shape))):
+        raise ValueError(f"state shape {shape!r} must be one of {list(_SHAPES)} or a tuple of ints")
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        if exact and dtype == "bool":
+            raise ValueError("exact=True needs a numeric dtype, not 'bool'")
+    else:
+        try:
+            parsed = np.dtype(dtype)
+        except TypeError:
+            parsed = None
+        if parsed is None or parsed.kind not in "biuf":
+            raise ValueError(
+                f"state dtype {dtype!r} must be one of {list(_DTYPES)} or a real NumPy dtype"
+            )
+        dtype = parsed.name
+        if exact:
+            raise ValueError(f"exact=True takes dtype 'float', 'int', 'value' or 'count', not {dtype!r}")
+    return attrs.field(
+        metadata={_KIND: "state", _REDUCE: reduce, _SHAPE: shape, _DTYPE: dtype, _EXACT: exact}
+    )
+
+
+def static(default: Any = attrs.NOTHING) -> Any:
+    """Declare a configuration field of a :class:`Metric` (hashable, part of the structure).
+
+    Args:
+        default: The default value, if any.
+
+    Returns:
+        An ``attrs`` field that is pytree metadata, not a leaf.
+
+    Examples:
+        >>> import attrs
+        >>> import metricskit as mk
+        >>> attrs.fields(attrs.make_class("C", {"p": mk.static(2.0)})).p.default
+        2.0
+    """
+    return attrs.field(default=default, metadata={_KIND: "static"})
 
 
 class Metric(abc.ABC):
     """Base class of every metric: one accumulator for one key and one log mode.
 
-    A subclass is an ``attrs`` frozen class (``@attrs.frozen(eq=False)``) whose array fields
-    are declared with :func:`metricskit.state` (naming how the field combines across devices
-    and batches) and whose configuration fields are declared with :func:`metricskit.static`.
-    :func:`metricskit.register_metric` makes it a JAX pytree and a log mode.
+    A subclass declares its array fields with :func:`metricskit.state` and its configuration
+    with :func:`metricskit.static`, and fills in :meth:`update` and :meth:`compute`;
+    :func:`metricskit.register_metric` gives it a log-mode name. The class becomes a frozen
+    ``attrs`` class and a JAX pytree on its own (no decorator needed). Every method is a pure
+    function of arrays: it runs eagerly, under ``jax.jit`` and under ``jax.vmap`` (a
+    :class:`~metricskit.MetricStore` stacks the metrics of one kind and maps the kernels).
 
-    A subclass fills in :meth:`empty`, :meth:`update`, :meth:`compute` and :meth:`is_empty`.
-    :meth:`aggregate` and :meth:`reset` have defaults built from the field declarations.
-    Every method is a pure function of arrays, so it runs eagerly, under ``jax.jit`` and
-    under ``jax.vmap`` (a :class:`~metricskit.MetricStore` stacks metrics of one kind and
-    maps the kernels over the stacked axis).
+    The empty state is all zeros (see :mod:`metricskit.metric`): ``update`` must treat a
+    zero state as "no samples yet". :func:`metricskit.testing.check_metric` checks it.
 
     Attributes:
-        append_batches: Whether :func:`metricskit.aggregate_metrics` appends this metric's
-            state across evaluation batches (``True`` for the ``noreduce`` modes) instead of
-            keeping the latest, already cumulative, state.
-        partial: What two states that :meth:`aggregate` combines are parts of: ``"stream"``
-            (disjoint runs of steps: the default), ``"sum"`` (additive parts of the same steps,
-            as ``single``: values and counts add) or ``"concat"`` (disjoint slices, along
-            axis 0, of the same steps' samples, as the ``noreduce`` modes).
-        skippable: Whether a store's ``nan_policy="skip"`` masks this metric's update on a
-            non-finite step (``False`` only for metrics that count such steps).
-        accepts_pairs: Whether :meth:`update` accepts a :class:`metricskit.exact.Pair` value:
-            float64 host values travel as float32 ``(hi, lo)`` pairs when x64 is off. If
-            ``False`` (the default), ``update`` gets ``hi + lo`` rounded to float32.
+        accumulates: ``False`` for a metric that holds only the latest step (``single`` and
+            the ``noreduce`` modes): a key's step shape may then change between steps (a
+            smaller last batch), and two partial states of it are parts of one step.
+        exact_inputs: Whether :meth:`update` takes 64-bit values (x64 off) as exact
+            :class:`~metricskit.exact.Pair`/:class:`~metricskit.exact.Words`. If ``False``
+            (the default) it gets them rounded to float32.
 
     Examples:
-        >>> import attrs, jax, jax.numpy as jnp
+        >>> import jax.numpy as jnp
         >>> import metricskit as mk
-        >>> @attrs.frozen(eq=False)
-        ... class Total(mk.Metric):
-        ...     total: jax.Array = mk.state("sum")
-        ...     @classmethod
-        ...     def empty(cls, value, count):
-        ...         return cls(total=jnp.zeros(value.shape, jnp.float32))
+        >>> class Total(mk.Metric):
+        ...     total = mk.state("sum")
         ...     def update(self, value, count):
-        ...         return Total(total=self.total + value)
+        ...         return self.replace(total=self.total + value)
         ...     def compute(self):
         ...         return self.total
-        ...     def is_empty(self):
-        ...         return jnp.array(False)
-        >>> spec = jax.ShapeDtypeStruct((), jnp.float32)
-        >>> m = Total.empty(spec, spec).update(jnp.float32(2.0), 1)
+        >>> m = Total.empty(mk.Spec((), "float32"), mk.Spec((), "int32"))
+        >>> m = m.update(jnp.float32(2.0), 1)
         >>> float(m.aggregate(m).compute())
         4.0
     """
 
-    __slots__ = ()
-
-    append_batches: ClassVar[bool] = False
-    accepts_pairs: ClassVar[bool] = False
-    skippable: ClassVar[bool] = True
-    partial: ClassVar[Literal["stream", "sum", "concat"]] = "stream"
+    accumulates: ClassVar[bool] = True
+    exact_inputs: ClassVar[bool] = False
 
     @classmethod
-    @abc.abstractmethod
-    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        """The empty state for step values and counts of the given shapes and dtypes.
+    def field_specs(cls, value: Spec, count: Spec) -> dict[str, FieldSpec]:
+        """The shape and storage of every state field for steps of the given specs.
+
+        The default reads the :func:`state` declarations; override it only for a shape the
+        declarations cannot say.
 
         Args:
-            value: Shape and canonical dtype of one step's value.
-            count: Shape and canonical dtype of one step's count.
+            value: Shape and logical dtype of one step's value.
+            count: Shape and logical dtype of one step's count.
 
         Returns:
-            A metric with no samples.
+            Field name to :class:`FieldSpec`.
         """
+        ensure_metric_class(cls)
+        return {f.name: _field_spec(f.metadata, value, count) for f in state_fields(cls)}
+
+    @classmethod
+    def empty(cls, value: Spec, count: Spec) -> Self:
+        """The empty (all-zero) state for steps of the given specs.
+
+        Args:
+            value: Shape and logical dtype of one step's value.
+            count: Shape and logical dtype of one step's count.
+
+        Returns:
+            A metric with no samples: every state field zero, static fields at their defaults.
+        """
+        ensure_metric_class(cls)
+        fields = {n: _zeros(s) for n, s in cls.field_specs(Spec(*value), Spec(*count)).items()}
+        new: Any = object.__new__(cls)
+        for f in attrs.fields(cast(Any, cls)):
+            if f.name in fields:
+                object.__setattr__(new, f.name, fields[f.name])
+            elif f.default is not attrs.NOTHING:
+                object.__setattr__(new, f.name, f.default)
+            else:
+                raise TypeError(f"{cls.__name__}.{f.name} is a static field without a default")
+        return cast(Self, new)
 
     @abc.abstractmethod
-    def update(self, value: jax.Array, count: jax.Array) -> Self:
+    def update(self, value: Any, count: Any) -> Self:
         """Add one step.
 
         Args:
-            value: The step's value, shaped and typed as the ``value`` given to :meth:`empty`.
-            count: The step's count, shaped and typed as the ``count`` given to :meth:`empty`.
+            value: The step's value: an array of the value spec's shape (floats as float32 or
+                float64, integers as int32 or int64), or an exact Pair/Words for 64-bit values
+                with x64 off when :attr:`exact_inputs` is set.
+            count: The step's count, likewise.
 
         Returns:
             The updated metric, with the same leaf shapes and dtypes.
@@ -101,17 +268,13 @@ class Metric(abc.ABC):
 
     @abc.abstractmethod
     def compute(self) -> Any:
-        """The reported value: an array or a pytree of arrays."""
-
-    @abc.abstractmethod
-    def is_empty(self) -> jax.Array:
-        """A boolean scalar: ``True`` when the metric holds no samples (reported as ``0.0``)."""
+        """The reported value: an array, an exact Pair/Words/Ratio, or a tuple of them."""
 
     def aggregate(self, other: Self) -> Self:
-        """Combine two partial states of disjoint data (two devices, shards or halves).
+        """Combine two partial states of disjoint data (two devices, shards or batches).
 
-        The default combines field by field with each field's declared reduction. It is
-        associative; a subclass with ``"merge"`` fields must override it.
+        The default combines field by field with the declared reductions, which makes it
+        associative; a metric with ``"merge"`` fields overrides it.
 
         Args:
             other: A partial state of the same metric.
@@ -124,58 +287,145 @@ class Metric(abc.ABC):
         """
         return cast(Self, combine_fields(self, other, jnp, axis=0))
 
-    def reset(self) -> Self:
-        """The empty state with exactly this state's leaf shapes and dtypes.
+    def is_empty(self) -> jax.Array:
+        """A boolean scalar: ``True`` when the metric holds no samples (reported as ``0.0``).
 
-        Returns:
-            A metric whose every state field is filled with its declared ``empty`` value.
+        The default: the field named ``count`` is zero, or, without one, every field is zero.
         """
-        return cast(Self, attrs.evolve(cast(Any, self), **empty_fields(self, jnp)))
+        fields = [f.name for f in state_fields(type(self))]
+        names = ["count"] if "count" in fields else fields
+        empty = jnp.ones((), bool)
+        for name in names:
+            for zero in jax.tree.leaves(exact.is_zero(getattr(self, name))):
+                empty = empty & jnp.all(zero)
+        return empty
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields replaced (no ``__init__`` runs: cheap, tracer-safe).
+
+        Examples:
+            >>> import metricskit as mk, jax.numpy as jnp
+            >>> m = mk.MeanMetric.empty(mk.Spec((), "float32"), mk.Spec((), "int32"))
+            >>> m.replace(count=m.count).count is m.count
+            True
+        """
+        return replace(self, changes)
 
 
-def empty_fields(metric: Metric, xp: Any) -> dict[str, Any]:
-    """Every state field of ``metric`` filled with its declared ``empty`` value.
+def _field_spec(meta: Mapping[str, Any], value: Spec, count: Spec) -> FieldSpec:
+    shape = meta[_SHAPE]
+    if shape == "value":
+        shape = value.shape
+    elif shape == "count":
+        shape = count.shape
+    elif shape == "sample":
+        shape = tuple(np.broadcast_shapes(value.shape, count.shape))
+    elif shape == "scalar":
+        shape = ()
+    return FieldSpec(tuple(shape), storage(meta[_DTYPE], meta[_EXACT], value, count))
+
+
+def storage(dtype: str, exact_field: bool, value: Spec, count: Spec) -> str:
+    """The storage of a field declared with ``dtype`` and ``exact``, for the given step specs.
+
+    Examples:
+        >>> from metricskit.metric import Spec, storage
+        >>> v, c = Spec((), "float64"), Spec((), "int32")
+        >>> storage("value", False, v, c), storage("count", True, v, c), storage("int", False, v, c)
+        ('pair', 'words', 'int32')
+    """
+    if dtype in ("value", "count"):
+        logical = (value if dtype == "value" else count).dtype
+        if exact_field or is_wide(logical):
+            return "pair" if kind(logical) == "float" else "words"
+        return logical
+    if dtype == "float":
+        return "pair" if exact_field else float_dtype().name
+    if dtype == "int":
+        return "words" if exact_field else int_dtype().name
+    return dtype
+
+
+def _zeros(spec: FieldSpec, xp: Any = jnp) -> Any:
+    if spec.storage == "pair":
+        return exact.zeros("float", spec.shape, xp)
+    if spec.storage == "words":
+        return exact.zeros("int", spec.shape, xp)
+    return xp.zeros(spec.shape, spec.storage)
+
+
+def zeros_like(metric: Metric, *, drop_samples: int | None = None) -> Metric:
+    """The empty state with ``metric``'s structure: every state leaf zero.
+
+    Device leaves keep their shape, dtype and sharding (so a jitted step does not recompile);
+    NumPy leaves become NumPy zeros. With ``drop_samples``, NumPy leaves of ``"concat"`` fields
+    lose their samples (that axis becomes empty), so an evaluation state grown over batches
+    resets to no samples at all.
 
     Args:
-        metric: A state.
-        xp: ``jax.numpy`` (keeps each field's dtype and weak type) or ``numpy`` (host
-            stores; zeros come from ``calloc``, so a large empty buffer costs no writes).
+        metric: A state (one key's, or a stacked group's).
+        drop_samples: The sample axis of ``"concat"`` fields to empty (0 for one key's state,
+            1 for a stacked group), or ``None`` to keep every shape.
 
     Returns:
-        New field values by name.
+        The zero state.
     """
-    out: dict[str, Any] = {}
+    changes = {}
     for f in state_fields(type(metric)):
-        x, value = getattr(metric, f.name), f.metadata[EMPTY]
-        if xp is not jnp:
-            out[f.name] = (
-                np.zeros(x.shape, x.dtype) if value == 0 else np.full(x.shape, value, x.dtype)
-            )
-        else:
-            out[f.name] = jnp.full_like(x, value)
-    return out
+        axis = drop_samples if reduction_of(f) == "concat" else None
+        changes[f.name] = jax.tree.map(lambda x, a=axis: _zero_leaf(x, a), getattr(metric, f.name))
+    return replace(metric, changes)
+
+
+def _zero_leaf(x: Any, axis: int | None) -> Any:
+    if isinstance(x, np.ndarray | np.generic):
+        shape = list(np.shape(x))
+        if axis is not None and len(shape) > axis:
+            shape[axis] = 0
+        return np.zeros(shape, x.dtype)
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and _committed(x):
+        return jnp.zeros_like(x, device=x.sharding)  # the same placement: no recompilation
+    return jnp.zeros_like(x)
+
+
+def _committed(x: jax.Array) -> bool:
+    return bool(getattr(x, "committed", getattr(x, "_committed", True)))
 
 
 @functools.cache
 def state_fields(cls: type[Metric]) -> tuple[attrs.Attribute[Any], ...]:
-    """The fields of ``cls`` declared with :func:`metricskit.state`, in definition order."""
-    return tuple(f for f in attrs.fields(cast(Any, cls)) if f.metadata.get(KIND) == "state")
+    """The fields of ``cls`` declared with :func:`state`, in definition order."""
+    ensure_metric_class(cls)
+    return tuple(f for f in attrs.fields(cast(Any, cls)) if f.metadata.get(_KIND) == "state")
 
 
 @functools.cache
 def static_fields(cls: type[Metric]) -> tuple[attrs.Attribute[Any], ...]:
-    """The fields of ``cls`` declared with :func:`metricskit.static`, in definition order."""
-    return tuple(f for f in attrs.fields(cast(Any, cls)) if f.metadata.get(KIND) == "static")
+    """The fields of ``cls`` declared with :func:`static`, in definition order."""
+    ensure_metric_class(cls)
+    return tuple(f for f in attrs.fields(cast(Any, cls)) if f.metadata.get(_KIND) == "static")
 
 
-def combine_fields(a: Metric, b: Metric, xp: Any, axis: int) -> Any:
+def reduction_of(field: attrs.Attribute[Any]) -> str:
+    """The reduction name a state field was declared with."""
+    return cast(str, field.metadata[_REDUCE])
+
+
+@functools.cache
+def per_sample(cls: type[Metric]) -> bool:
+    """Whether ``cls`` keeps per-sample values (a ``"concat"`` field): evaluation batches of
+    it are appended by :func:`metricskit.aggregate_metrics`, not replaced."""
+    return any(reduction_of(f) == "concat" for f in state_fields(cls))
+
+
+def combine_fields(a: Metric, b: Metric, xp: Any, axis: int) -> Metric:
     """Combine two states field by field with each field's declared reduction.
 
     Args:
         a: The earlier partial state.
         b: The later partial state, of the same class.
         xp: ``jax.numpy`` or ``numpy``.
-        axis: The sample axis for ``"concat"`` fields.
+        axis: The sample axis of ``"concat"`` fields.
 
     Returns:
         A state of the same class.
@@ -184,16 +434,44 @@ def combine_fields(a: Metric, b: Metric, xp: Any, axis: int) -> Any:
         NotImplementedError: If a field's reduction is ``"merge"``.
     """
     combined = {}
-    for name, combine in _combiners(type(a)):
+    for f in state_fields(type(a)):
+        combine = REDUCTIONS[reduction_of(f)].combine
         if combine is None:
+            name = type(a).__name__
             raise NotImplementedError(
-                f"{type(a).__name__}.{name} is declared with reduce='merge': "
-                f"{type(a).__name__} must override aggregate()"
+                f"{name}.{f.name} is declared with reduce='merge': {name} must override aggregate()"
             )
-        combined[name] = combine(xp, getattr(a, name), getattr(b, name), axis)
+        combined[f.name] = combine(xp, getattr(a, f.name), getattr(b, f.name), axis)
     return replace(a, combined)
 
 
-@functools.cache
-def _combiners(cls: type[Metric]) -> tuple[tuple[str, Any], ...]:
-    return tuple((f.name, REDUCTIONS[f.metadata[REDUCE]].combine) for f in state_fields(cls))
+_READY: set[type] = set()
+
+
+def ensure_metric_class(cls: type[Metric]) -> None:
+    """Make ``cls`` a frozen attrs class and a JAX pytree, once (no decorator needed).
+
+    Raises:
+        TypeError: If ``cls`` is not a concrete subclass of :class:`Metric`, or has a field
+            declared with neither :func:`state` nor :func:`static`.
+    """
+    if cls in _READY:
+        return
+    if not (isinstance(cls, type) and issubclass(cls, Metric)):
+        raise TypeError(f"{cls!r} is not a subclass of metricskit.Metric")
+    for klass in (*reversed(cls.__mro__[1:]), cls):  # base classes first: they hold fields too
+        if issubclass(klass, Metric) and klass is not Metric and "__attrs_attrs__" not in klass.__dict__:
+            attrs.frozen(klass, eq=False, slots=False, repr=True)
+    loose = [f.name for f in attrs.fields(cast(Any, cls)) if _KIND not in f.metadata]
+    if loose:
+        raise TypeError(
+            f"{cls.__name__} fields {loose} are neither metricskit.state(...) (arrays) nor "
+            "metricskit.static(...) (configuration): declare each field with one of them"
+        )
+    fields = attrs.fields(cast(Any, cls))
+    register_pytree(
+        cls,
+        [f.name for f in fields if f.metadata[_KIND] == "state"],
+        [f.name for f in fields if f.metadata[_KIND] == "static"],
+    )
+    _READY.add(cls)

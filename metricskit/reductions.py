@@ -1,32 +1,37 @@
-"""How each state field combines: one table from a reduction name to its operations.
+"""How partial values of a state field combine: one table, one row per reduction.
 
-A :class:`~metricskit.Metric` declares every array field with :func:`state`, naming how two
-partial values of that field combine (``"sum"``, ``"max"``, ``"min"``, ``"concat"``,
-``"last"``), the exact variants for accumulators of :mod:`metricskit.exact` (``"xsum"``,
-``"xmax"``, ``"xmin"``: a trailing axis of size 2 holding a double-float or a carried integer),
-or ``"merge"`` when only the metric's own ``aggregate`` knows how. The table maps
-each name to the same operation written once for JAX and NumPy arrays (the ``xp`` module),
-so device aggregation, host aggregation and the default ``Metric.aggregate`` share it.
+Every array field of a :class:`~metricskit.Metric` names a reduction when it is declared with
+:func:`metricskit.state`. A row of :data:`REDUCTIONS` says, once, everything the engine needs
+to know about it:
+
+- ``combine(xp, a, b, axis)``: two partial values (``xp`` is ``jax.numpy`` or ``numpy``;
+  ``axis`` is the sample axis for ``"concat"``). Exact accumulators (:class:`~metricskit.exact.Pair`,
+  :class:`~metricskit.exact.Words`) combine exactly.
+- ``collective(x, axis_name, axis)``: the same across the devices of a mesh axis, inside
+  ``shard_map``/``pmap``, or ``None`` when the engine must gather the parts and fold them
+  with ``combine`` (exact accumulators, ``"last"``, ``"merge"``).
+- ``fold(xp, parts, axis)``: many parts at once, in order (host appending of evaluation
+  batches), bit-identical to combining them one by one.
+
+Adding a reduction is adding one row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
 import attrs
+import jax
 import numpy as np
 
-from metricskit import buffers, exact
+from metricskit import exact
+from metricskit.compat import AxisName, all_gather, pmax, pmin, psum
 
-__all__ = ["REDUCTIONS", "Reduction", "ReductionName", "state", "static"]
+__all__ = ["REDUCTIONS", "Reduction", "ReductionName"]
 
-ReductionName = Literal["sum", "xsum", "max", "xmax", "min", "xmin", "concat", "last", "merge"]
-
-# Metadata keys on attrs fields.
-KIND: Final = "metricskit.kind"
-REDUCE: Final = "metricskit.reduce"
-EMPTY: Final = "metricskit.empty"
+ReductionName = Literal["sum", "max", "min", "concat", "last", "merge"]
 
 
 @attrs.frozen
@@ -34,82 +39,89 @@ class Reduction:
     """One way two partial values of a state field combine.
 
     Attributes:
-        name: The name fields use in :func:`state`.
-        combine: ``combine(xp, a, b, axis)`` for ``xp`` in (``jax.numpy``, ``numpy``);
-            ``axis`` is the sample axis (``0`` for one metric, ``1`` for a stacked group).
-            ``None`` for ``"merge"``, which only the metric's ``aggregate`` can do.
+        name: The name fields use in :func:`metricskit.state`.
+        combine: ``combine(xp, a, b, axis)``; ``None`` for ``"merge"`` (only the metric's own
+            ``aggregate`` knows how).
+        collective: ``collective(x, axis_name, axis)`` inside a map, or ``None``.
+        fold: ``fold(xp, parts, axis)`` for many parts, or ``None`` to fold with ``combine``.
     """
 
     name: str
     combine: Callable[[Any, Any, Any, int], Any] | None
+    collective: Callable[[Any, AxisName, int], Any] | None = None
+    fold: Callable[[Any, Sequence[Any], int], Any] | None = None
+
+    def fold_all(self, xp: Any, parts: Sequence[Any], axis: int) -> Any:
+        """Combine ``parts`` in order (with :attr:`fold` when there is one).
+
+        Raises:
+            NotImplementedError: For ``"merge"``.
+        """
+        if self.fold is not None:
+            return self.fold(xp, parts, axis)
+        if self.combine is None:
+            raise NotImplementedError(f"reduction {self.name!r} has no field-wise combine")
+        combine = self.combine
+        return functools.reduce(lambda a, b: combine(xp, a, b, axis), parts)
+
+
+def _plain(x: Any) -> bool:
+    return not isinstance(x, exact.Pair | exact.Words)
+
+
+def _sum_collective(x: Any, axis_name: AxisName, axis: int) -> Any:
+    return psum(x, axis_name) if _plain(x) else None
+
+
+def _sum_fold(xp: Any, parts: Sequence[Any], axis: int) -> Any:
+    first = parts[0]
+    if isinstance(first, exact.Words) or (
+        _plain(first) and np.dtype(first.dtype).kind in "biu"
+    ):  # integer adds are associative: one reduction, then one carry
+        if isinstance(first, exact.Words):
+            lo = xp.sum(xp.stack([p.lo for p in parts]).astype(np.int64), axis=0)
+            hi = xp.sum(xp.stack([p.hi for p in parts]).astype(np.int64), axis=0)
+            mask = (1 << exact.BITS) - 1
+            dtype = first.lo.dtype
+            return exact.Words((lo & mask).astype(dtype), (hi + (lo >> exact.BITS)).astype(dtype))
+        return xp.sum(xp.stack(parts), axis=0, dtype=first.dtype)
+    return functools.reduce(lambda a, b: exact.combine(a, b, xp), parts)
+
+
+def _extreme(larger: bool) -> Callable[[Any, Any, Any, int], Any]:
+    return lambda xp, a, b, axis: exact.extreme(a, b, larger, xp)
+
+
+def _extreme_collective(larger: bool) -> Callable[[Any, AxisName, int], Any]:
+    def collective(x: Any, axis_name: AxisName, axis: int) -> Any:
+        if not _plain(x):
+            return None
+        return pmax(x, axis_name) if larger else pmin(x, axis_name)
+
+    return collective
 
 
 def _concat(xp: Any, a: Any, b: Any, axis: int) -> Any:
-    if xp is np:  # host appending (evaluation batches): amortized O(1), see buffers.append
-        return buffers.append(a, b, axis)
-    return xp.concatenate([a, b], axis=axis)
+    return jax.tree.map(lambda x, y: xp.concatenate([x, y], axis=axis), a, b)
+
+
+def _concat_fold(xp: Any, parts: Sequence[Any], axis: int) -> Any:
+    return jax.tree.map(lambda *xs: xp.concatenate(xs, axis=axis), *parts)
+
+
+def _gather(x: Any, axis_name: AxisName, axis: int) -> Any:
+    return jax.tree.map(lambda y: all_gather(y, axis_name, axis=axis, tiled=True), x)
 
 
 REDUCTIONS: Final[dict[str, Reduction]] = {
     r.name: r
     for r in (
-        Reduction("sum", lambda xp, a, b, axis: a + b),
-        Reduction("xsum", exact.acc_combine),
-        Reduction("xmax", exact.acc_max),
-        Reduction("xmin", exact.acc_min),
-        Reduction("max", lambda xp, a, b, axis: xp.maximum(a, b)),
-        Reduction("min", lambda xp, a, b, axis: xp.minimum(a, b)),
-        Reduction("concat", _concat),
-        Reduction("last", lambda xp, a, b, axis: b),
+        Reduction("sum", lambda xp, a, b, axis: exact.combine(a, b, xp), _sum_collective, _sum_fold),
+        Reduction("max", _extreme(True), _extreme_collective(True)),
+        Reduction("min", _extreme(False), _extreme_collective(False)),
+        Reduction("concat", _concat, _gather, _concat_fold),
+        Reduction("last", lambda xp, a, b, axis: b, None, lambda xp, parts, axis: parts[-1]),
         Reduction("merge", None),
     )
 }
-
-
-def state(reduce: ReductionName, empty: float = 0) -> Any:
-    """Declare an array field of a :class:`~metricskit.Metric` as part of its state.
-
-    Args:
-        reduce: How two partial values of this field combine (see :data:`REDUCTIONS`).
-        empty: The fill value of this field in the empty state (``-inf`` for a running max).
-            :meth:`Metric.reset <metricskit.Metric.reset>` fills the field with it.
-
-    Returns:
-        An ``attrs`` field.
-
-    Raises:
-        ValueError: If ``reduce`` is not a known reduction.
-
-    Examples:
-        >>> import attrs, jax
-        >>> import metricskit as mk
-        >>> @attrs.frozen(eq=False)
-        ... class Peak(mk.Metric):
-        ...     peak: jax.Array = mk.state("max", empty=float("-inf"))
-        >>> attrs.fields(Peak).peak.metadata["metricskit.reduce"]
-        'max'
-    """
-    if reduce not in REDUCTIONS:
-        raise ValueError(
-            f"unknown reduction {reduce!r}; use one of {sorted(REDUCTIONS)} "
-            "('merge' when only the metric's own aggregate() can combine the field)"
-        )
-    return attrs.field(metadata={KIND: "state", REDUCE: reduce, EMPTY: empty})
-
-
-def static(default: Any = attrs.NOTHING) -> Any:
-    """Declare a configuration field of a :class:`~metricskit.Metric` (hashable, not traced).
-
-    Args:
-        default: The default value, if any.
-
-    Returns:
-        An ``attrs`` field that is part of the pytree structure, not a leaf.
-
-    Examples:
-        >>> import attrs
-        >>> import metricskit as mk
-        >>> attrs.fields(attrs.make_class("C", {"p": mk.static(2.0)})).p.default
-        2.0
-    """
-    return attrs.field(default=default, metadata={KIND: "static"})
+"""Every reduction a state field can name."""

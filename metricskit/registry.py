@@ -9,9 +9,7 @@ from typing import TypeVar, cast
 
 import attrs
 
-from metricskit.metric import Metric, state_fields, static_fields
-from metricskit.pytree import register_pytree
-from metricskit.reductions import KIND
+from metricskit.metric import Metric, ensure_metric_class
 
 __all__ = ["LogMode", "get_log_mode", "register_metric", "registered_modes"]
 
@@ -34,7 +32,6 @@ class LogMode:
 
 
 _REGISTRY: dict[str, LogMode] = {}
-_PYTREES: set[type[Metric]] = set()
 
 
 def registered_modes() -> tuple[str, ...]:
@@ -80,35 +77,19 @@ def get_log_mode(name: str) -> LogMode:
     )
 
 
-def _make_pytree(cls: type[Metric]) -> None:
-    if cls in _PYTREES:
-        return
-    if not (isinstance(cls, type) and issubclass(cls, Metric)):
-        raise TypeError(f"{cls!r} is not a subclass of metricskit.Metric")
-    if not attrs.has(cls) or "__attrs_attrs__" not in cls.__dict__:
-        raise TypeError(
-            f"{cls.__name__} must be an attrs class: decorate it with @attrs.frozen(eq=False) "
-            "below @metricskit.register_metric(...)"
-        )
+def _check_class(cls: type[Metric]) -> None:
+    ensure_metric_class(cls)
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         raise TypeError(f"{cls.__name__} is abstract: implement {missing}")
-    loose = [f.name for f in attrs.fields(cls) if KIND not in f.metadata]
-    if loose:
-        raise TypeError(
-            f"{cls.__name__} fields {loose} are neither metricskit.state(...) (arrays) nor "
-            "metricskit.static(...) (configuration): declare each field with one of them"
-        )
-    register_pytree(cls, [f.name for f in state_fields(cls)], [f.name for f in static_fields(cls)])
-    _PYTREES.add(cast(type[Metric], cls))
 
 
 def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M]:
     """Register a :class:`~metricskit.Metric` subclass as the log mode ``name``.
 
-    The class becomes a JAX pytree (state fields are leaves, static fields are structure)
-    and ``name`` becomes usable in ``log_modes`` everywhere, the functional API included.
-    One class may be registered under several names.
+    The class becomes a frozen attrs class and a JAX pytree (state fields are leaves, static
+    fields are structure), and ``name`` becomes usable in ``log_modes`` everywhere, the
+    functional API included. One class may be registered under several names.
 
     Args:
         name: The log-mode name; reported keys get ``"_" + name`` appended.
@@ -119,26 +100,20 @@ def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M
 
     Raises:
         ValueError: If ``name`` is taken or not a valid identifier.
-        TypeError: If the class is not a concrete attrs subclass of ``Metric`` with every
-            field declared by ``metricskit.state`` or ``metricskit.static``.
+        TypeError: If the class is not a concrete subclass of ``Metric`` with every field
+            declared by ``metricskit.state`` or ``metricskit.static``.
 
     Examples:
-        >>> import attrs, jax, jax.numpy as jnp
+        >>> import jax.numpy as jnp
         >>> import metricskit as mk
         >>> @mk.register_metric("last_value_doc")
-        ... @attrs.frozen(eq=False)
         ... class LastValue(mk.Metric):
-        ...     value: jax.Array = mk.state("last")
-        ...     seen: jax.Array = mk.state("sum")
-        ...     @classmethod
-        ...     def empty(cls, value, count):
-        ...         return cls(jnp.zeros(value.shape, jnp.float32), jnp.zeros((), jnp.int32))
+        ...     value = mk.state("last")
+        ...     count = mk.state("sum", shape="scalar", dtype="int")  # steps seen
         ...     def update(self, value, count):
-        ...         return LastValue(value.astype(jnp.float32), self.seen + 1)
+        ...         return self.replace(value=value.astype(jnp.float32), count=self.count + 1)
         ...     def compute(self):
         ...         return self.value
-        ...     def is_empty(self):
-        ...         return self.seen == 0
         >>> store = mk.MetricStore().update({"lr": {"value": 0.5, "log_modes": ["last_value_doc"]}})
         >>> store.compute()
         {'lr_last_value_doc': 0.5}
@@ -153,7 +128,7 @@ def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M
     suffix = f"_{name}" if postfix is None else postfix
 
     def decorate(cls: M) -> M:
-        _make_pytree(cls)
+        _check_class(cls)
         _REGISTRY[name] = LogMode(name, cls, suffix)
         return cls
 

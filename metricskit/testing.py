@@ -20,17 +20,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.metric import Metric, Spec, per_sample
 from metricskit.registry import get_log_mode
 from metricskit.store import MetricStore
 
 __all__ = [
     "assert_results_close",
     "check_associative",
+    "check_empty_is_zeros",
     "check_invariants",
     "check_jit_matches_eager",
     "check_metric",
     "check_split",
     "make_stream",
+    "partial_kind",
 ]
 
 KEY = "x"
@@ -70,6 +73,24 @@ def assert_results_close(
             np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True, err_msg=name)
 
 
+def partial_kind(mode: str) -> str:
+    """What two partial states of ``mode`` that ``aggregate`` combines are parts of.
+
+    ``"concat"`` for per-sample metrics (disjoint slices of the same steps' samples),
+    ``"sum"`` for metrics that hold only the latest step (additive parts of that step, as
+    ``single``), ``"stream"`` otherwise (disjoint runs of steps).
+
+    Examples:
+        >>> from metricskit.testing import partial_kind
+        >>> partial_kind("mean"), partial_kind("single"), partial_kind("single_noreduce")
+        ('stream', 'sum', 'concat')
+    """
+    cls = get_log_mode(mode).cls
+    if per_sample(cls):
+        return "concat"
+    return "stream" if cls.accumulates else "sum"
+
+
 def make_stream(
     mode: str, shape: tuple[int, ...] = (4,), steps: int = 8, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -83,8 +104,8 @@ def make_stream(
     """
     rng = np.random.default_rng(seed)
     values = rng.normal(0.0, 3.0, size=(steps, *shape)).astype(np.float32)
-    per_sample = get_log_mode(mode).cls.partial == "concat"
-    counts = rng.integers(1, 5, size=(steps, *shape) if per_sample else (steps,))
+    per_value = partial_kind(mode) == "concat"
+    counts = rng.integers(1, 5, size=(steps, *shape) if per_value else (steps,))
     return values, counts.astype(np.int32)
 
 
@@ -99,6 +120,46 @@ def _feed(mode: str, values: Any, counts: Any, store: MetricStore | None = None)
     return store
 
 
+def _all_zero(tree: Any) -> bool:
+    return all(not np.any(np.asarray(x)) for x in _leaves(tree))
+
+
+def check_empty_is_zeros(mode: str, shape: tuple[int, ...] = (4,), steps: int = 6) -> None:
+    """The empty state is all zeros, a reset gives it back, and a zero-filled state acts empty.
+
+    Checks that ``empty()`` is all zeros for float and integer steps; that a reset store equals
+    a fresh one leaf by leaf, in values; and that a store zero-filled from the abstract output
+    of a step (as trainers initialise metrics: ``jax.tree.map(jnp.zeros_like,
+    jax.eval_shape(step, ...))``) reports, after a stream of steps, exactly what a fresh store
+    reports (so, e.g., a running max of negative values is not stuck at the zero fill).
+
+    Raises:
+        AssertionError: On a difference.
+    """
+    cls = get_log_mode(mode).cls
+    for dtype in ("float32", "int32", "float64"):
+        empty: Metric = cls.empty(Spec(shape, dtype), Spec((), "int32"))
+        assert _all_zero(empty), (mode, dtype, "empty() is not all zeros")
+    values, counts = make_stream(mode, shape, steps)
+    values = values - 10.0  # all negative: a zero fill must not win a maximum
+    fed = _feed(mode, values, counts)
+    fresh = MetricStore().init(_item(mode, values[0], counts[0]))
+    assert _all_zero(fed.reset()), (mode, "reset() is not all zeros")
+    assert _signature(fed.reset()) == _signature(fresh), (mode, "reset() changed the structure")
+    for a, b in zip(_leaves(fed.reset()), _leaves(fresh), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"{mode}: reset != empty")
+
+    def step(store: MetricStore, value: Any, count: Any) -> MetricStore:
+        return store.update(_item(mode, value, count))
+
+    zero_filled = jax.tree.map(
+        jnp.zeros_like, jax.eval_shape(step, MetricStore(), values[0], counts[0])
+    )
+    assert_results_close(
+        _feed(mode, values, counts, zero_filled).compute(), fed.compute(), rtol=0, atol=0
+    )
+
+
 def check_invariants(mode: str, shape: tuple[int, ...] = (4,)) -> None:
     """Leaf structure, shapes and dtypes (weak types too) never change, and a step compiles once.
 
@@ -109,6 +170,7 @@ def check_invariants(mode: str, shape: tuple[int, ...] = (4,)) -> None:
         AssertionError: On a change, or a recompilation.
     """
     cls = get_log_mode(mode).cls
+    check_empty_is_zeros(mode, shape)
     kinds: list[Callable[[np.ndarray], Any]] = [
         lambda x: x.astype(np.float32),
         lambda x: jnp.asarray(x, jnp.bfloat16),
@@ -122,7 +184,7 @@ def check_invariants(mode: str, shape: tuple[int, ...] = (4,)) -> None:
         expected = _signature(store)
         updated = store.update(_item(mode, kind(x), 2))
         results = [updated, updated.reset(), store.reset()]
-        if cls.partial != "concat":
+        if not per_sample(cls):
             results.append(updated.aggregate(updated))
         for result in results:
             assert _signature(result) == expected, (mode, kind, _signature(result), expected)
@@ -155,7 +217,7 @@ def check_jit_matches_eager(
 
 def _parts(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> list[MetricStore]:
     """Partial stores whose aggregate holds the whole stream, as ``Metric.partial`` says."""
-    kind = get_log_mode(mode).cls.partial
+    kind = partial_kind(mode)
     n = len(cuts) + 1
     if kind == "stream":
         bounds = [0, *cuts, len(values)]
@@ -174,7 +236,7 @@ def _parts(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> list[Met
 
 
 def _whole(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> MetricStore:
-    if get_log_mode(mode).cls.partial == "concat":
+    if partial_kind(mode) == "concat":
         size = np.shape(values)[1] // (len(cuts) + 1) * (len(cuts) + 1)
         return _feed(mode, values[:, :size], counts[:, :size])
     return _feed(mode, values, counts)
@@ -242,7 +304,7 @@ def check_metric(
     values, counts = make_stream(mode, shape, steps, seed)
     check_invariants(mode, shape)
     check_jit_matches_eager(mode, values, counts, rtol, atol)
-    cuts = [steps // 3, 2 * steps // 3] if get_log_mode(mode).cls.partial == "stream" else [0, 0]
+    cuts = [steps // 3, 2 * steps // 3] if partial_kind(mode) == "stream" else [0, 0]
     check_split(mode, values, counts, cuts[:1], rtol, atol)
     check_associative(mode, values, counts, cuts, rtol, atol)
     if reference is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,57 +66,34 @@ def reported_name(key: str, mode: str) -> str:
 
 
 @mk.register_metric("cubic_mean")
-@attrs.frozen(eq=False)
 class PowerMean(mk.Metric):
     """The p-th power mean (sum(count * x**p) / sum(count)) ** (1/p) of per-step x = value/count."""
 
-    powers: jax.Array = mk.state("sum")
-    weight: jax.Array = mk.state("sum")
+    powers = mk.state("sum")
+    weight = mk.state("sum", shape="count")
     p: float = mk.static(3.0)
-
-    @classmethod
-    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(jnp.zeros(value.shape, jnp.float32), jnp.zeros(count.shape, jnp.float32))
 
     def update(self, value: jax.Array, count: jax.Array) -> Self:
         x = mk.divide(value, count)
-        return attrs.evolve(
-            self,
-            powers=self.powers + (count * x**self.p).astype(self.powers.dtype),
-            weight=self.weight + count.astype(self.weight.dtype),
-        )
+        return self.replace(powers=self.powers + count * x**self.p, weight=self.weight + count)
 
     def compute(self) -> jax.Array:
         return jnp.cbrt(mk.divide(self.powers, self.weight))
 
-    def is_empty(self) -> jax.Array:
-        return jnp.all(self.weight == 0)
-
 
 @mk.register_metric("last_nonzero")
-@attrs.frozen(eq=False)
 class LastNonzero(mk.Metric):
     """The last step value that was not zero (an aggregation keeps the later part's)."""
 
-    value: jax.Array = mk.state("last")
-    seen: jax.Array = mk.state("max")
-
-    @classmethod
-    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(jnp.zeros(value.shape, jnp.float32), jnp.zeros(value.shape, bool))
+    value = mk.state("last")
+    seen = mk.state("max", dtype="bool")
 
     def update(self, value: jax.Array, count: jax.Array) -> Self:
         nonzero = value != 0
-        return attrs.evolve(
-            self,
-            value=jnp.where(nonzero, value.astype(jnp.float32), self.value),
-            seen=self.seen | nonzero,
-        )
+        return self.replace(value=jnp.where(nonzero, value, self.value), seen=self.seen | nonzero)
 
     def aggregate(self, other: Self) -> Self:
-        return attrs.evolve(
-            self, value=jnp.where(other.seen, other.value, self.value), seen=self.seen | other.seen
-        )
+        return self.replace(value=jnp.where(other.seen, other.value, self.value), seen=self.seen | other.seen)
 
     def compute(self) -> jax.Array:
         return self.value

@@ -10,6 +10,7 @@ from helpers import BUILTIN_MODES, SCALAR_MODES, reference, reported_name
 
 import metricskit as mk
 from metricskit.functional import get_metrics, update_metrics
+from metricskit.metric import per_sample, zeros_like
 from metricskit.testing import assert_results_close
 
 N_STEPS = 13
@@ -110,14 +111,20 @@ def test_class_api_matches_functional(use_jit, rng):
         np.testing.assert_allclose(store.compute()[reported_name("loss", mode)], want, rtol=2e-5)
 
 
-def test_all_negative_max_starts_at_minus_infinity():
-    store = mk.MetricStore(default_log_modes=["max", "min"])
-    for v in (-5.0, -3.0, -4.0):
-        store = store.update({"x": v})
-    assert store.compute() == {"x_max": -3.0, "x_min": -5.0}
-    empty = store.reset()
-    maxes = [m for m in empty.metrics if isinstance(m, mk.MaxMetric)]
-    assert float(maxes[0].value[0, 0]) == -np.inf
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+def test_extremes_of_one_sign_are_right_from_fresh_reset_and_zero_filled_states(use_jit):
+    # Issue 12.3: a zero-filled state is the empty state: max of [-2, -5] is -2, not the fill.
+    def step(store, x):
+        return store.update({"neg": x, "pos": -x + 9.0})
+
+    step = jax.jit(step) if use_jit else step
+    fresh = mk.MetricStore(default_log_modes=["max", "min"]).init({"neg": 0.0, "pos": 0.0})
+    zero_filled = jax.tree.map(jnp.zeros_like, jax.eval_shape(step, fresh, 0.0))
+    for start in (fresh, zero_filled, step(fresh, -9.0).reset()):
+        store = start
+        for v in (-2.0, -5.0):
+            store = step(store, jnp.float32(v))
+        assert store.compute() == {"neg_max": -2.0, "neg_min": -5.0, "pos_max": 14.0, "pos_min": 11.0}
 
 
 @pytest.mark.parametrize("mode", ["max", "min", "std"])
@@ -170,17 +177,15 @@ def test_std_is_population_std_of_per_step_samples():
     ],
 )
 def test_metric_kernels_keep_shapes_and_dtypes(cls, value, count):
-    vspec = jax.ShapeDtypeStruct(value, jnp.float32)
-    cspec = jax.ShapeDtypeStruct(count, jnp.int32)
-    empty = cls.empty(vspec, cspec)
+    empty = cls.empty(mk.Spec(value, "float32"), mk.Spec(count, "int32"))
 
     def avals(m):
         return [(x.shape, x.dtype, x.weak_type) for x in jax.tree.leaves(m)]
 
     v, c = jnp.ones(value, jnp.float32), jnp.full(count, 2, jnp.int32)
     updated = jax.jit(cls.update)(empty, v, c)
-    for m in (updated, updated.reset(), cls.update(empty, v, c), jax.jit(cls.reset)(updated)):
+    for m in (updated, zeros_like(updated), cls.update(empty, v, c), jax.jit(zeros_like)(updated)):
         assert avals(m) == avals(empty)
         assert jax.tree.structure(m) == jax.tree.structure(empty)
-    if not cls.append_batches:
+    if not per_sample(cls):
         assert avals(jax.jit(cls.aggregate)(updated, updated)) == avals(empty)

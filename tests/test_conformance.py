@@ -15,6 +15,7 @@ from metricskit.testing import (
     check_metric,
     check_split,
     make_stream,
+    partial_kind,
 )
 
 REFERENCE_MODES = ["mean", "mean_nopostfix", "single", "max", "min", "std"]
@@ -26,7 +27,7 @@ def _modes() -> list[str]:
 
 
 def _shapes(mode: str) -> list[tuple[int, ...]]:
-    return [(6,)] if mk.get_log_mode(mode).cls.partial == "concat" else [(), (3,)]
+    return [(6,)] if partial_kind(mode) == "concat" else [(), (3,)]
 
 
 @pytest.mark.parametrize("mode", _modes())
@@ -39,7 +40,7 @@ def test_every_registered_metric_conforms(mode):
 
 
 def _invariant_cases() -> list[tuple[str, tuple[int, ...]]]:
-    concat = {m for m in _modes() if mk.get_log_mode(m).cls.partial == "concat"}
+    concat = {m for m in _modes() if partial_kind(m) == "concat"}
     return [(m, s) for m in _modes() for s in ([(2,)] if m in concat else [(), (2,)])]
 
 
@@ -54,12 +55,12 @@ def streams(draw):
     mode = draw(st.sampled_from(_modes()))
     steps = draw(st.integers(3, 12))
     seed = draw(st.integers(0, 2**16))
-    if mk.get_log_mode(mode).cls.partial == "stream":
+    if partial_kind(mode) == "stream":
         cuts = sorted(draw(st.sets(st.integers(1, steps - 1), min_size=2, max_size=2)))
     else:
         cuts = [0, 0]
     shape = (
-        draw(st.sampled_from([(), (3,)])) if mk.get_log_mode(mode).cls.partial != "concat" else (6,)
+        draw(st.sampled_from([(), (3,)])) if partial_kind(mode) != "concat" else (6,)
     )
     return mode, steps, seed, cuts, shape
 

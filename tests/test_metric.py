@@ -1,4 +1,4 @@
-"""The Metric base class: field declarations, default aggregate and reset."""
+"""The Metric base class: field declarations, derived empty state, aggregate and emptiness."""
 
 from __future__ import annotations
 
@@ -7,24 +7,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import FLOAT, INT
 
 import metricskit as mk
-from metricskit.metric import combine_fields, state_fields, static_fields
+from metricskit import exact
+from metricskit.metric import (
+    FieldSpec,
+    combine_fields,
+    per_sample,
+    state_fields,
+    static_fields,
+    zeros_like,
+)
 from metricskit.reductions import REDUCTIONS
 
 
-@attrs.frozen(eq=False)
 class AllReductions(mk.Metric):
-    s: jax.Array = mk.state("sum")
-    hi: jax.Array = mk.state("max", empty=float("-inf"))
-    lo: jax.Array = mk.state("min", empty=float("inf"))
-    cat: jax.Array = mk.state("concat")
-    last: jax.Array = mk.state("last", empty=7)
+    s = mk.state("sum")
+    hi = mk.state("max")
+    lo = mk.state("min")
+    cat = mk.state("concat")
+    last = mk.state("last")
     scale: float = mk.static(1.0)
-
-    @classmethod
-    def empty(cls, value, count):
-        return cls(*(jnp.zeros(value.shape) for _ in range(5)))
 
     def update(self, value, count):
         return self
@@ -32,30 +36,22 @@ class AllReductions(mk.Metric):
     def compute(self):
         return self.s
 
-    def is_empty(self):
-        return jnp.array(False)
+
+def _all(xp, values):
+    m = AllReductions.empty(mk.Spec((2,), "float32"), mk.Spec((), "int32"))
+    return m.replace(**{f.name: xp.asarray(values, np.float32) for f in state_fields(AllReductions)})
 
 
-def test_field_declarations():
+def test_field_declarations_and_the_reduction_table():
     assert [f.name for f in state_fields(AllReductions)] == ["s", "hi", "lo", "cat", "last"]
     assert [f.name for f in static_fields(AllReductions)] == ["scale"]
-    assert set(REDUCTIONS) == {
-        "sum",
-        "xsum",
-        "max",
-        "xmax",
-        "min",
-        "xmin",
-        "concat",
-        "last",
-        "merge",
-    }
+    assert set(REDUCTIONS) == {"sum", "max", "min", "concat", "last", "merge"}
+    assert per_sample(AllReductions) and not per_sample(mk.MeanMetric)
 
 
 @pytest.mark.parametrize("xp", [jnp, np], ids=["jax", "numpy"])
 def test_default_aggregate_uses_each_fields_reduction(xp):
-    a = AllReductions(*(xp.asarray([1.0, 5.0]) for _ in range(5)))
-    b = AllReductions(*(xp.asarray([3.0, 2.0]) for _ in range(5)))
+    a, b = _all(xp, [1.0, 5.0]), _all(xp, [3.0, 2.0])
     out = combine_fields(a, b, xp, axis=0)
     np.testing.assert_array_equal(out.s, [4.0, 7.0])
     np.testing.assert_array_equal(out.hi, [3.0, 5.0])
@@ -66,35 +62,139 @@ def test_default_aggregate_uses_each_fields_reduction(xp):
         np.testing.assert_array_equal(a.aggregate(b).s, out.s)
 
 
-def test_reset_fills_declared_empty_values_with_same_shapes():
-    m = AllReductions(*(jnp.ones((2, 3), jnp.float32) for _ in range(5)))
-    r = m.reset()
-    assert [x.shape for x in (r.s, r.hi, r.cat)] == [(2, 3)] * 3
-    assert float(r.hi[0, 0]) == -np.inf and float(r.lo[0, 0]) == np.inf
-    assert float(r.last[0, 0]) == 7 and float(r.s[0, 0]) == 0
+def test_the_empty_state_is_zeros_and_a_reset_gives_it_back():
+    m = _all(jnp, [4.0, -2.0])
+    empty = AllReductions.empty(mk.Spec((2,), "float32"), mk.Spec((), "int32"))
+    reset = zeros_like(m)
+    for a, b in zip(jax.tree.leaves(reset), jax.tree.leaves(empty), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert not np.any(np.asarray(a)) and not np.any(np.asarray(b))
+    assert reset.scale == 1.0
+    host = zeros_like(jax.device_get(m), drop_samples=0)
+    assert host.cat.shape == (0,) and host.s.shape == (2,)  # host per-sample fields: no samples
+
+
+def test_a_state_cannot_declare_its_own_empty_value():
+    # Issue 14.2: an empty value declared beside the reduction could disagree with empty().
+    with pytest.raises(TypeError, match="empty"):
+        mk.state("sum", empty=5.0)  # type: ignore[call-arg]
+
+
+def test_field_specs_follow_the_declarations():
+    class Shapes(mk.Metric):
+        v = mk.state("sum")
+        c = mk.state("sum", shape="count", dtype="count", exact=True)
+        s = mk.state("max", shape="sample", dtype="int")
+        k = mk.state("sum", shape=(3,), dtype="bool")
+        x = mk.state("sum", dtype="value", exact=True)
+
+        def update(self, value, count):
+            return self
+
+        def compute(self):
+            return self.v
+
+    specs = Shapes.field_specs(mk.Spec((4, 1), "int64"), mk.Spec((5,), "float32"))
+    assert specs == {
+        "v": FieldSpec((4, 1), FLOAT),
+        "c": FieldSpec((5,), "pair"),
+        "s": FieldSpec((4, 5), INT),
+        "k": FieldSpec((3,), "bool"),
+        "x": FieldSpec((4, 1), "words"),
+    }
+    empty = Shapes.empty(mk.Spec((4, 1), "int64"), mk.Spec((5,), "float32"))
+    assert isinstance(empty.c, exact.Pair) and isinstance(empty.x, exact.Words)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"reduce": "mean"}, "unknown reduction"),
+        ({"reduce": "sum", "shape": "batch"}, "state shape"),
+        ({"reduce": "sum", "dtype": "complex"}, "state dtype"),
+        ({"reduce": "sum", "dtype": "bool", "exact": True}, "numeric"),
+        ({"reduce": "sum", "dtype": "float16", "exact": True}, "exact=True"),
+    ],
+)
+def test_bad_declarations_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        mk.state(**kwargs)
 
 
 def test_merge_fields_need_an_aggregate_override():
-    @attrs.frozen(eq=False)
-    class Merged(AllReductions):
-        extra: jax.Array = mk.state("merge", empty=0)
-        scale: float = mk.static(2.0)
+    class Merged(mk.Metric):
+        extra = mk.state("merge")
 
-    m = Merged(*(jnp.ones(1) for _ in range(5)), scale=1.0, extra=jnp.ones(1))
+        def update(self, value, count):
+            return self
+
+        def compute(self):
+            return self.extra
+
+    m = Merged.empty(mk.Spec((1,), "float32"), mk.Spec((), "int32"))
     with pytest.raises(NotImplementedError, match=r"Merged\.extra.*override aggregate"):
         m.aggregate(m)
+
+
+def test_is_empty_reads_the_count_field_or_every_field():
+    spec, count = mk.Spec((), "float32"), mk.Spec((), "int32")
+    mean = mk.MeanMetric.empty(spec, count)
+    assert bool(mean.is_empty())
+    assert bool(mean.update(jnp.float32(5.0), jnp.int32(0)).is_empty())  # count 0: no samples
+    assert not bool(mean.update(jnp.float32(0.0), jnp.int32(1)).is_empty())
+    m = _all(jnp, [0.0, 0.0])
+    assert bool(m.is_empty()) and not bool(_all(jnp, [0.0, 1.0]).is_empty())
+
+
+def test_metric_classes_need_no_decorator_and_the_old_attrs_style_still_works():
+    class Plain(mk.Metric):
+        total = mk.state("sum")
+
+        def update(self, value, count):
+            return self.replace(total=self.total + value)
+
+        def compute(self):
+            return self.total
+
+    @attrs.frozen(eq=False)
+    class Decorated(mk.Metric):
+        total: jax.Array = mk.state("sum")
+
+        def update(self, value, count):
+            return Decorated(self.total + value)
+
+        def compute(self):
+            return self.total
+
+    for cls in (Plain, Decorated):
+        m = cls.empty(mk.Spec((), "float32"), mk.Spec((), "int32"))
+        m = jax.jit(lambda m, v, cls=cls: m.update(v, 1))(m, jnp.float32(2.0))
+        assert float(m.aggregate(m).compute()) == 4.0
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            m.total = 1  # type: ignore[misc]
+
+
+def test_undeclared_fields_are_refused():
+    class Loose(mk.Metric):
+        total = mk.state("sum")
+        other = attrs.field(default=1)
+
+        def update(self, value, count):
+            return self
+
+        def compute(self):
+            return self.total
+
+    with pytest.raises(TypeError, match=r"\['other'\].*state.*static"):
+        Loose.empty(mk.Spec((), "float32"), mk.Spec((), "int32"))
 
 
 def test_different_metric_classes_never_share_a_tree_structure():
     # Regression: dataclass-registered nodes of different classes compared equal, which let
     # jit's cache run one class's compiled kernel on another's state now and then.
-    zeros = (jnp.zeros(2), jnp.zeros(2, jnp.int32))
+    spec, count = mk.Spec((2,), "float32"), mk.Spec((), "int32")
     classes = (mk.MeanMetric, mk.SingleMetric, mk.MaxMetric, mk.MinMetric)
-    structures = [jax.tree.structure(cls(*zeros)) for cls in classes]
+    structures = [jax.tree.structure(cls.empty(spec, count)) for cls in classes]
     for i, a in enumerate(structures):
         for j, b in enumerate(structures):
             assert (a == b) == (i == j)
-    compute = jax.jit(lambda m: m.compute().hi)
-    mean = mk.MeanMetric(jnp.array([6.0, 0.0]), jnp.array([3, 0]))
-    peak = mk.MaxMetric(jnp.array([6.0, 0.0]), jnp.array(3))
-    assert float(compute(mean)) == 2.0 and float(compute(peak)) == 6.0

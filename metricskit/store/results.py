@@ -1,0 +1,108 @@
+"""Computed results on the host: exact values finished in float64, one value per reported name.
+
+What a metric's ``compute`` returns (arrays, exact :class:`~metricskit.exact.Pair`,
+:class:`~metricskit.exact.Words`, :class:`~metricskit.exact.Ratio`, or tuples of them) is
+moved to the host in one transfer for the whole store, finished there (pairs summed in float64,
+ratios divided in float64, so an exact mean is correctly rounded), and handed out per reported
+name: size-1 results as Python ``int``/``float``, larger ones as read-only NumPy arrays (views
+of one buffer per group, so nothing handed back aliases a store's state or can be written).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from metricskit import exact
+from metricskit.store.layout import Layout, names
+
+__all__ = ["LOGGER", "host_value", "report", "stacked_rows", "warn_empty"]
+
+LOGGER = logging.getLogger("metricskit")
+"""The logger metricskit warns through (e.g. when a reported metric has count 0)."""
+
+
+def _frozen(x: np.ndarray) -> np.ndarray:
+    """A read-only view (the caller cannot write through it into anything of ours)."""
+    view = x.view()
+    view.flags.writeable = False
+    return view
+
+
+def _finish(x: Any, stacked: bool) -> Any:
+    """Exact results as float64/int64 NumPy (``stacked``: axis 0 is the key axis)."""
+    if isinstance(x, tuple):
+        return tuple(_finish(p, stacked) for p in x)
+    if isinstance(x, exact.Ratio) and stacked:
+        num = np.asarray(exact.to_host(x.numerator), np.float64)
+        den = np.asarray(exact.to_host(x.denominator), np.float64)
+        if den.ndim < num.ndim:  # align per-key shapes to the right, after the key axis
+            den = den.reshape(den.shape[:1] + (1,) * (num.ndim - den.ndim) + den.shape[1:])
+        elif num.ndim < den.ndim:
+            num = num.reshape(num.shape[:1] + (1,) * (den.ndim - num.ndim) + num.shape[1:])
+        x = exact.Ratio(num, den)
+    return exact.to_host(x)
+
+
+def _python(x: np.ndarray) -> Any:
+    """A size-1 result as a Python number."""
+    return x.reshape(()).item()
+
+
+def host_value(x: Any) -> Any:
+    """One key's computed result (device or host arrays) as it is reported.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit import exact
+        >>> from metricskit.store.results import host_value
+        >>> host_value(exact.Ratio(np.int32(3), np.int32(4))), host_value(np.arange(2.0)).flags.writeable
+        (0.75, False)
+    """
+    x = _finish(x, stacked=False)
+    if isinstance(x, tuple):
+        return tuple(_frozen(np.asarray(p)) for p in x)
+    return _python(x) if x.size == 1 else _frozen(x)
+
+
+def stacked_rows(values: Any, n: int) -> list[Any]:
+    """The per-key results of a group's computed values (leading key axis of size ``n``)."""
+    values = _finish(values, stacked=True)
+    if isinstance(values, tuple):
+        parts = [_frozen(np.asarray(p)) for p in values]
+        return [tuple(p[i] for p in parts) for i in range(n)]
+    values = np.asarray(values)
+    if values.size == n:
+        return values.reshape(n).tolist()  # type: ignore[no-any-return]
+    frozen = _frozen(values)
+    return [frozen[i] for i in range(n)]
+
+
+def report(
+    layout: Layout, rows: Sequence[Sequence[Any]], empties: Sequence[Sequence[bool]]
+) -> dict[str, Any]:
+    """Every reported name's value, in canonical order, from each group's per-key results and
+    emptiness; empty metrics report ``0.0`` (with one warning naming them)."""
+    out: dict[str, Any] = {}
+    empty: list[str] = []
+    for name, g, row in names(layout):
+        if empties[g][row]:
+            out[name] = 0.0
+            group = layout.groups[g]
+            empty.append(f"{group.keys[row]!r} (log mode {group.mode!r})")
+        else:
+            out[name] = rows[g][row]
+    warn_empty(empty)
+    return out
+
+
+def warn_empty(metrics: Sequence[str]) -> None:
+    """Log one warning naming the metrics (``"'key' (log mode 'mode')"``) that have no
+    samples, which are reported as ``0.0``."""
+    if metrics:
+        shown = ", ".join(metrics[:20])
+        more = f" and {len(metrics) - 20} more" if len(metrics) > 20 else ""
+        LOGGER.warning("Metric %s%s has count 0; reporting 0.0.", shown, more)
