@@ -175,7 +175,7 @@ def _evaluate(params: Any, seed: int, folder: str) -> dict[str, Any]:
     for i in range(8):
         batch = slice(i * _BATCH, (i + 1) * _BATCH)
         aggregated = aggregate_metrics(aggregated, _eval_step(params, ex[batch], ey[batch]))
-    aggregated.save(os.path.join(folder, "eval_state.npz"))
+    MetricStore.from_mapping(aggregated).save(os.path.join(folder, "eval_state.npz"))
     _, host = get_metrics(aggregated)
     stats = summarize({"loss": host["sample_loss_single_noreduce"]})
     return {

@@ -140,10 +140,12 @@ def state(
             raise ValueError("exact=True needs a numeric dtype, not 'bool'")
     else:
         try:
-            parsed = np.dtype(dtype)
+            parsed = jnp.dtype(dtype)
         except TypeError:
             parsed = None
-        if parsed is None or parsed.kind not in "biuf":
+        if parsed is None or not any(
+            jnp.issubdtype(parsed, t) for t in (jnp.floating, jnp.integer, jnp.bool_)
+        ):
             raise ValueError(
                 f"state dtype {dtype!r} must be one of {list(_DTYPES)} or a real NumPy dtype"
             )
@@ -351,7 +353,7 @@ def _zeros(spec: FieldSpec, xp: Any = jnp) -> Any:
         return exact.zeros("float", spec.shape, xp)
     if spec.storage == "words":
         return exact.zeros("int", spec.shape, xp)
-    return xp.zeros(spec.shape, spec.storage)
+    return xp.zeros(spec.shape, jnp.dtype(spec.storage))
 
 
 def zeros_like(metric: Metric, *, drop_samples: int | None = None) -> Metric:

@@ -84,7 +84,7 @@ def main() -> None:
             {"sample": {"value": batch, "count": batch.size, "log_modes": ["single_noreduce"]}}
         )
         aggregated = aggregate_metrics(aggregated, step)
-    results["eval"] = _jsonable(aggregated.process_sync().compute())
+    results["eval"] = _jsonable(mk.MetricStore.from_mapping(aggregated).process_sync().compute())
     with open(output, "w") as f:
         json.dump(results, f)
     jax.distributed.shutdown()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import zipfile
 
-import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,29 +20,21 @@ ALL_MODES = (*BUILTIN_MODES, "nonfinite")
 
 
 @mk.register_metric("last_raw")
-@attrs.frozen(eq=False)
 class LastRaw(mk.Metric):
     """The last step's value, kept in bfloat16 (steps arrive canonicalized to float32)."""
 
-    value: jax.Array = mk.state("last")
-    steps: jax.Array = mk.state("sum")
-
-    @classmethod
-    def empty(cls, value: jax.ShapeDtypeStruct, count: jax.ShapeDtypeStruct) -> Self:
-        return cls(jnp.zeros(value.shape, jnp.bfloat16), jnp.zeros((), jnp.int32))
+    value = mk.state("last", dtype="bfloat16")
+    count = mk.state("sum", shape="scalar", dtype="int")  # steps seen
 
     def update(self, value: jax.Array, count: jax.Array) -> Self:
-        return attrs.evolve(self, value=value.astype(self.value.dtype), steps=self.steps + 1)
+        return self.replace(value=value.astype(self.value.dtype), count=self.count + 1)
 
     def aggregate(self, other: Self) -> Self:
-        value = jnp.where(other.steps > 0, other.value, self.value)
-        return attrs.evolve(self, value=value, steps=self.steps + other.steps)
+        value = jnp.where(other.count > 0, other.value, self.value)
+        return self.replace(value=value, count=self.count + other.count)
 
     def compute(self) -> jax.Array:
         return self.value
-
-    def is_empty(self) -> jax.Array:
-        return self.steps == 0
 
 
 def leaves_with_paths(store):
@@ -89,7 +80,7 @@ def run(store, rng, steps, start=0):
 
 def test_every_builtin_metric_round_trips_bit_exactly(tmp_path, rng):
     store = run(mk.MetricStore(nan_policy="skip"), rng, 5)
-    used = {mode for _, mode in store.layout.order}
+    used = {g.mode for g in store.layout.groups}
     assert used == {*ALL_MODES, "last_raw"}
     assert any(np.asarray(x).dtype == jnp.bfloat16 for _, x in leaves_with_paths(store))
     path = tmp_path / "m.npz"
@@ -126,9 +117,10 @@ def test_functional_metrics_and_aggregated_eval_batches_round_trip(tmp_path, rng
             None, {"ll": {"value": rng.normal(size=n), "log_modes": ["single_noreduce"]}}
         )
         aggregated = aggregate_metrics(aggregated, batch)
-    aggregated.save(tmp_path / "eval.npz")
+    evaluated = mk.MetricStore.from_mapping(aggregated)
+    evaluated.save(tmp_path / "eval.npz")
     loaded = mk.MetricStore.load(tmp_path / "eval.npz")
-    assert_bit_exact(aggregated, loaded)
+    assert_bit_exact(evaluated, loaded)
     np.testing.assert_array_equal(
         get_metrics(loaded)[1]["ll_single_noreduce"],
         get_metrics(aggregated)[1]["ll_single_noreduce"],
@@ -178,7 +170,7 @@ def test_bad_files_raise_clear_errors_and_leave_the_store_untouched(saved, tmp_p
 def test_a_checkpoint_of_another_structure_is_refused(saved, rng):
     _, path = saved
     other = run(mk.MetricStore(default_log_modes=("mean",)), rng, 1)
-    with pytest.raises(CheckpointError, match=r"loss_max.*load it without like="):
+    with pytest.raises(CheckpointError, match=r"not expected \[\('acc', 'max'\).*load it without like="):
         mk.MetricStore.load(path, like=other)
 
 
@@ -186,7 +178,7 @@ def test_a_damaged_leaf_is_refused(saved, tmp_path):
     store, path = saved
     with zipfile.ZipFile(path) as z:
         entries = {name: z.read(name) for name in z.namelist()}
-    victim = next(n for n in entries if n.startswith(".metrics"))
+    victim = next(n for n in entries if n.startswith("metrics"))
     damaged = tmp_path / "damaged.npz"
     with zipfile.ZipFile(damaged, "w") as z:
         for name, data in entries.items():
@@ -194,3 +186,36 @@ def test_a_damaged_leaf_is_refused(saved, tmp_path):
                 z.writestr(name, data)
     with pytest.raises(CheckpointError, match="missing or truncated"):
         mk.MetricStore.load(damaged, like=store)
+
+
+def test_a_grown_evaluation_store_loads_into_a_one_batch_store(tmp_path, rng):
+    # Issue 13.8: only the sample axis of per-sample modes differs: loading succeeds.
+    def batch(n):
+        return update_metrics(
+            None,
+            {
+                "err": {"value": rng.normal(size=n), "log_modes": ["single_noreduce"]},
+                "loss": {"value": float(n), "log_modes": ["mean"]},
+            },
+        )
+
+    aggregated = {}
+    for n in (4, 4, 2):
+        aggregated = aggregate_metrics(aggregated, batch(n))
+    evaluated = mk.MetricStore.from_mapping(aggregated)
+    evaluated.save(tmp_path / "eval.npz")
+    like = batch(4)
+    loaded = mk.MetricStore.load(tmp_path / "eval.npz", like=like)
+    np.testing.assert_array_equal(
+        loaded.compute()["err_single_noreduce"], evaluated.compute()["err_single_noreduce"]
+    )
+    assert loaded.compute()["err_single_noreduce"].shape == (10,)
+    other = update_metrics(
+        None,
+        {
+            "err": {"value": rng.normal(size=(4, 2)), "log_modes": ["single_noreduce"]},
+            "loss": {"value": 1.0, "log_modes": ["mean"]},
+        },
+    )
+    with pytest.raises(CheckpointError, match=r"'err'.*'single_noreduce'.*'value'.*\(10,\).*\(4, 2\)"):
+        mk.MetricStore.load(tmp_path / "eval.npz", like=other)

@@ -11,7 +11,7 @@ from jax.sharding import PartitionSpec as P
 
 import metricskit as mk
 from metricskit.compat import make_mesh, shard_map
-from metricskit.testing import assert_results_close
+from metricskit.testing import assert_results_close, partial_kind
 
 AXES = ("data", "model")
 DEVICES = 8
@@ -30,7 +30,7 @@ def mesh():
 
 
 def _data(mode, rng):
-    per_sample = mk.get_log_mode(mode).cls.partial == "concat"
+    per_sample = partial_kind(mode) == "concat"
     values = rng.uniform(0.5, 3.0, size=(DEVICES, STEPS, 3)).astype(np.float32)
     shape = (DEVICES, STEPS, 3) if per_sample else (DEVICES, STEPS)
     counts = rng.integers(1, 4, size=shape).astype(np.int32)
@@ -61,7 +61,7 @@ def test_update_with_axis_name_equals_one_device_fed_summed_steps(mesh, mode, rn
 
     got = _run(mesh, per_device, values, counts).compute()
     store = mk.MetricStore()
-    concat = mk.get_log_mode(mode).cls.partial == "concat"
+    concat = partial_kind(mode) == "concat"
     for t in range(STEPS):
         if concat:  # noreduce: values (and per-sample counts) gathered in device order
             step = _item(mode, values[:, t].reshape(-1), counts[:, t].reshape(-1))
@@ -83,7 +83,7 @@ def test_sync_after_local_accumulation_equals_one_device_fed_every_sample(mesh, 
         return store.sync(AXES)
 
     got = _run(mesh, per_device, values, counts).compute()
-    kind = mk.get_log_mode(mode).cls.partial
+    kind = partial_kind(mode)
     store = mk.MetricStore()
     if kind == "stream":  # the union of all devices' samples
         for d in range(DEVICES):

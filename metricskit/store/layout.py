@@ -126,7 +126,7 @@ def _zeros(spec: FieldSpec, n: int | None, xp: Any) -> Any:
         dtype = float_dtype() if spec.storage == "pair" else int_dtype()
         parts = (xp.zeros(shape, dtype), xp.zeros(shape, dtype))
         return exact.Pair(*parts) if spec.storage == "pair" else exact.Words(*parts)
-    return xp.zeros(shape, spec.storage)
+    return xp.zeros(shape, jnp.dtype(spec.storage))
 
 
 def build(mode: str, signature: Signature, n: int | None, xp: Any = None) -> Metric:

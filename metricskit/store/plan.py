@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 import attrs
-import numpy as np
+import jax.numpy as jnp
 
 from metricskit.metric import Spec
 from metricskit.registry import get_log_mode
@@ -104,7 +104,7 @@ def _signature(mode: str, value: Spec, count: Spec) -> Signature:
 
 
 def _is_int(storage: str) -> bool:
-    return storage == "words" or (storage != "pair" and np.dtype(storage).kind in "biu")
+    return storage == "words" or (storage != "pair" and jnp.dtype(storage).kind in "biu")
 
 
 def _fits(new: str, old: str) -> bool:
@@ -116,12 +116,12 @@ def _fits(new: str, old: str) -> bool:
         return True
     if old == "words":
         return _is_int(new)
-    kind = np.dtype(old).kind
+    kind = "f" if jnp.issubdtype(jnp.dtype(old), jnp.floating) else jnp.dtype(old).kind
     if kind == "f":
         return True
     if kind in "iu":
         return new not in ("pair", "words") and _is_int(new) and (
-            np.dtype(new).itemsize <= np.dtype(old).itemsize
+            jnp.dtype(new).itemsize <= jnp.dtype(old).itemsize
         )
     return False
 
