@@ -137,11 +137,13 @@ class _Extremum(Metric):
 
     def aggregate(self, other: Any) -> Any:
         best = exact.extreme(self.value, other.value, type(self).larger)
-        value = exact.where(self.count == 0, other.value, exact.where(other.count == 0, self.value, best))
+        value = exact.where(
+            self.count == 0, other.value, exact.where(other.count == 0, self.value, best)
+        )
         return self.replace(value=value, count=self.count + other.count)
 
-    def compute(self) -> Pair:
-        return self.value
+    def compute(self) -> Any:
+        return self.value  # the extreme sample, a double-float Pair
 
 
 @register_metric("max")
@@ -230,7 +232,9 @@ class StdMetric(Metric):
             exact.as_pair(other.count.astype(dtype)), exact.as_pair(jnp.maximum(n, 1).astype(dtype))
         )
         delta = exact.sub(other.mean, self.mean)
-        spread = exact.mul(exact.mul(delta, delta), exact.mul(exact.as_pair(self.count.astype(dtype)), weight))
+        spread = exact.mul(
+            exact.mul(delta, delta), exact.mul(exact.as_pair(self.count.astype(dtype)), weight)
+        )
         m2 = exact.add(exact.add(self.m2, other.m2), spread)
         mean = exact.add(self.mean, exact.mul(delta, weight))
         a_empty, b_empty = self.count == 0, other.count == 0

@@ -68,7 +68,9 @@ def _layout_from_json(groups: list[dict[str, Any]]) -> Layout:
             Group(
                 g["mode"],
                 Signature(
-                    tuple((n, FieldSpec(tuple(shape), storage)) for n, shape, storage in g["fields"]),
+                    tuple(
+                        (n, FieldSpec(tuple(shape), storage)) for n, shape, storage in g["fields"]
+                    ),
                     tuple((n, _tuples(v)) for n, v in g["statics"]),
                 ),
                 tuple(g["keys"]),

@@ -38,8 +38,8 @@ __all__ = ["local_copy", "process_sync", "reduce_entries", "sync_metric"]
 
 
 def _summable(x: Any) -> jax.Array:
-    x = jnp.asarray(x)
-    return x.astype(jnp.int32) if x.dtype == jnp.bool_ else x
+    array = jnp.asarray(x)
+    return array.astype(jnp.int32) if array.dtype == jnp.bool_ else array
 
 
 def _psum_all(arrays: list[jax.Array], axis_name: AxisName) -> list[jax.Array]:

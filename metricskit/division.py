@@ -41,9 +41,9 @@ def divide(numerator: Any, count: Any) -> Any:
         den = exact.where(empty, one, den)
         zero = exact.Pair(jnp.zeros(shape, num.hi.dtype), jnp.zeros(shape, num.hi.dtype))
         return exact.where(empty, zero, exact.div(num, den))
-    num, den = jnp.asarray(numerator), jnp.asarray(count)
-    out_dtype = jnp.promote_types(num.dtype, float_dtype())
-    empty = den == 0
-    safe = jnp.where(empty, jnp.ones_like(den), den)
-    quotient = num.astype(out_dtype) / safe.astype(out_dtype)
-    return jnp.where(empty, jnp.zeros((), out_dtype), quotient)
+    top, bottom = jnp.asarray(numerator), jnp.asarray(count)
+    out_dtype = jnp.promote_types(top.dtype, float_dtype())
+    none = bottom == 0
+    safe = jnp.where(none, jnp.ones_like(bottom), bottom)
+    quotient = top.astype(out_dtype) / safe.astype(out_dtype)
+    return jnp.where(none, jnp.zeros((), out_dtype), quotient)

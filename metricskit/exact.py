@@ -307,6 +307,27 @@ def accumulate(acc: Accumulator, x: Any) -> Accumulator:
     return add(acc, Pair(jnp.broadcast_to(p.hi, shape), jnp.broadcast_to(p.lo, shape)))
 
 
+def total(x: Any) -> Any:
+    """The sum of every element of ``x`` (array, Pair or Words) as a scalar of the same kind.
+
+    Words stay exact for fewer than 2**16 elements of any size (the low words are summed in
+    15-bit halves); Pairs are summed part by part and renormalized.
+    """
+    if isinstance(x, Words):
+        lo = x.lo.reshape(-1)
+        low, high = jnp.sum(lo & 0x7FFF), jnp.sum(lo >> 15)
+        acc = Words(jnp.zeros_like(low), jnp.sum(x.hi))  # hi * 2**30
+        acc = _words_add(acc, Words((high & 0x7FFF) << 15, high >> 15))  # high * 2**15
+        return accumulate(acc, low)
+    if isinstance(x, Pair):
+        return add(
+            Pair(jnp.sum(x.hi), jnp.zeros_like(jnp.sum(x.hi))),
+            Pair(jnp.sum(x.lo), jnp.zeros_like(jnp.sum(x.lo))),
+        )
+    x = jnp.asarray(x)
+    return jnp.sum(x.astype(jnp.int32) if x.dtype == jnp.bool_ else x)
+
+
 def combine(a: Any, b: Any, xp: Any = jnp) -> Any:
     """The sum of two accumulators of one kind, or of two plain arrays (``xp``: jnp or np)."""
     if isinstance(a, Words):
@@ -415,4 +436,3 @@ def split_int(x: np.ndarray) -> Words:
         return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
     x = x.astype(np.int64)
     return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
-

@@ -91,9 +91,7 @@ def update_metrics(
     return _as_store(global_metrics).update(step_metrics, default_log_modes=default_log_modes)
 
 
-def aggregate_metrics(
-    aggregated_metrics: Metrics | None, batch_metrics: Metrics
-) -> dict[str, Any]:
+def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics) -> dict[str, Any]:
     """Aggregates metrics of evaluation batches (appends the two ``noreduce`` modes).
 
     This function aggregates multiple metrics for the `single_noreduce` and
@@ -248,7 +246,7 @@ def get_metrics(
     reset = store.reset()
     if isinstance(global_metrics, MetricStore):
         return reset, host
-    entries_reset = {key: reset[key] if key in reset else value for key, value in global_metrics.items()}
+    entries_reset = {key: reset.get(key, value) for key, value in global_metrics.items()}
     return _like(global_metrics, entries_reset), host
 
 

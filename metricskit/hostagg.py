@@ -63,7 +63,9 @@ def to_host(sources: Sequence[Source]) -> list[Metric]:
     for src in sources:
         if isinstance(src, Row):
             stacked = host_stacks[id(jax.tree.leaves(src.stacked)[0])]
-            out.append(cast(Metric, jax.tree.map(lambda x, r=src.row: row_of(np.asarray(x), r), stacked)))
+            out.append(
+                cast(Metric, jax.tree.map(lambda x, r=src.row: row_of(np.asarray(x), r), stacked))
+            )
         elif isinstance(src, Whole):
             out.append(host_wholes[id(src.metric())])
         else:

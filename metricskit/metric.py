@@ -151,7 +151,9 @@ def state(
             )
         dtype = parsed.name
         if exact:
-            raise ValueError(f"exact=True takes dtype 'float', 'int', 'value' or 'count', not {dtype!r}")
+            raise ValueError(
+                f"exact=True takes dtype 'float', 'int', 'value' or 'count', not {dtype!r}"
+            )
     return attrs.field(
         metadata={_KIND: "state", _REDUCE: reduce, _SHAPE: shape, _DTYPE: dtype, _EXACT: exact}
     )
@@ -462,7 +464,11 @@ def ensure_metric_class(cls: type[Metric]) -> None:
     if not (isinstance(cls, type) and issubclass(cls, Metric)):
         raise TypeError(f"{cls!r} is not a subclass of metricskit.Metric")
     for klass in (*reversed(cls.__mro__[1:]), cls):  # base classes first: they hold fields too
-        if issubclass(klass, Metric) and klass is not Metric and "__attrs_attrs__" not in klass.__dict__:
+        if (
+            issubclass(klass, Metric)
+            and klass is not Metric
+            and "__attrs_attrs__" not in klass.__dict__
+        ):
             attrs.frozen(klass, eq=False, slots=False, repr=True)
     loose = [f.name for f in attrs.fields(cast(Any, cls)) if _KIND not in f.metadata]
     if loose:

@@ -118,7 +118,7 @@ class NonFiniteMetric(Metric):
     def update(self, value: Any, count: Any) -> NonFiniteMetric:
         return self.replace(count=self.count + (~finite(value, count)).astype(self.count.dtype))
 
-    def compute(self) -> jax.Array:
+    def compute(self) -> Any:
         return self.count
 
     def is_empty(self) -> jax.Array:

@@ -34,14 +34,6 @@ def _store(x: Any, like: Any) -> Any:
     return jax.tree.map(lambda p: jnp.broadcast_to(p, shape), x)
 
 
-def _total(count: Any) -> Any:
-    """The sum of a step's counts (scalar), exact for integer counts below 2^31 per step."""
-    if isinstance(count, exact.Words | exact.Pair):
-        return jnp.sum(exact.to_float(count))
-    count = jnp.asarray(count)
-    return jnp.sum(count.astype(jnp.int32) if count.dtype == jnp.bool_ else count)
-
-
 @register_metric("single_noreduce")
 class NoReduceMetric(Metric):
     """The latest step's value array (per-sample values), not divided: ``key_single_noreduce``.
@@ -71,7 +63,7 @@ class NoReduceMetric(Metric):
         return specs
 
     def update(self, value: Any, count: Any) -> NoReduceMetric:
-        total = exact.accumulate(jax.tree.map(jnp.zeros_like, self.count), _total(count))
+        total = exact.accumulate(jax.tree.map(jnp.zeros_like, self.count), exact.total(count))
         return self.replace(value=_store(value, self.value), count=total)
 
     def compute(self) -> Any:

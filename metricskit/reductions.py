@@ -5,8 +5,8 @@ Every array field of a :class:`~metricskit.Metric` names a reduction when it is 
 to know about it:
 
 - ``combine(xp, a, b, axis)``: two partial values (``xp`` is ``jax.numpy`` or ``numpy``;
-  ``axis`` is the sample axis for ``"concat"``). Exact accumulators (:class:`~metricskit.exact.Pair`,
-  :class:`~metricskit.exact.Words`) combine exactly.
+  ``axis`` is the sample axis for ``"concat"``). Exact accumulators
+  (:class:`~metricskit.exact.Pair`, :class:`~metricskit.exact.Words`) combine exactly.
 - ``collective(x, axis_name, axis)``: the same across the devices of a mesh axis, inside
   ``shard_map``/``pmap``, or ``None`` when the engine must gather the parts and fold them
   with ``combine`` (exact accumulators, ``"last"``, ``"merge"``).
@@ -116,7 +116,9 @@ def _gather(x: Any, axis_name: AxisName, axis: int) -> Any:
 REDUCTIONS: Final[dict[str, Reduction]] = {
     r.name: r
     for r in (
-        Reduction("sum", lambda xp, a, b, axis: exact.combine(a, b, xp), _sum_collective, _sum_fold),
+        Reduction(
+            "sum", lambda xp, a, b, axis: exact.combine(a, b, xp), _sum_collective, _sum_fold
+        ),
         Reduction("max", _extreme(True), _extreme_collective(True)),
         Reduction("min", _extreme(False), _extreme_collective(False)),
         Reduction("concat", _concat, _gather, _concat_fold),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import attrs
 

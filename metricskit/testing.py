@@ -147,7 +147,9 @@ def check_empty_is_zeros(mode: str, shape: tuple[int, ...] = (4,), steps: int = 
     assert _all_zero(fed.reset()), (mode, "reset() is not all zeros")
     assert _signature(fed.reset()) == _signature(fresh), (mode, "reset() changed the structure")
     for a, b in zip(_leaves(fed.reset()), _leaves(fresh), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"{mode}: reset != empty")
+        np.testing.assert_array_equal(
+            np.asarray(a), np.asarray(b), err_msg=f"{mode}: reset != empty"
+        )
 
     def step(store: MetricStore, value: Any, count: Any) -> MetricStore:
         return store.update(_item(mode, value, count))

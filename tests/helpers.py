@@ -93,7 +93,9 @@ class LastNonzero(mk.Metric):
         return self.replace(value=jnp.where(nonzero, value, self.value), seen=self.seen | nonzero)
 
     def aggregate(self, other: Self) -> Self:
-        return self.replace(value=jnp.where(other.seen, other.value, self.value), seen=self.seen | other.seen)
+        return self.replace(
+            value=jnp.where(other.seen, other.value, self.value), seen=self.seen | other.seen
+        )
 
     def compute(self) -> jax.Array:
         return self.value

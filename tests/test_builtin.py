@@ -124,7 +124,12 @@ def test_extremes_of_one_sign_are_right_from_fresh_reset_and_zero_filled_states(
         store = start
         for v in (-2.0, -5.0):
             store = step(store, jnp.float32(v))
-        assert store.compute() == {"neg_max": -2.0, "neg_min": -5.0, "pos_max": 14.0, "pos_min": 11.0}
+        assert store.compute() == {
+            "neg_max": -2.0,
+            "neg_min": -5.0,
+            "pos_max": 14.0,
+            "pos_min": 11.0,
+        }
 
 
 @pytest.mark.parametrize("mode", ["max", "min", "std"])

@@ -170,7 +170,9 @@ def test_bad_files_raise_clear_errors_and_leave_the_store_untouched(saved, tmp_p
 def test_a_checkpoint_of_another_structure_is_refused(saved, rng):
     _, path = saved
     other = run(mk.MetricStore(default_log_modes=("mean",)), rng, 1)
-    with pytest.raises(CheckpointError, match=r"not expected \[\('acc', 'max'\).*load it without like="):
+    with pytest.raises(
+        CheckpointError, match=r"not expected \[\('acc', 'max'\).*load it without like="
+    ):
         mk.MetricStore.load(path, like=other)
 
 
@@ -217,5 +219,7 @@ def test_a_grown_evaluation_store_loads_into_a_one_batch_store(tmp_path, rng):
             "loss": {"value": 1.0, "log_modes": ["mean"]},
         },
     )
-    with pytest.raises(CheckpointError, match=r"'err'.*'single_noreduce'.*'value'.*\(10,\).*\(4, 2\)"):
+    with pytest.raises(
+        CheckpointError, match=r"'err'.*'single_noreduce'.*'value'.*\(10,\).*\(4, 2\)"
+    ):
         mk.MetricStore.load(tmp_path / "eval.npz", like=other)

@@ -59,9 +59,7 @@ def streams(draw):
         cuts = sorted(draw(st.sets(st.integers(1, steps - 1), min_size=2, max_size=2)))
     else:
         cuts = [0, 0]
-    shape = (
-        draw(st.sampled_from([(), (3,)])) if partial_kind(mode) != "concat" else (6,)
-    )
+    shape = draw(st.sampled_from([(), (3,)])) if partial_kind(mode) != "concat" else (6,)
     return mode, steps, seed, cuts, shape
 
 

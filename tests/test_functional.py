@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
-from helpers import FLOAT, X64, reference
+from helpers import FLOAT, reference
 
 import metricskit as mk
 from metricskit import exact, functional

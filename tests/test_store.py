@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import FLOAT, INT, SCALAR_MODES, reference
+from helpers import SCALAR_MODES, reference
 
 import metricskit as mk
 from metricskit.store import engine

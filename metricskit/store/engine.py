@@ -43,7 +43,8 @@ def grow(metrics: Sequence[Metric], plan: Plan) -> list[Metric]:
 
 def _like(new: Metric, old: Metric, cls: type[Metric]) -> Metric:
     """``new`` with ``old``'s leaf dtypes (a state's structure and dtypes never change)."""
-    if jax.tree.structure(new) != jax.tree.structure(old):
+    got: Any = jax.tree.structure(new)
+    if got != jax.tree.structure(old):
         raise TypeError(
             f"{cls.__name__}.update returned a state of structure {jax.tree.structure(new)}, "
             f"but it was given {jax.tree.structure(old)}; update must return the same fields "
@@ -79,9 +80,7 @@ def update(
         if rows is None:
             out[route.group] = after
         else:
-            out[route.group] = jax.tree.map(
-                lambda x, y, r=rows: x.at[r].set(y), current, after
-            )
+            out[route.group] = jax.tree.map(lambda x, y, r=rows: x.at[r].set(y), current, after)
     return tuple(out)
 
 

@@ -125,7 +125,8 @@ class KeyMetrics(Mapping[str, Metric]):
 
 
 def _flatten(km: KeyMetrics) -> tuple[list[Any], tuple[Any, ...]]:
-    children, aux = [], []
+    children: list[Any] = []
+    aux: list[tuple[str, int | None, Signature | None]] = []
     for mode, src in km.sources().items():
         if isinstance(src, Row):
             children.append(src.stacked)
@@ -196,7 +197,9 @@ def _gather(items: list[tuple[str, Source]]) -> Metric:
         return chunks[0][1]  # positions are in order: items come sorted, rows grouped
     xp = np if all(on_host(m) for _, m in chunks) else jnp
     order = [p for positions, _ in chunks for p in positions]
-    combined = jax.tree.map(lambda *xs: xp.concatenate([xp.asarray(x) for x in xs]), *(m for _, m in chunks))
+    combined = jax.tree.map(
+        lambda *xs: xp.concatenate([xp.asarray(x) for x in xs]), *(m for _, m in chunks)
+    )
     return _take(xp, cast(Metric, combined), np.argsort(order).tolist())
 
 
@@ -225,7 +228,9 @@ def stack(mapping: Mapping[str, Any]) -> tuple[Layout, tuple[Metric, ...], dict[
             continue
         for mode, src in sources.items():
             members.setdefault((mode, src.signature), []).append((key, src))
-    layout = canonical(Group(mode, sig, tuple(k for k, _ in items)) for (mode, sig), items in members.items())
+    layout = canonical(
+        Group(mode, sig, tuple(k for k, _ in items)) for (mode, sig), items in members.items()
+    )
     stacked = []
     for group in layout.groups:
         items = sorted(members[(group.mode, group.signature)], key=lambda item: item[0])

@@ -160,7 +160,9 @@ def describe(signature: Signature) -> str:
 def index(layout: Layout) -> dict[tuple[str, str], tuple[int, int]]:
     """``(key, mode) -> (group, row)`` for every metric of ``layout``."""
     return {
-        (key, g.mode): (i, row) for i, g in enumerate(layout.groups) for row, key in enumerate(g.keys)
+        (key, g.mode): (i, row)
+        for i, g in enumerate(layout.groups)
+        for row, key in enumerate(g.keys)
     }
 
 
@@ -182,7 +184,8 @@ def names(layout: Layout) -> tuple[tuple[str, int, int], ...]:
         ValueError: If two metrics would be reported under one name.
     """
     where = index(layout)
-    out, seen = [], {}
+    out: list[tuple[str, int, int]] = []
+    seen: dict[str, tuple[str, str]] = {}
     for key, modes in key_modes(layout).items():
         for mode in modes:
             name = key + get_log_mode(mode).postfix

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+
 import attrs
 import jax.numpy as jnp
 
@@ -120,8 +121,10 @@ def _fits(new: str, old: str) -> bool:
     if kind == "f":
         return True
     if kind in "iu":
-        return new not in ("pair", "words") and _is_int(new) and (
-            jnp.dtype(new).itemsize <= jnp.dtype(old).itemsize
+        return (
+            new not in ("pair", "words")
+            and _is_int(new)
+            and (jnp.dtype(new).itemsize <= jnp.dtype(old).itemsize)
         )
     return False
 
@@ -242,4 +245,3 @@ def _routes(
                 )
             )
     return tuple(slots), tuple(routes)
-

@@ -59,8 +59,10 @@ def host_value(x: Any) -> Any:
         >>> import numpy as np
         >>> from metricskit import exact
         >>> from metricskit.store.results import host_value
-        >>> host_value(exact.Ratio(np.int32(3), np.int32(4))), host_value(np.arange(2.0)).flags.writeable
-        (0.75, False)
+        >>> host_value(exact.Ratio(np.int32(3), np.int32(4)))
+        0.75
+        >>> host_value(np.arange(2.0)).flags.writeable
+        False
     """
     x = _finish(x, stacked=False)
     if isinstance(x, tuple):

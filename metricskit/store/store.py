@@ -102,11 +102,15 @@ class MetricStore(Mapping[str, KeyMetrics]):
         _build(self, modes, _check_policy(nan_policy), _EMPTY, ())
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"MetricStore is immutable: cannot set {name!r}; methods return a new store")
+        raise AttributeError(
+            f"MetricStore is immutable: cannot set {name!r}; methods return a new store"
+        )
 
     def _evolve(self, metrics: Sequence[Metric], layout: Layout | None = None) -> MetricStore:
         new = object.__new__(MetricStore)
-        return _build(new, self.default_log_modes, self.nan_policy, layout or self.layout, tuple(metrics))
+        return _build(
+            new, self.default_log_modes, self.nan_policy, layout or self.layout, tuple(metrics)
+        )
 
     # -- the mapping -----------------------------------------------------------------------
 
@@ -175,13 +179,17 @@ class MetricStore(Mapping[str, KeyMetrics]):
 
     # -- updating --------------------------------------------------------------------------
 
-    def _entries(self, step_metrics: Mapping[str, Any], modes: Any, axis_name: AxisName | None) -> Any:
+    def _entries(
+        self, step_metrics: Mapping[str, Any], modes: Any, axis_name: AxisName | None
+    ) -> Any:
         if modes is _UNSET:
             defaults = self.default_log_modes or DEFAULT_LOG_MODES
             known = key_modes(self.layout)
         else:
             defaults = (
-                DEFAULT_LOG_MODES if modes is None else normalize_log_modes(modes, "default_log_modes")
+                DEFAULT_LOG_MODES
+                if modes is None
+                else normalize_log_modes(modes, "default_log_modes")
             )
             known = None
         entries = parse(step_metrics, defaults, self.nan_policy, known)
@@ -207,7 +215,10 @@ class MetricStore(Mapping[str, KeyMetrics]):
         Raises:
             ValueError, TypeError: As :meth:`update`.
         """
-        plan = make_plan(self.layout, step_signature(self._entries(example_step_metrics, default_log_modes, None)))
+        plan = make_plan(
+            self.layout,
+            step_signature(self._entries(example_step_metrics, default_log_modes, None)),
+        )
         if not plan.grows:
             return self
         with _device_for(self.metrics):
@@ -466,7 +477,8 @@ def _flatten_with_keys(store: MetricStore) -> tuple[list[Any], tuple[Any, ...]]:
 
 def _unflatten(aux: tuple[Any, ...], children: Any) -> MetricStore:
     (metrics,) = children
-    return _build(object.__new__(MetricStore), *aux, tuple(metrics))
+    modes, policy, layout = aux
+    return _build(object.__new__(MetricStore), modes, policy, layout, tuple(metrics))
 
 
 jax.tree_util.register_pytree_with_keys(MetricStore, _flatten_with_keys, _unflatten, _flatten)

@@ -1,0 +1,355 @@
+"""Every input reported right (issue 13): non-finite values, integers, float64 range, correctly
+rounded means, evaluation stores after reset, per-sample counts, no shared buffers, declared
+modes, host-only calls under jit. Each kind of fault is tested with its neighbours: every mode,
+eager and jitted, host and device inputs, scalar and array values; NumPy float64 is the
+reference."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+from helpers import X64
+
+import metricskit as mk
+from metricskit.functional import (
+    _update_single_metric,
+    aggregate_metrics,
+    get_metrics,
+    update_metrics,
+)
+
+MODES = ["mean", "single", "max", "min", "std"]
+NONFINITE_STREAMS = {
+    "inf": [1.0, np.inf],
+    "nan": [1.0, np.nan],
+    "minus_inf": [2.0, -np.inf, 3.0],
+    "both_infs": [np.inf, 1.0, -np.inf],
+    "inf_first": [np.inf, 2.0],
+}
+
+
+def _float64_reference(values, counts=None):
+    v = np.asarray(values, np.float64)
+    c = np.ones_like(v) if counts is None else np.asarray(counts, np.float64)
+    with np.errstate(invalid="ignore"):
+        samples = v / c
+        return {
+            "mean": v.sum(axis=0) / c.sum(axis=0),
+            "single": samples[-1],
+            "max": np.max(samples, axis=0),
+            "min": np.min(samples, axis=0),
+            "std": np.std(samples, axis=0),
+        }
+
+
+INPUTS = {
+    "python": lambda x, shape: float(x) if shape == () else np.full(shape, x, np.float64),
+    "numpy_f32": lambda x, shape: np.full(shape, x, np.float32),
+    "jax_f32": lambda x, shape: jnp.full(shape, x, jnp.float32),
+}
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("kind", list(INPUTS))
+@pytest.mark.parametrize("shape", [(), (2,)], ids=["scalar", "array"])
+@pytest.mark.parametrize("stream", list(NONFINITE_STREAMS))
+def test_non_finite_values_propagate_as_float64_would(stream, shape, kind, use_jit):
+    values = NONFINITE_STREAMS[stream]
+
+    def step(metrics, x):
+        return update_metrics(metrics, {"x": x}, MODES)
+
+    if use_jit:
+        step = jax.jit(step)
+    metrics = None
+    for x in values:
+        metrics = step(metrics, INPUTS[kind](x, shape))
+    host = get_metrics(metrics)[1]
+    want = _float64_reference([np.full(shape, x) for x in values])
+    for mode in MODES:
+        np.testing.assert_array_equal(host[f"x_{mode}"], want[mode], err_msg=f"{stream} {mode}")
+
+
+def test_the_issue_examples_of_non_finite_values():
+    for kind in ("python", "jax_f32"):
+        metrics = None
+        for x in (1.0, float("inf")):
+            metrics = update_metrics(metrics, {"x": INPUTS[kind](x, ())}, MODES)
+        host = get_metrics(metrics)[1]
+        assert host["x_mean"] == host["x_single"] == host["x_max"] == np.inf
+        assert host["x_min"] == 1.0 and np.isnan(host["x_std"])
+        metrics = update_metrics(
+            update_metrics(None, {"x": 1.0}, ["std"]), {"x": float("nan")}, ["std"]
+        )
+        assert np.isnan(get_metrics(metrics)[1]["x_std"])  # a NaN variance is not clamped to 0
+
+
+@pytest.mark.skipif(X64, reason="with x64 on, float64 values keep float64 range")
+def test_float64_values_beyond_float32_report_inf_and_warn_once_naming_the_key(caplog):
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        metrics = None
+        for x in (2.0**130, 10.0, -(2.0**129)):
+            metrics = update_metrics(
+                metrics, {"ppl": x, "fine": 1.0}, ["mean", "max", "min", "single"]
+            )
+    host = get_metrics(metrics)[1]
+    assert (
+        host["ppl_max"] == np.inf and host["ppl_min"] == -np.inf and host["ppl_single"] == -np.inf
+    )
+    assert np.isnan(host["ppl_mean"])  # inf + -inf: documented (docs/edge_cases.md)
+    overflow = [r for r in caplog.records if "beyond float32" in r.getMessage()]
+    assert len(overflow) == 1 and "'ppl'" in overflow[0].getMessage()
+    metrics = update_metrics(None, {"big": 2.0**130}, ["mean", "max", "single_noreduce"])
+    metrics = update_metrics(metrics, {"big": 10.0}, ["mean", "max", "single_noreduce"])
+    host = get_metrics(metrics)[1]
+    assert host["big_mean"] == host["big_max"] == np.inf  # a finite input never becomes NaN here
+    assert host["big_single_noreduce"] == 10.0
+
+
+@pytest.mark.skipif(not X64, reason="x64 on: float64 range is kept")
+def test_float64_values_beyond_float32_are_exact_with_x64():
+    metrics = update_metrics(
+        update_metrics(None, {"ppl": 2.0**130}, ["mean", "max"]), {"ppl": 10.0}, ["mean", "max"]
+    )
+    host = get_metrics(metrics)[1]
+    assert host["ppl_mean"] == (2.0**130 + 10.0) / 2 and host["ppl_max"] == 2.0**130
+
+
+INT_VALUES = {
+    "python_big": 2**25 + 1,
+    "python_huge": 2**53 - 1,
+    "np_int8": np.int8(-7),
+    "np_int16": np.int16(2**14 + 3),
+    "np_int32": np.int32(2**31 - 1),
+    "np_int64": np.int64(3_000_000_000),
+    "np_uint8": np.uint8(255),
+    "np_uint16": np.uint16(65535),
+    "np_uint32": np.uint32(3_000_000_000),
+    "np_uint64": np.uint64(2**53 + 2),
+    "jax_int8": jnp.int8(-7),
+    "jax_int16": jnp.int16(2**14 + 3),
+    "jax_int32": jnp.int32(2**31 - 1),
+    "jax_uint8": jnp.uint8(255),
+    "jax_uint16": jnp.uint16(65535),
+    "jax_uint32": jnp.uint32(3_000_000_000),
+    "jax_bool": jnp.bool_(True),
+}
+if X64:
+    INT_VALUES |= {"jax_int64": jnp.int64(2**53 - 3), "jax_uint64": jnp.uint64(2**53 + 5)}
+
+
+INT_CASES = [
+    (name, use_jit)
+    for name in INT_VALUES
+    for use_jit in (False, True)
+    # with x64 off, jax.jit itself turns 64-bit arguments into 32-bit ones before any library
+    # sees them (a Python int beyond int32 is refused, NumPy int64/uint64 are cast)
+    if not (use_jit and name in ("python_huge", "np_int64", "np_uint64") and not X64)
+]
+
+
+@pytest.mark.parametrize(("name", "use_jit"), INT_CASES)
+def test_integer_values_and_counts_are_exact(name, use_jit):
+    x = INT_VALUES[name]
+    exact_value = int(x)
+    modes = ["mean", "max", "min", "single", "single_noreduce"]
+
+    def step(metrics, value):
+        return update_metrics(
+            metrics, {"v": value, "c": {"value": 1.5 * 2.0**40, "count": value}}, modes
+        )
+
+    step = jax.jit(step) if use_jit else step
+    metrics = None
+    for _ in range(3):
+        metrics = step(metrics, x)
+    host = get_metrics(metrics)[1]
+    for mode in ("mean", "max", "min", "single"):
+        assert host[f"v_{mode}"] == float(exact_value), mode
+    assert host["v_single_noreduce"] == exact_value
+    if exact_value:
+        assert host["c_mean"] == (3 * 1.5 * 2.0**40) / (3 * exact_value)
+        assert host["c_max"] == pytest.approx(1.5 * 2.0**40 / exact_value, rel=2**-46)
+    total = mk.exact.to_host(metrics["v"]["mean"].total)
+    assert (
+        int(total) == 3 * exact_value
+        and int(mk.exact.to_host(metrics["c"]["mean"].count)) == 3 * exact_value
+    )
+
+
+def test_the_issue_examples_of_integers():
+    metrics = update_metrics(None, {"tokens": 2**25 + 1}, ["mean", "max", "single"])
+    assert set(get_metrics(metrics)[1].values()) == {33554433.0}
+    for x in (np.uint32(3_000_000_000), jnp.uint32(3_000_000_000)):
+        host = get_metrics(
+            update_metrics(None, {"u": x, "w": {"value": 6e9, "count": x}}, ["mean"])
+        )[1]
+        assert host == {"u_mean": 3e9, "w_mean": 2.0}
+    host = get_metrics(update_metrics(None, {"n": np.int64(3_000_000_000)}, ["mean"]))[1]
+    assert host == {"n_mean": 3e9}
+    token_counts = np.sum(np.ones((3, 1000), np.int64))  # int64 on the host, as np.sum gives
+    assert get_metrics(update_metrics(None, {"t": token_counts}))[1] == {"t": 3000.0}
+
+
+@pytest.mark.parametrize(
+    "value", [2**61, -(2**61), np.int64(2**62), np.uint64(2**63 + 1), np.array([1, 2**62])]
+)
+def test_integers_beyond_the_exact_range_are_refused_naming_the_key(value):
+    metrics = update_metrics(None, {"ok": 1.0})
+    if X64 and not (
+        isinstance(value, np.uint64) or (isinstance(value, int) and abs(value) >= 2**63)
+    ):
+        assert update_metrics(metrics, {"big": value}) is not None  # int64 holds it
+        return
+    with pytest.raises(ValueError, match=r"'big'"):
+        update_metrics(metrics, {"big": value})
+    with pytest.raises(ValueError, match=r"'big'"):
+        update_metrics(metrics, {"big": {"value": 1.0, "count": value}})
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_means_of_integer_data_are_correctly_rounded(seed):
+    rng = np.random.default_rng(seed)
+    correct = rng.integers(0, 33, size=int(rng.integers(5, 200)))
+    for use_jit in (False, True):
+        step = jax.jit(update_metrics) if use_jit else update_metrics
+        metrics = None
+        for c in correct:
+            metrics = step(metrics, {"acc": {"value": jnp.int32(c), "count": jnp.int32(32)}})
+        got = get_metrics(metrics)[1]["acc"]
+        assert got == int(correct.sum()) / (32 * correct.size)  # exactly Python's sum / count
+    metrics = None
+    for c in (30, 29, 31) * 19 + (1,):
+        metrics = update_metrics(metrics, {"acc": {"value": c, "count": 32}})
+    assert get_metrics(metrics)[1]["acc"] == sum((30, 29, 31) * 19 + (1,)) / (32 * 58)
+
+
+def _eval_epoch(evaluated, batches, mode="single_noreduce", counts=None):
+    for i, b in enumerate(batches):
+        item = {"value": np.array(b), "log_modes": [mode]}
+        if counts is not None:
+            item["count"] = counts[i]
+        evaluated = aggregate_metrics(evaluated, update_metrics(None, {"ll": item}))
+    return evaluated
+
+
+def test_evaluation_stores_are_really_empty_after_a_reset():
+    evaluated = _eval_epoch({}, ([1.0, 2.0], [3.0]))
+    evaluated, host = get_metrics(evaluated)
+    np.testing.assert_array_equal(host["ll_single_noreduce"], [1.0, 2.0, 3.0])
+    for epoch in range(5):  # memory does not grow by one epoch per epoch
+        evaluated = _eval_epoch(evaluated, ([11.0, 12.0], [13.0 + epoch]))
+        evaluated, host = get_metrics(evaluated)
+        np.testing.assert_array_equal(host["ll_single_noreduce"], [11.0, 12.0, 13.0 + epoch])
+    wcount = _eval_epoch(
+        {}, ([1.0, 2.0], [3.0]), "single_noreduce_wcount", [np.ones(2), np.ones(1)]
+    )
+    wcount, _ = get_metrics(wcount)
+    values, counts = get_metrics(
+        _eval_epoch(wcount, ([5.0],), "single_noreduce_wcount", [np.ones(1)])
+    )[1]["ll_single_noreduce_wcount"]
+    np.testing.assert_array_equal(values, [5.0])
+    np.testing.assert_array_equal(counts, [1.0])
+    store = mk.MetricStore.from_mapping(_eval_epoch({}, ([1.0, 2.0], [3.0]))).reset()
+    assert store.compute()["ll_single_noreduce"] == 0.0  # no samples at all: empty
+    again = aggregate_metrics(
+        dict(store.items()),
+        update_metrics(None, {"ll": {"value": np.array([7.0]), "log_modes": ["single_noreduce"]}}),
+    )
+    np.testing.assert_array_equal(get_metrics(again)[1]["ll_single_noreduce"], [7.0])
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+def test_per_sample_counts_with_a_smaller_last_batch(use_jit):
+    def step(values, counts):
+        return update_metrics(
+            None, {"ll": {"value": values, "count": counts, "log_modes": ["single_noreduce"]}}
+        )
+
+    step = jax.jit(step) if use_jit else step
+    evaluated = {}
+    batches = [np.arange(4.0), np.arange(3.0) + 10]
+    for b in batches:
+        evaluated = aggregate_metrics(evaluated, step(b, np.ones(b.shape)))
+    np.testing.assert_array_equal(
+        get_metrics(evaluated)[1]["ll_single_noreduce"], np.concatenate(batches)
+    )
+    assert float(mk.exact.to_host(evaluated["ll"]["single_noreduce"].count)) == 7.0
+
+
+def test_results_never_alias_the_store_and_inputs_are_never_shared():
+    values = np.array([1.0, 2.0, 3.0])
+    evaluated = _eval_epoch({}, (values,))
+    host = get_metrics(evaluated, reset_metrics=False)[1]
+    with pytest.raises(ValueError, match="read-only"):
+        host["ll_single_noreduce"][0] = 99
+    np.testing.assert_array_equal(
+        get_metrics(evaluated, reset_metrics=False)[1]["ll_single_noreduce"], [1, 2, 3]
+    )
+    values[0] = 99  # the caller's own input array
+    np.testing.assert_array_equal(get_metrics(evaluated)[1]["ll_single_noreduce"], [1, 2, 3])
+    store = mk.MetricStore(default_log_modes=["mean"]).update({"v": np.ones(3)})
+    result = store.compute()["v_mean"]
+    assert not result.flags.writeable
+    metric = mk.NoReduceMetric.empty(mk.Spec((2,), "float32"), mk.Spec((), "int32"))
+    raw = np.array([1.0, 2.0], np.float32)
+    own = metric.replace(value=raw, count=jax.device_get(mk.exact.accumulate(metric.count, 2)))
+    aggregated = aggregate_metrics({}, {"h": mk.KeyMetrics.of({"single_noreduce": own})})
+    raw[0] = -1.0  # writing into an array passed in changes no aggregate
+    np.testing.assert_array_equal(get_metrics(aggregated)[1]["h_single_noreduce"], [1.0, 2.0])
+
+
+def test_declared_modes_are_kept_and_the_step_compiles_once():
+    store = mk.MetricStore(default_log_modes=("mean", "std", "max"))
+    store = store.init({"gn": {"value": 0.0, "log_modes": ["mean"]}, "loss": 0.0})
+
+    @jax.jit
+    def step(store, g, loss):
+        return store.update({"gn": g, "loss": loss})
+
+    for x in (1.0, 2.0):
+        store = step(store, jnp.float32(x), jnp.float32(x))
+    assert step._cache_size() == 1
+    assert sorted(store.compute()) == ["gn_mean", "loss_max", "loss_mean", "loss_std"]
+    # the functional API keeps its documented per-call semantics
+    metrics = update_metrics(None, {"gn": {"value": 1.0, "log_modes": ["mean"]}})
+    metrics = update_metrics(metrics, {"gn": 3.0})
+    assert get_metrics(metrics)[1] == {"gn": 3.0, "gn_mean": 1.0}  # each call names its modes
+
+
+def test_host_only_calls_under_jit_name_the_call_and_the_fix(tmp_path):
+    store = mk.MetricStore().update({"loss": 1.0})
+    for call, run in {
+        "compute": lambda s: s.compute(),
+        "save": lambda s: s.save(os.path.join(tmp_path, "m.npz")),
+        "process_sync": lambda s: s.process_sync(),
+    }.items():
+        with pytest.raises(TypeError, match=rf"{call}\(\).*inside a jax\.jit.*outside"):
+            jax.jit(run)(store)
+    with pytest.raises(TypeError, match=r"get_metrics|compute\(\)"):
+        jax.jit(lambda m: get_metrics(m)[1])(store)
+
+
+def test_an_integer_init_followed_by_float_steps_says_to_write_a_float():
+    store = mk.MetricStore().init({"loss": 0})
+    with pytest.raises(TypeError, match=r"'loss'.*write 0\.0, not 0"):
+        jax.jit(lambda s, x: s.update({"loss": x}))(store, jnp.float32(1.5))
+
+
+def test_bfloat16_and_float16_values_are_upcast_not_lost():
+    for value in (jnp.bfloat16(2.5), np.float16(2.5), np.array([2.5], ml_dtypes.bfloat16)):
+        host = get_metrics(update_metrics(None, {"x": value}, ["mean", "single_noreduce"]))[1]
+        assert float(np.asarray(host["x_mean"]).ravel()[0]) == 2.5
+
+
+def test_empty_steps_and_update_single_metric_with_zero_counts():
+    host = {}
+    _update_single_metric(host, "x", 0.0, 0, ["mean", "max", "std"])
+    assert get_metrics(host)[1] == {"x_max": 0.0, "x_mean": 0.0, "x_std": 0.0}
+    assert get_metrics(update_metrics(None, {}))[1] == {}
