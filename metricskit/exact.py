@@ -387,13 +387,29 @@ def to_host(x: Any) -> Any:
     if isinstance(x, Words):
         return _host_words(x)
     if isinstance(x, Ratio):
-        num = np.asarray(to_host(x.numerator), np.float64)
-        den = np.asarray(to_host(x.denominator), np.float64)
-        empty = den == 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            quotient = num / np.where(empty, 1.0, den)
-        return np.where(empty, 0.0, quotient)
+        return _divide(np.asarray(to_host(x.numerator)), np.asarray(to_host(x.denominator)))
     return np.asarray(x)
+
+
+def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` correctly rounded to float64 (``0`` where ``den`` is ``0``).
+
+    Float64 division of two exactly converted numbers is correctly rounded; integers beyond
+    2**53 are not exact in float64, so those quotients are taken as Python's ``int / int``.
+    """
+    empty = den == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quotient = np.asarray(num.astype(np.float64) / np.where(empty, 1.0, den.astype(np.float64)))
+    quotient = np.where(empty, 0.0, quotient)
+    if num.dtype.kind in "iu" and den.dtype.kind in "iu":
+        big = (np.abs(num) > 2**53) | (np.abs(den) > 2**53)
+        if big.any():
+            n, d = np.broadcast_arrays(num, den)
+            fixed = quotient.copy()
+            for i in zip(*np.nonzero(np.broadcast_to(big, fixed.shape)), strict=True):
+                fixed[i] = int(n[i]) / int(d[i]) if d[i] else 0.0
+            return fixed
+    return quotient
 
 
 def split_float(x: np.ndarray) -> tuple[Pair, bool]:

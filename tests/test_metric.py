@@ -39,9 +39,7 @@ class AllReductions(mk.Metric):
 
 def _all(xp, values):
     m = AllReductions.empty(mk.Spec((2,), "float32"), mk.Spec((), "int32"))
-    return m.replace(
-        **{f.name: xp.asarray(values, np.float32) for f in state_fields(AllReductions)}
-    )
+    return m.replace(**{f.name: xp.asarray(values, FLOAT) for f in state_fields(AllReductions)})
 
 
 def test_field_declarations_and_the_reduction_table():

@@ -44,10 +44,10 @@ def _host_dtype(spec: Spec) -> Any:
 
 def _encode(arr: np.ndarray, spec: Spec, keys: Sequence[str], what: str) -> Any:
     """Host values of logical dtype ``spec.dtype`` in their travelling form."""
-    if kind(spec.dtype) == "int" and spec.dtype == "int64" and arr.size:
+    if spec.dtype == "int64" and arr.size and arr.dtype.kind in "iu":
         limit = INT_LIMIT if not x64() else 2**63 - 1
-        big = np.abs(arr.astype(np.float64)) > limit if arr.dtype.kind in "iu" else None
-        if big is not None and big.any():
+        big = arr > limit if arr.dtype.kind == "u" else (arr > limit) | (arr < -limit)
+        if big.any():
             bad = keys[int(np.argwhere(big.reshape(len(keys), -1).any(axis=1))[0, 0])]
             raise ValueError(
                 f"{what} of metric {bad!r} has an integer beyond ±2**60, the exact range of "

@@ -37,8 +37,8 @@ def _finish(x: Any, stacked: bool) -> Any:
     if isinstance(x, tuple):
         return tuple(_finish(p, stacked) for p in x)
     if isinstance(x, exact.Ratio) and stacked:
-        num = np.asarray(exact.to_host(x.numerator), np.float64)
-        den = np.asarray(exact.to_host(x.denominator), np.float64)
+        num = np.asarray(exact.to_host(x.numerator))
+        den = np.asarray(exact.to_host(x.denominator))
         if den.ndim < num.ndim:  # align per-key shapes to the right, after the key axis
             den = den.reshape(den.shape[:1] + (1,) * (num.ndim - den.ndim) + den.shape[1:])
         elif num.ndim < den.ndim:
