@@ -7,8 +7,9 @@ The class API (:class:`MetricStore` over registered :class:`Metric` subclasses) 
 from metricskit import exact
 from metricskit.builtin import MaxMetric, MeanMetric, MinMetric, SingleMetric, StdMetric
 from metricskit.division import divide
+from metricskit.fields import Spec, state, static
 from metricskit.functional import LOGGER, aggregate_metrics, get_metrics, update_metrics
-from metricskit.metric import Metric, Spec, state, static
+from metricskit.metric import Metric
 from metricskit.nan_policy import NonFiniteMetric
 from metricskit.persample import NoReduceMetric, NoReduceWCountMetric
 from metricskit.registry import LogMode, get_log_mode, register_metric, registered_modes

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 from metricskit import exact
 from metricskit.division import divide
 from metricskit.exact import Pair, Ratio
-from metricskit.metric import Metric, state
+from metricskit.fields import state
+from metricskit.metric import Metric
 from metricskit.registry import register_metric
 
 __all__ = ["MaxMetric", "MeanMetric", "MinMetric", "SingleMetric", "StdMetric", "samples"]

@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.metric import FieldSpec, Metric, per_sample, reduction_of, state_fields
+from metricskit.fields import FieldSpec, reduction_of
+from metricskit.metric import Metric, per_sample, state_fields
 from metricskit.registry import get_log_mode
 from metricskit.store.layout import Group, Layout, Signature, build, index
 

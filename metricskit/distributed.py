@@ -28,7 +28,8 @@ from jax.experimental import multihost_utils
 
 from metricskit import nan_policy
 from metricskit.compat import AxisName, all_gather, psum
-from metricskit.metric import Metric, Spec, per_sample, reduction_of, state_fields
+from metricskit.fields import Spec, reduction_of
+from metricskit.metric import Metric, per_sample, state_fields
 from metricskit.pytree import replace
 from metricskit.reductions import REDUCTIONS
 from metricskit.registry import get_log_mode

@@ -1,10 +1,8 @@
 """Exact numbers without ``jax_enable_x64``: double-floats, carried integers and ratios.
 
-- :class:`Pair` is a double-float ``hi + lo`` (two float arrays of one shape, ``|lo| <=
-  ulp(hi) / 2``): float32 parts give 48 bits of precision, float64 parts (x64 on) 106. Sums
-  are TwoSum-compensated, products split their factors with ``lax.reduce_precision`` (so no
-  fused multiply-add can break them). Infinities and NaN are carried as IEEE float64 would
-  carry them: ``inf + 1 == inf``, ``inf - inf`` is NaN, never a spurious NaN.
+- :class:`Pair` is a double-float ``hi + lo`` (:mod:`metricskit.doublefloat`, whose
+  arithmetic this module re-exports): 48 bits of precision with float32 parts, infinities
+  carried as float64 would carry them.
 - :class:`Words` is an integer ``hi * 2**30 + lo`` with ``0 <= lo < 2**30`` (two integer
   arrays), added with a carry: exact up to ``2**60`` with int32 words, never wrapping at 2^31.
 - :class:`Ratio` is an exact quotient to be divided on the host in float64, so a mean of
@@ -25,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.doublefloat import Pair, add, add_float, div, mul, neg, sqrt, sub
 from metricskit.dtypes import float_dtype, int_dtype
 from metricskit.pytree import register_pytree
 
@@ -35,6 +34,7 @@ __all__ = [
     "Words",
     "accumulate",
     "add",
+    "add_float",
     "as_pair",
     "as_words",
     "combine",
@@ -42,11 +42,14 @@ __all__ = [
     "extreme",
     "is_zero",
     "mul",
+    "neg",
     "split_float",
     "split_int",
     "sqrt",
     "sub",
+    "to_float",
     "to_host",
+    "total",
     "where",
     "zeros",
 ]
@@ -54,28 +57,6 @@ __all__ = [
 BITS = 30
 """The carry position of :class:`Words`: ``value = hi * 2**BITS + lo``."""
 _MASK = (1 << BITS) - 1
-
-
-@attrs.frozen(eq=False)
-class Pair:
-    """A double-float ``hi + lo`` (two arrays of one shape and floating dtype).
-
-    Attributes:
-        hi: The leading part (it alone carries ``inf`` and NaN).
-        lo: The trailing part, ``|lo| <= ulp(hi) / 2`` (zero where ``hi`` is not finite).
-
-    Examples:
-        >>> import numpy as np
-        >>> from metricskit import exact
-        >>> p = exact.add(exact.as_pair(np.float32(1.0)), exact.as_pair(np.float32(2.0**-30)))
-        >>> float(p.hi), float(p.lo)
-        (1.0, 9.313225746154785e-10)
-        >>> float(exact.to_host(p))
-        1.0000000009313226
-    """
-
-    hi: Any
-    lo: Any
 
 
 @attrs.frozen(eq=False)
@@ -117,7 +98,6 @@ class Ratio:
     denominator: Any
 
 
-register_pytree(Pair, ["hi", "lo"], [])
 register_pytree(Words, ["lo", "hi"], [])
 register_pytree(Ratio, ["numerator", "denominator"], [])
 
@@ -130,87 +110,6 @@ def zeros(kind: str, shape: tuple[int, ...], xp: Any = jnp) -> Accumulator:
     if kind == "float":
         return Pair(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
     return Words(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
-
-
-# -- double-float arithmetic ------------------------------------------------------------------
-
-
-def _two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
-    s = a + b
-    bb = s - a
-    e = (a - (s - bb)) + (b - bb)
-    return s, xp.where(xp.isfinite(s), e, xp.zeros_like(e))
-
-
-def _quick_two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
-    s = a + b
-    e = b - (s - a)
-    return s, xp.where(xp.isfinite(s), e, xp.zeros_like(e))
-
-
-def add(a: Pair, b: Pair, xp: Any = jnp) -> Pair:
-    """``a + b`` in double-float arithmetic (relative error about 2^-46 for float32 parts)."""
-    s, e = _two_sum(a.hi, b.hi, xp)
-    t, f = _two_sum(a.lo, b.lo, xp)
-    s, e = _quick_two_sum(s, e + t, xp)
-    return Pair(*_quick_two_sum(s, e + f, xp))
-
-
-def add_float(a: Pair, x: Any) -> Pair:
-    """``a + x`` for a plain float array ``x`` (cheaper than :func:`add`)."""
-    s, e = _two_sum(a.hi, x)
-    return Pair(*_quick_two_sum(s, e + a.lo))
-
-
-def neg(a: Pair) -> Pair:
-    """``-a``."""
-    return Pair(-a.hi, -a.lo)
-
-
-def sub(a: Pair, b: Pair) -> Pair:
-    """``a - b`` in double-float arithmetic."""
-    return add(a, neg(b))
-
-
-def _split(a: Any) -> tuple[Any, Any]:
-    info: Any = jnp.finfo(a.dtype)  # type: ignore[no-untyped-call,unused-ignore]
-    hi = jax.lax.reduce_precision(a, exponent_bits=info.nexp, mantissa_bits=info.nmant // 2)
-    return hi, a - hi
-
-
-def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
-    p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
-    return p, jnp.where(jnp.isfinite(p), e, jnp.zeros_like(e))
-
-
-def mul(a: Pair, b: Pair) -> Pair:
-    """``a * b`` in double-float arithmetic."""
-    p, e = _two_prod(a.hi, b.hi)
-    return Pair(*_quick_two_sum(p, e + (a.hi * b.lo + a.lo * b.hi)))
-
-
-def div(a: Pair, b: Pair) -> Pair:
-    """``a / b`` in double-float arithmetic (IEEE semantics for zeros, infinities and NaN).
-
-    One correction step: the quotient's error is about 2^-46 relative for float32 parts.
-    """
-    q = a.hi / b.hi
-    finite = jnp.isfinite(q)
-    safe = jnp.where(finite, q, jnp.zeros_like(q))
-    r = sub(a, mul(b, Pair(safe, jnp.zeros_like(safe))))
-    return Pair(*_quick_two_sum(q, jnp.where(finite, r.hi / b.hi, jnp.zeros_like(q))))
-
-
-def sqrt(a: Pair) -> Pair:
-    """``sqrt(a)`` (NaN for negative ``a``, as IEEE float64)."""
-    s = jnp.sqrt(a.hi)
-    regular = jnp.isfinite(s) & (s > 0)
-    safe = jnp.where(regular, s, jnp.ones_like(s))
-    r = sub(a, mul(Pair(safe, jnp.zeros_like(s)), Pair(safe, jnp.zeros_like(s))))
-    return Pair(*_quick_two_sum(s, jnp.where(regular, r.hi / (2 * safe), jnp.zeros_like(s))))
 
 
 def where(cond: Any, a: Any, b: Any) -> Any:

@@ -24,7 +24,8 @@ from typing import Any, cast
 import jax
 import numpy as np
 
-from metricskit.metric import Metric, per_sample, reduction_of, state_fields
+from metricskit.fields import reduction_of
+from metricskit.metric import Metric, per_sample, state_fields
 from metricskit.pytree import replace
 from metricskit.reductions import REDUCTIONS
 from metricskit.registry import get_log_mode

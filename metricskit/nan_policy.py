@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from metricskit import exact
-from metricskit.metric import Metric, state
+from metricskit.fields import state
+from metricskit.metric import Metric
 from metricskit.registry import register_metric
 
 __all__ = ["NAN_POLICIES", "NonFiniteMetric", "check", "finite", "keep_rows", "masked", "modes"]

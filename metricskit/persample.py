@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
-from metricskit.metric import FieldSpec, Metric, Spec, state, storage
+from metricskit.fields import FieldSpec, Spec, state, storage
+from metricskit.metric import Metric
 from metricskit.registry import register_metric
 
 __all__ = ["NoReduceMetric", "NoReduceWCountMetric"]

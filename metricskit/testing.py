@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.metric import Metric, Spec, per_sample
+from metricskit.fields import Spec
+from metricskit.metric import Metric, per_sample
 from metricskit.registry import get_log_mode
 from metricskit.store import MetricStore
 

@@ -11,8 +11,8 @@ from helpers import FLOAT, INT
 
 import metricskit as mk
 from metricskit import exact
+from metricskit.fields import FieldSpec
 from metricskit.metric import (
-    FieldSpec,
     combine_fields,
     per_sample,
     state_fields,

@@ -22,7 +22,8 @@ import numpy as np
 
 from metricskit import exact
 from metricskit.dtypes import float_dtype, int_dtype
-from metricskit.metric import FieldSpec, Metric, Spec, state_fields, static_fields
+from metricskit.fields import FieldSpec, Spec
+from metricskit.metric import Metric, state_fields, static_fields
 from metricskit.registry import get_log_mode
 
 __all__ = [

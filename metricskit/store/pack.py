@@ -20,7 +20,7 @@ import numpy as np
 
 from metricskit import exact
 from metricskit.dtypes import INT_LIMIT, is_wide, kind, x64
-from metricskit.metric import Spec
+from metricskit.fields import Spec
 from metricskit.store.parse import Entry
 from metricskit.store.plan import Plan
 

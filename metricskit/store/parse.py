@@ -19,7 +19,7 @@ import numpy as np
 
 from metricskit import nan_policy
 from metricskit.dtypes import logical, logical_of_python
-from metricskit.metric import Spec
+from metricskit.fields import Spec
 from metricskit.registry import get_log_mode
 
 __all__ = ["DEFAULT_LOG_MODES", "Entry", "normalize_log_modes", "parse"]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import attrs
 import jax.numpy as jnp
 
-from metricskit.metric import Spec
+from metricskit.fields import Spec
 from metricskit.registry import get_log_mode
 from metricskit.store.layout import Group, Layout, Signature, canonical, describe, index, names
 from metricskit.store.layout import signature_for as _signature_for

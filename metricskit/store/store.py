@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import jax
 import numpy as np
@@ -14,9 +13,9 @@ from metricskit import checkpoint, nan_policy
 from metricskit.compat import AxisName
 from metricskit.distributed import local_copy, process_sync, reduce_entries, sync_metric
 from metricskit.metric import Metric, per_sample, zeros_like
-from metricskit.store import engine, results
+from metricskit.store import combine, engine, host, results
 from metricskit.store.entries import KeyMetrics, Row, on_host, stack
-from metricskit.store.layout import Layout, index, key_modes, names, signature_of
+from metricskit.store.layout import Layout, index, key_modes, names
 from metricskit.store.pack import pack
 from metricskit.store.parse import DEFAULT_LOG_MODES, normalize_log_modes, parse
 from metricskit.store.plan import make_plan, step_signature
@@ -25,26 +24,6 @@ __all__ = ["MetricStore"]
 
 _UNSET: Any = object()
 _EMPTY = Layout()
-
-
-def _device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
-    """Run kernels on host data on the CPU, so that host stores never visit an accelerator."""
-    if on_host(tree):
-        return cast(
-            contextlib.AbstractContextManager[Any],
-            jax.default_device(jax.local_devices(backend="cpu")[0]),
-        )
-    return contextlib.nullcontext()
-
-
-def _refuse_tracers(tree: Any, call: str) -> None:
-    """Host-only calls say so when they meet a tracer (instead of JAX's concretization error)."""
-    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree)):
-        raise TypeError(
-            f"MetricStore.{call}() was called inside a jax.jit (or other transformed) function, "
-            f"on traced values; {call}() is host-side: return the store from the jitted "
-            f"function and call {call}() on it outside"
-        )
 
 
 class MetricStore(Mapping[str, KeyMetrics]):
@@ -221,7 +200,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         )
         if not plan.grows:
             return self
-        with _device_for(self.metrics):
+        with host.device_for(self.metrics):
             return self._evolve(engine.grow_jit(self.metrics, plan=plan), plan.after)
 
     def update(
@@ -259,7 +238,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         entries = self._entries(step_metrics, default_log_modes, axis_name)
         plan = make_plan(self.layout, step_signature(entries))
         values, counts = pack(entries, plan)
-        with _device_for(self.metrics):
+        with host.device_for(self.metrics):
             metrics = engine.update_jit(self.metrics, values, counts, plan=plan)
         return self._evolve(metrics, plan.after)
 
@@ -299,28 +278,9 @@ class MetricStore(Mapping[str, KeyMetrics]):
                 sample axis of per-sample modes).
         """
         if self.layout == other.layout:
-            with _device_for((self.metrics, other.metrics)):
+            with host.device_for((self.metrics, other.metrics)):
                 return self._evolve(engine.aggregate_jit(self.metrics, other.metrics))
-        out: dict[str, KeyMetrics] = {}
-        for key in sorted({*self, *other}):
-            if key not in other or key not in self:
-                out[key] = self[key] if key in self else other[key]
-                continue
-            a, b = self[key], other[key]
-            merged: dict[str, Metric] = {}
-            for mode in sorted({*a, *b}):
-                if mode not in a or mode not in b:
-                    merged[mode] = a[mode] if mode in a else b[mode]
-                    continue
-                x, y = a[mode], b[mode]
-                if not _combinable(x, y):
-                    raise ValueError(
-                        f"metric {key!r} (log mode {mode!r}) has state {signature_of(x)} in one "
-                        f"store and {signature_of(y)} in the other; they cannot be combined"
-                    )
-                with _device_for((x, y)):
-                    merged[mode] = x.aggregate(y)
-            out[key] = KeyMetrics.of(merged)
+        out = combine.aggregate_entries(self, other)
         return MetricStore.from_mapping(out, self.default_log_modes, self.nan_policy)
 
     def process_sync(self) -> MetricStore:
@@ -337,7 +297,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
             ValueError: If the processes' stores differ in structure.
             TypeError: When called on traced values (inside ``jax.jit``).
         """
-        _refuse_tracers(self.metrics, "process_sync")
+        host.refuse_tracers(self.metrics, "process_sync")
         return process_sync(self, MetricStore.aggregate)
 
     # -- reporting -------------------------------------------------------------------------
@@ -356,15 +316,15 @@ class MetricStore(Mapping[str, KeyMetrics]):
         """
         if not self.metrics:
             return {}
-        _refuse_tracers(self.metrics, "compute")
+        host.refuse_tracers(self.metrics, "compute")
         metrics = local_copy(self.metrics)
         # host per-sample groups (evaluation results): computed per key on their NumPy leaves
-        host = [per_sample(type(m)) and on_host(m) for m in metrics]
-        kernels = tuple(m for m, h in zip(metrics, host, strict=True) if not h)
-        with _device_for(kernels):
+        on_cpu = [per_sample(type(m)) and on_host(m) for m in metrics]
+        kernels = tuple(m for m, h in zip(metrics, on_cpu, strict=True) if not h)
+        with host.device_for(kernels):
             computed = iter(jax.device_get(engine.compute_jit(kernels)) if kernels else ())
         rows, empties = [], []
-        for m, h, group in zip(metrics, host, self.layout.groups, strict=True):
+        for m, h, group in zip(metrics, on_cpu, self.layout.groups, strict=True):
             if h:
                 per_key = [Row(m, r, group.signature).metric() for r in range(len(group.keys))]
                 rows.append([results.host_value(k.compute()) for k in per_key])
@@ -402,7 +362,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         Raises:
             TypeError: When called on traced values (inside ``jax.jit``).
         """
-        _refuse_tracers(self.metrics, "save")
+        host.refuse_tracers(self.metrics, "save")
         meta = {"default_log_modes": self.default_log_modes, "nan_policy": self.nan_policy}
         checkpoint.save(path, self.layout, local_copy(self.metrics), meta)
 
@@ -432,18 +392,6 @@ class MetricStore(Mapping[str, KeyMetrics]):
         modes = meta.get("default_log_modes")
         store = cls(None if modes is None else tuple(modes), meta.get("nan_policy", "propagate"))
         return store._evolve(metrics, layout)
-
-
-def _combinable(a: Metric, b: Metric) -> bool:
-    sa, sb = signature_of(a), signature_of(b)
-    if sa == sb:
-        return True
-    if not per_sample(type(a)) or sa.statics != sb.statics:
-        return False
-    return all(
-        fa.storage == fb.storage and fa.shape[1:] == fb.shape[1:]
-        for (_, fa), (_, fb) in zip(sa.fields, sb.fields, strict=True)
-    )
 
 
 def _check_policy(policy: Any) -> str:
