@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,7 +68,6 @@ def shard_map(
     new: Any = getattr(jax, "shard_map", None)
     if new is not None:
         return new(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=check)  # type: ignore[no-any-return]
-    import importlib
 
     old: Any = importlib.import_module("jax.experimental.shard_map").shard_map
     return old(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=check)  # type: ignore[no-any-return]

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metricskit.pytree import register_pytree
 
@@ -63,6 +64,13 @@ def _quick_two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
 
 def add(a: Pair, b: Pair, xp: Any = jnp) -> Pair:
     """``a + b`` in double-float arithmetic (relative error about 2^-46 for float32 parts)."""
+    if xp is np:  # on the host, inf - inf inside TwoSum is expected: it is masked below
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _add(a, b, xp)
+    return _add(a, b, xp)
+
+
+def _add(a: Pair, b: Pair, xp: Any) -> Pair:
     s, e = _two_sum(a.hi, b.hi, xp)
     t, f = _two_sum(a.lo, b.lo, xp)
     s, e = _quick_two_sum(s, e + t, xp)
@@ -102,7 +110,8 @@ def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
 def mul(a: Pair, b: Pair) -> Pair:
     """``a * b`` in double-float arithmetic."""
     p, e = _two_prod(a.hi, b.hi)
-    return Pair(*_quick_two_sum(p, e + (a.hi * b.lo + a.lo * b.hi)))
+    error = e + (a.hi * b.lo + a.lo * b.hi)
+    return Pair(*_quick_two_sum(p, jnp.where(jnp.isfinite(p), error, jnp.zeros_like(error))))
 
 
 def div(a: Pair, b: Pair) -> Pair:
@@ -111,10 +120,13 @@ def div(a: Pair, b: Pair) -> Pair:
     One correction step: the quotient's error is about 2^-46 relative for float32 parts.
     """
     q = a.hi / b.hi
-    finite = jnp.isfinite(q)
-    safe = jnp.where(finite, q, jnp.zeros_like(q))
-    r = sub(a, mul(b, Pair(safe, jnp.zeros_like(safe))))
-    return Pair(*_quick_two_sum(q, jnp.where(finite, r.hi / b.hi, jnp.zeros_like(q))))
+    regular = jnp.isfinite(q) & jnp.isfinite(a.hi) & jnp.isfinite(b.hi) & (b.hi != 0)
+    zero, one = jnp.zeros_like(q), jnp.ones_like(q)
+    num = Pair(jnp.where(regular, a.hi, zero), jnp.where(regular, a.lo, zero))
+    den = Pair(jnp.where(regular, b.hi, one), jnp.where(regular, b.lo, zero))
+    safe = jnp.where(regular, q, zero)
+    r = sub(num, mul(den, Pair(safe, zero)))
+    return Pair(*_quick_two_sum(q, jnp.where(regular, r.hi / den.hi, zero)))
 
 
 def sqrt(a: Pair) -> Pair:

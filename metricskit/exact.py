@@ -304,10 +304,11 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         big = (np.abs(num) > 2**53) | (np.abs(den) > 2**53)
         if big.any():
             n, d = np.broadcast_arrays(num, den)
-            fixed = quotient.copy()
-            for i in zip(*np.nonzero(np.broadcast_to(big, fixed.shape)), strict=True):
-                fixed[i] = int(n[i]) / int(d[i]) if d[i] else 0.0
-            return fixed
+            fixed = np.array(quotient, np.float64, ndmin=1).reshape(quotient.shape or (1,))
+            flat_n, flat_d, flat_q = n.reshape(-1), d.reshape(-1), fixed.reshape(-1)
+            for i in np.flatnonzero(np.broadcast_to(big, n.shape)):
+                flat_q[i] = int(flat_n[i]) / int(flat_d[i]) if flat_d[i] else 0.0
+            return flat_q.reshape(quotient.shape)
     return quotient
 
 

@@ -25,6 +25,7 @@ Examples:
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 import os
@@ -69,7 +70,6 @@ def require(module: str, extra: str, what: str) -> Any:
         >>> require("json", "demo", "the demo").dumps(1)
         '1'
     """
-    import importlib
 
     try:
         return importlib.import_module(module)

@@ -106,21 +106,6 @@ def test_field_specs_follow_the_declarations():
     assert isinstance(empty.c, exact.Pair) and isinstance(empty.x, exact.Words)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"reduce": "mean"}, "unknown reduction"),
-        ({"reduce": "sum", "shape": "batch"}, "state shape"),
-        ({"reduce": "sum", "dtype": "complex"}, "state dtype"),
-        ({"reduce": "sum", "dtype": "bool", "exact": True}, "numeric"),
-        ({"reduce": "sum", "dtype": "float16", "exact": True}, "exact=True"),
-    ],
-)
-def test_bad_declarations_are_refused(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        mk.state(**kwargs)
-
-
 def test_merge_fields_need_an_aggregate_override():
     class Merged(mk.Metric):
         extra = mk.state("merge")

@@ -100,7 +100,7 @@ def _slot_input(entries: Sequence[Entry], spec: Spec, what: str) -> Any:
     return tuple(
         x
         if isinstance(x, jax.Array)
-        else jax.tree.map(lambda y: y[0], _stack_host([x], spec, [e.key], what))
+        else jax.tree.map(lambda y: np.asarray(y[0]), _stack_host([x], spec, [e.key], what))
         for x, e in zip(xs, entries, strict=True)
     )
 

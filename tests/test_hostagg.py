@@ -1,0 +1,82 @@
+"""Host aggregation of evaluation batches: O(1) appends, bulk folding, lazy values."""
+
+from __future__ import annotations
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import metricskit as mk
+from metricskit import exact, hostagg
+from metricskit.functional import get_metrics, update_metrics
+
+
+@jax.jit
+def _eval_step(values, counts):
+    return update_metrics(
+        None,
+        {
+            "ll": {"value": values, "count": counts, "log_modes": ["single_noreduce_wcount"]},
+            "nll": {"value": values, "log_modes": ["single_noreduce"]},
+            "loss": {"value": values.sum(), "count": values.size, "log_modes": ["mean"]},
+        },
+    )
+
+
+def _batches(rng, sizes=(5, 5, 3)):
+    return [
+        (jnp.asarray(rng.normal(size=n), jnp.float32), jnp.asarray(rng.integers(1, 4, size=n)))
+        for n in sizes
+    ]
+
+
+def test_appending_records_batches_without_moving_them(rng):
+    aggregated = None
+    for v, c in _batches(rng):
+        aggregated = hostagg.aggregate(aggregated, _eval_step(v, c))
+    appended = aggregated["ll"].sources()["single_noreduce_wcount"]
+    assert isinstance(appended, hostagg.Appended) and appended.n == 3
+    assert appended.parts.folded is None  # nothing moved or concatenated yet
+    assert isinstance(aggregated["loss"].sources()["mean"], hostagg.HostCopy)
+
+
+def test_bulk_folding_is_bit_identical_to_appending_one_by_one(rng):
+    batches = _batches(rng, (4, 1, 7, 3, 3))
+    lazy, eager = None, None
+    for v, c in batches:
+        lazy = hostagg.aggregate(lazy, _eval_step(v, c))
+        eager = hostagg.aggregate(eager, _eval_step(v, c))
+        get_metrics(eager, reset_metrics=False)  # forces a fold after every batch
+    a, b = get_metrics(lazy)[1], get_metrics(eager)[1]
+    for name in a:
+        for x, y in zip(jax.tree.leaves(a[name]), jax.tree.leaves(b[name]), strict=True):
+            assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), name
+    values, counts = a["ll_single_noreduce_wcount"]
+    np.testing.assert_array_equal(values, np.concatenate([np.asarray(v) for v, _ in batches]))
+    np.testing.assert_array_equal(counts, np.concatenate([np.asarray(c) for _, c in batches]))
+    assert int(exact.to_host(lazy["nll"]["single_noreduce"].count)) == 5  # one per step
+
+
+def test_earlier_results_never_change_and_branches_are_independent(rng):
+    b1, b2, b3, b4 = _batches(rng, (2, 2, 2, 2))
+    first = hostagg.aggregate(hostagg.aggregate(None, _eval_step(*b1)), _eval_step(*b2))
+    snapshot = copy.deepcopy(get_metrics(first, reset_metrics=False)[1]["nll_single_noreduce"])
+    left = hostagg.aggregate(first, _eval_step(*b3))  # extends the shared list
+    right = hostagg.aggregate(first, _eval_step(*b4))  # a branch: copies the list prefix
+    np.testing.assert_array_equal(get_metrics(first)[1]["nll_single_noreduce"], snapshot)
+    np.testing.assert_array_equal(
+        get_metrics(left)[1]["nll_single_noreduce"], np.r_[snapshot, np.asarray(b3[0])]
+    )
+    np.testing.assert_array_equal(
+        get_metrics(right)[1]["nll_single_noreduce"], np.r_[snapshot, np.asarray(b4[0])]
+    )
+
+
+def test_host_states_of_a_store_are_moved_in_one_transfer_and_are_read_only(rng):
+    store = mk.MetricStore(default_log_modes=["mean", "max"]).update({"a": 1.0, "b": 2.0})
+    sources = [s for _, km in store.items() for s in km.sources().values()]
+    moved = hostagg.to_host(sources)
+    assert all(isinstance(x, np.ndarray) and not x.flags.writeable for x in jax.tree.leaves(moved))
+    assert float(exact.to_host(moved[3].total)) == 2.0  # b (max, mean): mean

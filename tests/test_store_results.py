@@ -1,0 +1,34 @@
+"""Results on the host: float64 finishes, per-key rows, read-only arrays, one empty warning."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from metricskit import exact
+from metricskit.store.results import host_value, stacked_rows, warn_empty
+
+
+def test_stacked_ratios_align_per_key_shapes_after_the_key_axis():
+    num = exact.Words(np.array([[1, 2], [3, 4]], np.int32), np.zeros((2, 2), np.int32))
+    den = exact.Words(np.array([2, 4], np.int32), np.zeros(2, np.int32))  # one count per key
+    rows = stacked_rows(exact.Ratio(num, den), 2)
+    np.testing.assert_array_equal(rows[0], [0.5, 1.0])
+    np.testing.assert_array_equal(rows[1], [0.75, 1.0])
+    assert not rows[0].flags.writeable
+
+
+def test_scalar_groups_become_python_numbers_and_tuples_stay_tuples():
+    assert stacked_rows(np.array([1.5, 2.5]), 2) == [1.5, 2.5]
+    rows = stacked_rows((np.ones((2, 3)), np.zeros((2, 3), np.int32)), 2)
+    assert isinstance(rows[1], tuple) and rows[1][1].dtype == np.int32
+    assert host_value(np.int32(3)) == 3 and type(host_value(np.int32(3))) is int
+    assert host_value(exact.Ratio(np.int64(1), np.int64(3))) == 1 / 3
+
+
+def test_one_warning_names_every_empty_metric(caplog):
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        warn_empty([f"'k{i}' (log mode 'mean')" for i in range(25)])
+        warn_empty([])
+    assert len(caplog.records) == 1 and "'k0'" in caplog.text and "and 5 more" in caplog.text
