@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit import hostagg
+from metricskit import hostagg, log
 from metricskit.store import MetricStore
 from metricskit.store.entries import sources_of
-from metricskit.store.results import LOGGER, host_value
+from metricskit.store.results import host_value
 
 __all__ = [
     "LOGGER",
@@ -43,6 +43,13 @@ __all__ = [
     "get_metrics",
     "update_metrics",
 ]
+
+LOGGER = log.LOGGER
+"""The logger of metricskit (the same object as ``metricskit.LOGGER``).
+
+Empty metrics are reported through it: ``LOGGER.warning("Metric 'loss' (log mode 'mean') has
+count 0; reporting 0.0.")``.
+"""
 
 Metrics = MetricStore | Mapping[str, Any]
 

@@ -10,7 +10,6 @@ tuple and stacked inside the compiled update by :func:`decode`.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,12 +20,12 @@ import numpy as np
 from metricskit import exact
 from metricskit.dtypes import INT_LIMIT, is_wide, kind, x64
 from metricskit.fields import Spec
+from metricskit.log import LOGGER
 from metricskit.store.parse import Entry
 from metricskit.store.plan import Plan
 
 __all__ = ["decode", "pack", "plain"]
 
-LOGGER = logging.getLogger("metricskit")
 _WARNED: set[str] = set()
 
 

@@ -10,19 +10,16 @@ of one buffer per group, so nothing handed back aliases a store's state or can b
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from metricskit import exact
+from metricskit.log import LOGGER
 from metricskit.store.layout import Layout, names
 
-__all__ = ["LOGGER", "host_value", "report", "stacked_rows", "warn_empty"]
-
-LOGGER = logging.getLogger("metricskit")
-"""The logger metricskit warns through (e.g. when a reported metric has count 0)."""
+__all__ = ["host_value", "report", "stacked_rows", "warn_empty"]
 
 
 def _frozen(x: np.ndarray) -> np.ndarray:
@@ -55,14 +52,14 @@ def _python(x: np.ndarray) -> Any:
 def host_value(x: Any) -> Any:
     """One key's computed result (device or host arrays) as it is reported.
 
-    Examples:
-        >>> import numpy as np
-        >>> from metricskit import exact
-        >>> from metricskit.store.results import host_value
-        >>> host_value(exact.Ratio(np.int32(3), np.int32(4)))
-        0.75
-        >>> host_value(np.arange(2.0)).flags.writeable
-        False
+        Examples:
+            >>> import numpy as np
+            >>> from metricskit import exact
+            >>> from metricskit.store.results import host_value
+            >>> host_value(exact.Ratio(np.int32(3), np.int32(4)))
+            0.75
+            >>> host_value(np.arange(2.0)).flags.writeable
+            False
     """
     x = _finish(x, stacked=False)
     if isinstance(x, tuple):
