@@ -33,6 +33,7 @@ import numpy as np
 from metricskit import hostagg, log
 from metricskit.store import MetricStore
 from metricskit.store.entries import sources_of
+from metricskit.store.host import refuse_tracers
 from metricskit.store.results import host_value
 
 __all__ = [
@@ -136,6 +137,7 @@ def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics
             f"batch_metrics must be the metrics of one batch (update_metrics' result), got "
             f"{type(batch_metrics).__name__}"
         )
+    refuse_tracers(batch_metrics, "aggregate_metrics")
     return hostagg.aggregate(aggregated_metrics, batch_metrics)
 
 

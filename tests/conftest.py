@@ -9,6 +9,8 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 
+import logging
+
 import hypothesis
 import numpy as np
 import pytest
@@ -21,3 +23,27 @@ hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261129)
+
+
+class _CompileLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.names: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Compiling "):
+            self.names.append(message.split()[1])
+
+
+@pytest.fixture
+def compiles():
+    """The names of the functions JAX compiles while the fixture is active."""
+    import jax  # after XLA_FLAGS is set above
+
+    handler = _CompileLog()
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    with jax.log_compiles(True):
+        yield handler.names
+    logger.removeHandler(handler)

@@ -7,7 +7,6 @@ merged, with a smaller last batch and an entry carried in the aggregate dict.
 
 from __future__ import annotations
 
-import logging
 import random
 
 import jax
@@ -22,26 +21,6 @@ from metricskit.compat import make_mesh
 from metricskit.functional import aggregate_metrics, get_metrics, update_metrics
 
 TRAIN_MODES = ["mean", "max", "min", "std", "single"]
-
-
-class _Compiles(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.names: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("Compiling "):
-            self.names.append(record.getMessage().split()[1])
-
-
-@pytest.fixture
-def compiles():
-    handler = _Compiles()
-    logger = logging.getLogger("jax")
-    logger.addHandler(handler)
-    with jax.log_compiles(True):
-        yield handler.names
-    logger.removeHandler(handler)
 
 
 def _loss_step(params, batch):

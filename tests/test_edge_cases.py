@@ -334,6 +334,8 @@ def test_host_only_calls_under_jit_name_the_call_and_the_fix(tmp_path):
             jax.jit(run)(store)
     with pytest.raises(TypeError, match=r"get_metrics|compute\(\)"):
         jax.jit(lambda m: get_metrics(m)[1])(store)
+    with pytest.raises(TypeError, match=r"aggregate_metrics\(\).*inside a jax\.jit"):
+        jax.jit(lambda m: aggregate_metrics({}, m))(store)
 
 
 def test_an_integer_init_followed_by_float_steps_says_to_write_a_float():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,28 +10,6 @@ from helpers import SCALAR_MODES, reference
 
 import metricskit as mk
 from metricskit.store import engine
-
-
-class _CompileLog(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.names: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("Compiling "):
-            self.names.append(message.split()[1])
-
-
-@pytest.fixture
-def compiles():
-    """The names of the functions JAX compiles while the fixture is active."""
-    handler = _CompileLog()
-    logger = logging.getLogger("jax")
-    logger.addHandler(handler)
-    with jax.log_compiles(True):
-        yield handler.names
-    logger.removeHandler(handler)
 
 
 def _scalar_step(k: int, seed: int) -> dict[str, float]:

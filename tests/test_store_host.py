@@ -18,6 +18,6 @@ def test_numpy_trees_run_on_the_cpu():
 
 
 def test_tracers_are_refused_naming_the_call():
-    refuse_tracers([jnp.ones(2)], "compute")
+    refuse_tracers([jnp.ones(2)], "MetricStore.compute")
     with pytest.raises(TypeError, match=r"MetricStore\.compute\(\).*inside a jax\.jit.*outside"):
-        jax.jit(lambda x: refuse_tracers([x], "compute"))(jnp.ones(2))
+        jax.jit(lambda x: refuse_tracers([x], "MetricStore.compute"))(jnp.ones(2))

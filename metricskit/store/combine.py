@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from metricskit.metric import Metric, per_sample
 from metricskit.store import host
@@ -23,27 +25,36 @@ def aggregate_entries(
         ValueError: If a metric's state has other shapes in the two stores (beyond the
             sample axis of per-sample modes).
     """
-    out: dict[str, KeyMetrics] = {}
-    for key in sorted({*first, *second}):
-        if key not in second or key not in first:
-            out[key] = first[key] if key in first else second[key]
-            continue
-        a, b = first[key], second[key]
-        merged: dict[str, Metric] = {}
-        for mode in sorted({*a, *b}):
-            if mode not in a or mode not in b:
-                merged[mode] = a[mode] if mode in a else b[mode]
-                continue
-            x, y = a[mode], b[mode]
-            if not combinable(x, y):
-                raise ValueError(
-                    f"metric {key!r} (log mode {mode!r}) has state {signature_of(x)} in one "
-                    f"store and {signature_of(y)} in the other; they cannot be combined"
-                )
-            with host.device_for((x, y)):
-                merged[mode] = x.aggregate(y)
-        out[key] = KeyMetrics.of(merged)
-    return out
+    return {
+        key: KeyMetrics.of(_union(a, b, functools.partial(_aggregate, key)))
+        for key, a, b in _pairs(first, second)
+    }
+
+
+def _pairs(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    return [(key, first.get(key), second.get(key)) for key in sorted({*first, *second})]
+
+
+def _union(
+    a: Mapping[str, Metric] | None,
+    b: Mapping[str, Metric] | None,
+    combine: Callable[[str, Metric, Metric], Metric],
+) -> dict[str, Metric]:
+    """Every mode of ``a`` and ``b``: combined where both have it, kept where one has it."""
+    return {
+        mode: combine(mode, x, y) if x is not None and y is not None else (x if y is None else y)
+        for mode, x, y in _pairs(a or {}, b or {})
+    }
+
+
+def _aggregate(key: str, mode: str, x: Metric, y: Metric) -> Metric:
+    if not combinable(x, y):
+        raise ValueError(
+            f"metric {key!r} (log mode {mode!r}) has state {signature_of(x)} in one "
+            f"store and {signature_of(y)} in the other; they cannot be combined"
+        )
+    with host.device_for((x, y)):
+        return x.aggregate(y)
 
 
 def combinable(a: Metric, b: Metric) -> bool:

@@ -28,10 +28,19 @@ def device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
 
 
 def refuse_tracers(tree: Any, call: str) -> None:
-    """Host-only calls say so when they meet a tracer (instead of JAX's concretization error)."""
+    """Host-only calls say so when they meet a tracer (instead of JAX's concretization error).
+
+    Args:
+        tree: What the call was given.
+        call: The call's name as a user writes it (``"MetricStore.compute"``).
+
+    Raises:
+        TypeError: If a leaf of ``tree`` is a tracer.
+    """
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree)):
+        short = call.rsplit(".", 1)[-1]
         raise TypeError(
-            f"MetricStore.{call}() was called inside a jax.jit (or other transformed) function, "
-            f"on traced values; {call}() is host-side: return the store from the jitted "
-            f"function and call {call}() on it outside"
+            f"{call}() was called inside a jax.jit (or other transformed) function, on traced "
+            f"values; {short}() is host-side: return the metrics from the jitted function and "
+            f"call {short}() on them outside"
         )

@@ -17,8 +17,16 @@ import jax.numpy as jnp
 
 from metricskit.fields import Spec
 from metricskit.registry import get_log_mode
-from metricskit.store.layout import Group, Layout, Signature, canonical, describe, index, names
-from metricskit.store.layout import signature_for as _signature_for
+from metricskit.store.layout import (
+    Group,
+    Layout,
+    Signature,
+    canonical,
+    describe,
+    index,
+    names,
+    signature_for,
+)
 from metricskit.store.parse import Entry
 
 __all__ = ["Plan", "Route", "Slot", "make_plan", "step_signature"]
@@ -97,7 +105,7 @@ _ORIGINS: dict[Signature, tuple[Spec, Spec]] = {}
 
 
 def _signature(mode: str, value: Spec, count: Spec) -> Signature:
-    sig = _signature_for(get_log_mode(mode).cls, value, count)
+    sig = signature_for(get_log_mode(mode).cls, value, count)
     if len(_ORIGINS) > 4096:
         _ORIGINS.clear()
     _ORIGINS.setdefault(sig, (value, count))

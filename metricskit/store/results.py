@@ -52,14 +52,14 @@ def _python(x: np.ndarray) -> Any:
 def host_value(x: Any) -> Any:
     """One key's computed result (device or host arrays) as it is reported.
 
-        Examples:
-            >>> import numpy as np
-            >>> from metricskit import exact
-            >>> from metricskit.store.results import host_value
-            >>> host_value(exact.Ratio(np.int32(3), np.int32(4)))
-            0.75
-            >>> host_value(np.arange(2.0)).flags.writeable
-            False
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit import exact
+        >>> from metricskit.store.results import host_value
+        >>> host_value(exact.Ratio(np.int32(3), np.int32(4)))
+        0.75
+        >>> host_value(np.arange(2.0)).flags.writeable
+        False
     """
     x = _finish(x, stacked=False)
     if isinstance(x, tuple):

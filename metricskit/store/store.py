@@ -297,7 +297,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
             ValueError: If the processes' stores differ in structure.
             TypeError: When called on traced values (inside ``jax.jit``).
         """
-        host.refuse_tracers(self.metrics, "process_sync")
+        host.refuse_tracers(self.metrics, "MetricStore.process_sync")
         return process_sync(self, MetricStore.aggregate)
 
     # -- reporting -------------------------------------------------------------------------
@@ -316,7 +316,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         """
         if not self.metrics:
             return {}
-        host.refuse_tracers(self.metrics, "compute")
+        host.refuse_tracers(self.metrics, "MetricStore.compute")
         metrics = local_copy(self.metrics)
         # host per-sample groups (evaluation results): computed per key on their NumPy leaves
         on_cpu = [per_sample(type(m)) and on_host(m) for m in metrics]
@@ -362,7 +362,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         Raises:
             TypeError: When called on traced values (inside ``jax.jit``).
         """
-        host.refuse_tracers(self.metrics, "save")
+        host.refuse_tracers(self.metrics, "MetricStore.save")
         meta = {"default_log_modes": self.default_log_modes, "nan_policy": self.nan_policy}
         checkpoint.save(path, self.layout, local_copy(self.metrics), meta)
 
