@@ -58,8 +58,9 @@ def check(policy: Any, where: str) -> str:
 
 def modes(log_modes: Sequence[str], skip: bool) -> tuple[str, ...]:
     """A key's log modes under its policy: ``skip`` adds the counter of skipped steps."""
-    out = tuple(log_modes)
-    return (*out, _COUNTER) if skip and _COUNTER not in out else out
+    if not skip or _COUNTER in log_modes:
+        return tuple(log_modes)
+    return (*log_modes, _COUNTER)
 
 
 def finite(value: Any, count: Any) -> jax.Array:

@@ -10,6 +10,7 @@ compare their types.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -80,9 +81,11 @@ def register_pytree(cls: type, data_fields: Sequence[str], meta_fields: Sequence
     """
     data, meta = tuple(data_fields), tuple(meta_fields)
     keys = tuple(jax.tree_util.GetAttrKey(name) for name in data)
+    get_data, get_meta = _getter(data), _getter(meta)
+    slotted = "__dict__" not in dir(cls) or bool(getattr(cls, "__slots__", ()))
 
-    def flatten(obj: Any) -> tuple[list[Any], tuple[Any, ...]]:
-        return [getattr(obj, n) for n in data], tuple(getattr(obj, n) for n in meta)
+    def flatten(obj: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return get_data(obj), get_meta(obj)
 
     def flatten_with_keys(obj: Any) -> tuple[list[tuple[Any, Any]], tuple[Any, ...]]:
         children, aux = flatten(obj)
@@ -90,10 +93,24 @@ def register_pytree(cls: type, data_fields: Sequence[str], meta_fields: Sequence
 
     def unflatten(aux: tuple[Any, ...], children: Any) -> Any:
         obj: Any = object.__new__(cls)
-        for name, value in zip(meta, aux, strict=True):
-            object.__setattr__(obj, name, value)
-        for name, value in zip(data, children, strict=True):
-            object.__setattr__(obj, name, value)
+        if slotted:
+            for name, value in zip(meta, aux, strict=True):
+                object.__setattr__(obj, name, value)
+            for name, value in zip(data, children, strict=True):
+                object.__setattr__(obj, name, value)
+        else:  # one dict update: the fast path for metrics (attrs classes with a __dict__)
+            obj.__dict__.update(zip(meta, aux, strict=True))
+            obj.__dict__.update(zip(data, children, strict=True))
         return obj
 
     jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+
+
+def _getter(names: tuple[str, ...]) -> Any:
+    """A function returning the tuple of the named attributes of an object (C-speed)."""
+    if not names:
+        return lambda obj: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda obj: (getattr(obj, name),)
+    return operator.attrgetter(*names)

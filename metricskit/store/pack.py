@@ -21,7 +21,7 @@ from metricskit import exact
 from metricskit.dtypes import INT_LIMIT, is_wide, kind, x64
 from metricskit.fields import Spec
 from metricskit.log import LOGGER
-from metricskit.store.parse import Entry
+from metricskit.store.parse import Entry, is_jax
 from metricskit.store.plan import Plan
 
 __all__ = ["decode", "pack", "plain"]
@@ -94,11 +94,11 @@ def _slot_input(entries: Sequence[Entry], spec: Spec, what: str) -> Any:
     xs = [getattr(e, what) for e in entries]
     if what == "count" and spec == Spec((), "int32") and all(type(x) is int for x in xs):
         return _ones(len(xs)) if all(x == 1 for x in xs) else np.asarray(xs, np.int32)
-    if not any(isinstance(x, jax.Array) for x in xs):
+    if not any(map(is_jax, xs)):
         return _stack_host(xs, spec, [e.key for e in entries], what)
     return tuple(
         x
-        if isinstance(x, jax.Array)
+        if is_jax(x)
         else jax.tree.map(lambda y: np.asarray(y[0]), _stack_host([x], spec, [e.key], what))
         for x, e in zip(xs, entries, strict=True)
     )
@@ -133,7 +133,7 @@ def decode(packed: Any, spec: Spec) -> Any:
     """A slot's input as one stacked array (or Pair/Words) with a leading entry axis."""
     if not isinstance(packed, tuple):
         return jax.tree.map(jnp.asarray, packed)
-    items = [_device(p, spec) if isinstance(p, jax.Array) else p for p in packed]
+    items = [_device(p, spec) if is_jax(p) else p for p in packed]
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
 
 

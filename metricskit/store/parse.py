@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
-import attrs
 import jax
 import numpy as np
 
@@ -22,7 +21,7 @@ from metricskit.dtypes import logical, logical_of_python
 from metricskit.fields import Spec
 from metricskit.registry import get_log_mode
 
-__all__ = ["DEFAULT_LOG_MODES", "Entry", "normalize_log_modes", "parse"]
+__all__ = ["DEFAULT_LOG_MODES", "Entry", "is_jax", "normalize_log_modes", "parse"]
 
 DEFAULT_LOG_MODES: Final = ("mean_nopostfix",)
 _ITEM_KEYS: Final = frozenset({"value", "count", "log_modes", "nan_policy"})
@@ -30,8 +29,7 @@ _SCALAR_FLOAT: Final = Spec((), "float64")
 _ONE: Final = (1, Spec((), "int32"))
 
 
-@attrs.frozen
-class Entry:
+class Entry(NamedTuple):
     """One key of one step, parsed.
 
     Attributes:
@@ -56,7 +54,32 @@ class Entry:
     @property
     def on_host(self) -> bool:
         """Whether neither value nor count is a JAX array (so they stack on the host)."""
-        return not isinstance(self.value, jax.Array) and not isinstance(self.count, jax.Array)
+        return not is_jax(self.value) and not is_jax(self.count)
+
+
+_ARRAY_TYPES: dict[type, bool] = {}  # type -> is it an array type (JAX, tracer or NumPy)
+_JAX_TYPES: dict[type, bool] = {}
+_MAPPING_TYPES: dict[type, bool] = {}
+_SPECS: dict[tuple[tuple[int, ...], str], Spec] = {}  # interned specs
+_RAW_SPECS: dict[tuple[Any, Any], Spec] = {}  # (shape, array dtype) -> interned spec
+
+
+def is_jax(x: Any) -> bool:
+    """Whether ``x`` is a JAX array or tracer (cached by type: ``isinstance`` on ABCs is slow)."""
+    t = type(x)
+    known = _JAX_TYPES.get(t)
+    if known is None:
+        known = _JAX_TYPES[t] = isinstance(x, jax.Array)
+    return known
+
+
+def _interned(shape: tuple[int, ...], dtype: str) -> Spec:
+    spec = _SPECS.get((shape, dtype))
+    if spec is None:
+        if len(_SPECS) > 4096:
+            _SPECS.clear()
+        spec = _SPECS[(shape, dtype)] = Spec(shape, dtype)
+    return spec
 
 
 @functools.lru_cache(maxsize=1024)
@@ -108,15 +131,26 @@ def _spec(x: Any, key: str, what: str) -> tuple[Any, Spec]:
     if t is float:
         return x, _SCALAR_FLOAT
     if t is int or t is bool:
-        return x, Spec((), logical_of_python(x))
-    if isinstance(x, jax.Array | np.ndarray | np.generic):
-        dtype = logical(np.dtype(x.dtype))
+        return x, _interned((), logical_of_python(x))
+    array = _ARRAY_TYPES.get(t)
+    if array is None:
+        array = _ARRAY_TYPES[t] = isinstance(x, jax.Array | np.ndarray | np.generic)
+    if array:
+        dtype_ = x.dtype
+        shape = x.shape
+        spec = _RAW_SPECS.get((shape, dtype_))
+        if spec is not None:
+            return x, spec
+        dtype = logical(dtype_)
         if dtype is None:
             raise TypeError(
                 f"{what} of metric {key!r} has dtype {x.dtype}, which is not numeric; pass "
                 "bool, integer or real floating values"
             )
-        return x, Spec(tuple(np.shape(x)), dtype)
+        if len(_RAW_SPECS) > 4096:
+            _RAW_SPECS.clear()
+        spec = _RAW_SPECS[(shape, dtype_)] = _interned(tuple(shape), dtype)
+        return x, spec
     try:
         arr = np.asarray(x)
     except Exception as err:  # ragged lists and the like
@@ -127,7 +161,7 @@ def _spec(x: Any, key: str, what: str) -> tuple[Any, Spec]:
             f"{what} of metric {key!r} must be numeric (bool, int or real float, as a Python "
             f"number, NumPy or JAX array), got {x!r} of type {type(x).__name__}"
         )
-    return arr, Spec(arr.shape, dtype)
+    return arr, _interned(arr.shape, dtype)
 
 
 def parse(
@@ -165,14 +199,17 @@ def parse(
         raise TypeError(
             f"step metrics must be a dict of key -> value, got {type(step_metrics).__name__}"
         )
-    defaults = tuple(defaults)
     skip_default = policy == "skip"
+    defaults = nan_policy.modes(defaults, skip_default)
     entries = []
     for key in sorted(step_metrics, key=_sort_key):
         item = step_metrics[key]
         skip = skip_default
         modes: tuple[str, ...] | None = None
-        if isinstance(item, Mapping):
+        mapping = _MAPPING_TYPES.get(type(item))
+        if mapping is None:
+            mapping = _MAPPING_TYPES[type(item)] = isinstance(item, Mapping)
+        if mapping:
             extra = set(item) - _ITEM_KEYS
             if "value" not in item or extra:
                 raise ValueError(
@@ -190,6 +227,8 @@ def parse(
             value, count = item, 1
         if modes is None:
             modes = known[key] if known is not None and key in known else defaults
+        if skip:
+            modes = nan_policy.modes(modes, skip)
         value, vspec = _spec(value, key, "value")
         count, cspec = _ONE if type(count) is int and count == 1 else _spec(count, key, "count")
         if cspec.shape and cspec.shape != vspec.shape:
@@ -200,7 +239,7 @@ def parse(
                     f"metric {key!r}: count of shape {cspec.shape} does not broadcast against "
                     f"value of shape {vspec.shape}; give a scalar count or one count per value"
                 ) from None
-        entries.append(Entry(key, value, count, nan_policy.modes(modes, skip), vspec, cspec, skip))
+        entries.append(Entry(key, value, count, modes, vspec, cspec, skip))
     return entries
 
 

@@ -98,7 +98,7 @@ class Plan:
 
 def step_signature(entries: Sequence[Entry]) -> StepSignature:
     """The static structure of one step (what a plan depends on)."""
-    return tuple((e.key, e.modes, e.value_spec, e.count_spec, e.skip) for e in entries)
+    return tuple((e[0], e[3], e[4], e[5], e[6]) for e in entries)  # key, modes, specs, skip
 
 
 _ORIGINS: dict[Signature, tuple[Spec, Spec]] = {}

@@ -13,7 +13,7 @@ from metricskit import checkpoint, nan_policy
 from metricskit.compat import AxisName
 from metricskit.distributed import local_copy, process_sync, reduce_entries, sync_metric
 from metricskit.metric import Metric, per_sample, zeros_like
-from metricskit.store import combine, engine, host, results
+from metricskit.store import combine, engine, host, leaves, results
 from metricskit.store.entries import KeyMetrics, Row, on_host, stack
 from metricskit.store.layout import Layout, index, key_modes, names
 from metricskit.store.pack import pack
@@ -416,17 +416,21 @@ def _build(
 
 
 def _flatten(store: MetricStore) -> tuple[list[Any], tuple[Any, ...]]:
-    return [store.metrics], (store.default_log_modes, store.nan_policy, store.layout)
+    aux = (store.default_log_modes, store.nan_policy, store.layout)
+    return leaves.flatten(store.metrics, store.layout), aux
 
 
 def _flatten_with_keys(store: MetricStore) -> tuple[list[Any], tuple[Any, ...]]:
-    return [(jax.tree_util.GetAttrKey("metrics"), store.metrics)], _flatten(store)[1]
+    flat, aux = _flatten(store)
+    keys = (jax.tree_util.GetAttrKey(p) for p in leaves.paths(store.layout))
+    return list(zip(keys, flat, strict=True)), aux
 
 
 def _unflatten(aux: tuple[Any, ...], children: Any) -> MetricStore:
-    (metrics,) = children
     modes, policy, layout = aux
-    return _build(object.__new__(MetricStore), modes, policy, layout, tuple(metrics))
+    return _build(
+        object.__new__(MetricStore), modes, policy, layout, leaves.unflatten(layout, children)
+    )
 
 
 jax.tree_util.register_pytree_with_keys(MetricStore, _flatten_with_keys, _unflatten, _flatten)

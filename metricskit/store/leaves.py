@@ -1,0 +1,97 @@
+"""A store's state as one flat list of leaves, and back, by its layout.
+
+A store is flattened in one call (not one call per metric and per exact accumulator), because
+its layout already says everything about the structure: each group's metric class, each
+field's storage (a plain array, or the two leaves of an exact Pair or Words) and the static
+configuration. That makes passing a store in and out of ``jax.jit`` cost what passing its
+leaves costs. The leaves come in the order ``jax.tree.leaves`` gives for the metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from metricskit import exact
+from metricskit.metric import Metric
+from metricskit.registry import get_log_mode
+from metricskit.store.layout import Layout
+
+__all__ = ["flatten", "paths", "unflatten"]
+
+
+class _GroupRecipe(NamedTuple):
+    cls: type[Metric]
+    fields: tuple[tuple[str, str], ...]  # (name, storage)
+    statics: tuple[tuple[str, Any], ...]
+
+
+_PARTS = {"pair": ("hi", "lo"), "words": ("lo", "hi")}  # the pytree order of each
+
+
+@functools.lru_cache(maxsize=256)
+def _recipes(layout: Layout) -> tuple[_GroupRecipe, ...]:
+    return tuple(
+        _GroupRecipe(
+            get_log_mode(g.mode).cls,
+            tuple((name, spec.storage) for name, spec in g.signature.fields),
+            g.signature.statics,
+        )
+        for g in layout.groups
+    )
+
+
+def flatten(metrics: Sequence[Metric], layout: Layout) -> list[Any]:
+    """Every leaf of ``metrics`` (one stacked metric per group of ``layout``), in order."""
+    leaves: list[Any] = []
+    for metric, recipe in zip(metrics, _recipes(layout), strict=True):
+        for name, storage in recipe.fields:
+            value = getattr(metric, name)
+            if storage in _PARTS:
+                leaves.extend(getattr(value, part) for part in _PARTS[storage])
+            else:
+                leaves.append(value)
+    return leaves
+
+
+def unflatten(layout: Layout, leaves: Sequence[Any]) -> tuple[Metric, ...]:
+    """The metrics of ``layout`` built from ``leaves`` (as :func:`flatten` gave them).
+
+    The leaves may be anything (arrays, tracers, abstract values, placeholders): nothing is
+    checked or converted, as JAX requires of unflattening.
+    """
+    it = iter(leaves)
+    out = []
+    for recipe in _recipes(layout):
+        metric: Any = object.__new__(recipe.cls)
+        for name, storage in recipe.fields:
+            if storage == "pair":
+                value: Any = object.__new__(exact.Pair)
+                object.__setattr__(value, "hi", next(it))
+                object.__setattr__(value, "lo", next(it))
+            elif storage == "words":
+                value = object.__new__(exact.Words)
+                object.__setattr__(value, "lo", next(it))
+                object.__setattr__(value, "hi", next(it))
+            else:
+                value = next(it)
+            object.__setattr__(metric, name, value)
+        for name, static in recipe.statics:
+            object.__setattr__(metric, name, static)
+        out.append(metric)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def paths(layout: Layout) -> tuple[str, ...]:
+    """Each leaf's path, as ``"metrics[0].total.hi"`` (what checkpoints name leaves by)."""
+    out = []
+    for g, recipe in enumerate(_recipes(layout)):
+        for name, storage in recipe.fields:
+            parts = _PARTS.get(storage)
+            if parts is None:
+                out.append(f"metrics[{g}].{name}")
+            else:
+                out.extend(f"metrics[{g}].{name}.{part}" for part in parts)
+    return tuple(out)
