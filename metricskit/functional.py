@@ -137,7 +137,10 @@ def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics
             f"batch_metrics must be the metrics of one batch (update_metrics' result), got "
             f"{type(batch_metrics).__name__}"
         )
-    refuse_tracers(batch_metrics, "aggregate_metrics")
+    checked = (
+        batch_metrics.first_leaf() if isinstance(batch_metrics, MetricStore) else batch_metrics
+    )
+    refuse_tracers(checked, "aggregate_metrics")
     return hostagg.aggregate(aggregated_metrics, batch_metrics)
 
 

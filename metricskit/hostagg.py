@@ -18,7 +18,10 @@ NumPy leaves are copied on the way in, so later writes by the caller change noth
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import functools
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import jax
@@ -29,8 +32,10 @@ from metricskit.metric import Metric, per_sample, state_fields
 from metricskit.pytree import replace
 from metricskit.reductions import REDUCTIONS
 from metricskit.registry import get_log_mode
+from metricskit.store import MetricStore
 from metricskit.store.entries import KeyMetrics, Row, Source, Whole, row_of, sources_of
 from metricskit.store.layout import Signature, signature_of
+from metricskit.transfer import device_get_many, stack_to_host
 
 __all__ = ["Appended", "HostCopy", "aggregate", "to_host"]
 
@@ -42,6 +47,17 @@ def _read_only(tree: Any) -> Any:
         return x
 
     return jax.tree.map(freeze, tree)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def to_host(sources: Sequence[Source]) -> list[Metric]:
@@ -57,9 +73,9 @@ def to_host(sources: Sequence[Source]) -> list[Metric]:
         elif isinstance(src, Whole):
             m = src.metric()
             wholes.setdefault(id(m), m)
-    moved = jax.device_get((list(stacks.values()), list(wholes.values())))
-    host_stacks = dict(zip(stacks, moved[0], strict=True))
-    host_wholes = dict(zip(wholes, moved[1], strict=True))
+    moved = device_get_many([*stacks.values(), *wholes.values()])
+    host_stacks = dict(zip(stacks, moved[: len(stacks)], strict=True))
+    host_wholes = dict(zip(wholes, moved[len(stacks) :], strict=True))
     out = []
     for src in sources:
         if isinstance(src, Row):
@@ -85,13 +101,128 @@ def _fold(metrics: Sequence[Metric]) -> Metric:
     return cast(Metric, _read_only(replace(metrics[-1], fields)))
 
 
+def _runs(sources: Sequence[Source]) -> list[list[Source]]:
+    """Consecutive sources that are the same row of stacked states of one structure."""
+    runs: list[list[Source]] = []
+    for src in sources:
+        last = runs[-1][-1] if runs else None
+        if (
+            isinstance(src, Row)
+            and isinstance(last, Row)
+            and src.row == last.row
+            and (src.signature is last.signature or src.signature == last.signature)
+        ):
+            runs[-1].append(src)
+        else:
+            runs.append([src])
+    return runs
+
+
+def _stacked_fields(run: list[Source]) -> dict[str, Any]:
+    """Every state field of a run of batches, stacked along a new leading (parts) axis.
+
+    A run of rows of stacked states is moved with one bulk transfer per leaf; anything else
+    is moved state by state.
+    """
+    first = run[0]
+    if isinstance(first, Row) and len(run) > 1:
+        row, out = first.row, {}
+        for name, _ in first.signature.fields:
+            values = [getattr(cast(Row, s).stacked, name) for s in run]
+            out[name] = jax.tree.map(lambda *xs: stack_to_host(xs)[:, row], *values)
+        return out
+    states = to_host(run)
+    return {
+        f.name: jax.tree.map(lambda *xs: np.stack(xs), *(getattr(m, f.name) for m in states))
+        for f in state_fields(type(states[0]))
+    }
+
+
+class _Growing:
+    """A per-sample field's values in a buffer with room to grow (amortized O(1) appends).
+
+    The folded state hands out views of the buffer's filled prefix; appending writes past it,
+    so views handed out earlier never change.
+    """
+
+    __slots__ = ("buffer", "filled")
+
+    def __init__(self) -> None:
+        self.buffer: np.ndarray | None = None
+        self.filled = 0
+
+    def append(self, earlier: np.ndarray | None, new: np.ndarray) -> np.ndarray:
+        """``concatenate([earlier, new])``, in place when ``earlier`` is the latest view."""
+        buffer = self.buffer
+        tip = (
+            earlier is not None and buffer is not None and _is_prefix(earlier, buffer, self.filled)
+        )
+        if earlier is not None and not tip:
+            new = np.concatenate([earlier, new])
+            buffer, self.filled = None, 0
+        need = self.filled + len(new)
+        if buffer is None or len(buffer) < need or buffer.dtype != new.dtype:
+            grown = np.empty((max(2 * need, 16), *new.shape[1:]), new.dtype)
+            if buffer is not None and self.filled:
+                grown[: self.filled] = buffer[: self.filled]
+            buffer = self.buffer = grown
+        buffer[self.filled : need] = new
+        self.filled = need
+        view = buffer[:need]
+        view.flags.writeable = False
+        return view
+
+
+def _is_prefix(view: np.ndarray, buffer: np.ndarray, filled: int) -> bool:
+    return (
+        view.base is buffer
+        and len(view) == filled
+        and view.__array_interface__["data"][0] == buffer.__array_interface__["data"][0]
+    )
+
+
 class _Parts:
     """The shared, append-only list of one key's batches (and what is folded so far)."""
 
-    __slots__ = ("done", "folded", "items")
+    __slots__ = ("done", "folded", "growing", "items")
 
     def __init__(self, items: list[Source]):
         self.items, self.done, self.folded = items, 0, cast(Metric | None, None)
+        self.growing: dict[tuple[str, int], _Growing] = {}
+
+    def fold(self, earlier: Metric | None, sources: Sequence[Source]) -> Metric:
+        """``earlier`` (or nothing) with ``sources`` appended, in runs, fields vectorized."""
+        state = earlier
+        for run in _runs(sources):
+            fields = _stacked_fields(run)
+            cls = type(state) if state is not None else _class_of(run[0])
+            folded = {}
+            for f in state_fields(cls):
+                reduction = REDUCTIONS[reduction_of(f)]
+                prior = None if state is None else getattr(state, f.name)
+                if reduction.name == "concat":  # into a growing buffer: linear in total
+                    new = reduction.fold_stacked(None, fields[f.name])
+                    leaves = jax.tree.leaves(new)
+                    earlier_leaves = (
+                        [None] * len(leaves) if prior is None else jax.tree.leaves(prior)
+                    )
+                    grown = [
+                        self.growing.setdefault((f.name, k), _Growing()).append(e, x)
+                        for k, (e, x) in enumerate(zip(earlier_leaves, leaves, strict=True))
+                    ]
+                    folded[f.name] = jax.tree.unflatten(jax.tree.structure(new), grown)
+                else:
+                    folded[f.name] = jax.tree.map(
+                        np.asarray, reduction.fold_stacked(prior, fields[f.name])
+                    )
+            template = state if state is not None else to_host(run[-1:])[0]
+            state = cast(Metric, _read_only(replace(template, folded)))
+        assert state is not None
+        return state
+
+
+def _class_of(src: Source) -> type[Metric]:
+    return type(src.stacked) if isinstance(src, Row) else type(src.metric())
 
 
 class Appended(Source):
@@ -119,10 +250,11 @@ class Appended(Source):
         parts = self.parts
         if parts.folded is not None and parts.done == self.n:
             return parts.folded
-        if parts.folded is not None and parts.done < self.n:
-            state = _fold([parts.folded, *to_host(parts.items[parts.done : self.n])])
-        else:
-            state = _fold(to_host(parts.items[: self.n]))
+        with _gc_paused():  # thousands of short-lived objects: no collection passes meanwhile
+            if parts.done <= self.n:  # the common case: fold what came since the last time
+                state = parts.fold(parts.folded, parts.items[parts.done : self.n])
+            else:  # an older result, after a newer one was folded: on its own
+                state = _Parts(parts.items[: self.n]).fold(None, parts.items[: self.n])
         if self.n >= parts.done:
             parts.folded, parts.done = state, self.n
         return state
@@ -152,7 +284,7 @@ class HostCopy(Source):
 
 def _intake(src: Source) -> Source:
     """A batch's source, with writable NumPy leaves copied (the caller may write into them)."""
-    if isinstance(src, Whole):
+    if type(src) is Whole:
         m = src.metric()
         if any(isinstance(x, np.ndarray) and x.flags.writeable for x in jax.tree.leaves(m)):
             return Whole(cast(Metric, jax.tree.map(np.array, m)))
@@ -175,20 +307,37 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
     """
     previous = aggregated if isinstance(aggregated, Mapping) else {}
     out: dict[str, Any] = {}
-    for key, entry in batch.items():
-        sources = sources_of(key, entry)
-        if sources is None:
-            out[key] = jax.device_get(entry)
+    pairs: Iterable[tuple[str, Any]]
+    if isinstance(batch, MetricStore):  # the usual case: rows of the batch's groups, directly
+        pairs = batch.entries()
+    else:
+        pairs = ((key, _sources_or_value(key, entry)) for key, entry in batch.items())
+    for key, sources in pairs:
+        if not isinstance(sources, dict):
+            out[key] = jax.device_get(sources)  # a plain value passes through
             continue
         earlier = previous.get(key)
-        earlier_sources = sources_of(key, earlier) if earlier is not None else None
+        earlier_sources = (
+            earlier.sources()
+            if type(earlier) is KeyMetrics
+            else (sources_of(key, earlier) if earlier is not None else None)
+        )
         new: dict[str, Source] = {}
         for mode, src in sources.items():
-            src = _intake(src)
-            if per_sample(get_log_mode(mode).cls):
+            if _appends(mode):
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
-                new[mode] = Appended.after(prior, src)
+                new[mode] = Appended.after(prior, _intake(src))
             else:
-                new[mode] = HostCopy(src)
+                new[mode] = HostCopy(_intake(src))
         out[key] = KeyMetrics(new)
     return out
+
+
+def _sources_or_value(key: str, entry: Any) -> Any:
+    sources = sources_of(key, entry)
+    return entry if sources is None else dict(sources)
+
+
+@functools.lru_cache(maxsize=256)
+def _appends(mode: str) -> bool:
+    return per_sample(get_log_mode(mode).cls)

@@ -10,8 +10,9 @@ to know about it:
 - ``collective(x, axis_name, axis)``: the same across the devices of a mesh axis, inside
   ``shard_map``/``pmap``, or ``None`` when the engine must gather the parts and fold them
   with ``combine`` (exact accumulators, ``"last"``, ``"merge"``).
-- ``fold(xp, parts, axis)``: many parts at once, in order (host appending of evaluation
-  batches), bit-identical to combining them one by one.
+- ``fold(xp, parts, axis)``: many parts at once, in order, bit-identical to combining them
+  one by one; ``fold_stacked(first, stacked)`` does the same on the host for parts stacked
+  along a new leading axis (evaluation batches appended in bulk), after ``first`` if given.
 
 Adding a reduction is adding one row.
 """
@@ -50,6 +51,7 @@ class Reduction:
     combine: Callable[[Any, Any, Any, int], Any] | None
     collective: Callable[[Any, AxisName, int], Any] | None = None
     fold: Callable[[Any, Sequence[Any], int], Any] | None = None
+    stacked: Callable[[Any, Any], Any] | None = None
 
     def fold_all(self, xp: Any, parts: Sequence[Any], axis: int) -> Any:
         """Combine ``parts`` in order (with :attr:`fold` when there is one).
@@ -63,6 +65,19 @@ class Reduction:
             raise NotImplementedError(f"reduction {self.name!r} has no field-wise combine")
         combine = self.combine
         return functools.reduce(lambda a, b: combine(xp, a, b, axis), parts)
+
+    def fold_stacked(self, first: Any, stacked: Any) -> Any:
+        """``first`` (or nothing) combined in order with each part of ``stacked`` (NumPy
+        arrays, Pairs or Words with a leading parts axis; the sample axis is axis 1).
+
+        Raises:
+            NotImplementedError: For ``"merge"``.
+        """
+        if self.stacked is not None:
+            return self.stacked(first, stacked)
+        n = jax.tree.leaves(stacked)[0].shape[0]
+        parts = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)]
+        return self.fold_all(np, parts if first is None else [first, *parts], 0)
 
 
 def _plain(x: Any) -> bool:
@@ -86,6 +101,33 @@ def _sum_fold(xp: Any, parts: Sequence[Any], axis: int) -> Any:
             return exact.Words((lo & mask).astype(dtype), (hi + (lo >> exact.BITS)).astype(dtype))
         return xp.sum(xp.stack(parts), axis=0, dtype=first.dtype)
     return functools.reduce(lambda a, b: exact.combine(a, b, xp), parts)
+
+
+def _sum_stacked(first: Any, stacked: Any) -> Any:
+    if isinstance(stacked, exact.Words):  # exact and associative: one vectorized sum
+        lo = np.sum(stacked.lo.astype(np.int64), axis=0)
+        hi = np.sum(stacked.hi.astype(np.int64), axis=0)
+        if first is not None:
+            lo, hi = lo + first.lo, hi + first.hi
+        mask = (1 << exact.BITS) - 1
+        dtype = stacked.lo.dtype
+        return exact.Words((lo & mask).astype(dtype), (hi + (lo >> exact.BITS)).astype(dtype))
+    if isinstance(stacked, exact.Pair) or np.dtype(stacked.dtype).kind == "f":
+        n = jax.tree.leaves(stacked)[0].shape[0]
+        parts = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)]
+        return _sum_fold(np, parts if first is None else [first, *parts], 0)  # in order
+    total = np.sum(stacked, axis=0, dtype=stacked.dtype)  # integers wrap alike in any order
+    return total if first is None else first + total
+
+
+def _concat_stacked(first: Any, stacked: Any) -> Any:
+    def merge(x: Any, y: Any = None) -> Any:
+        flat = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+        return flat if y is None else np.concatenate([y, flat])
+
+    if first is None:
+        return jax.tree.map(merge, stacked)
+    return jax.tree.map(merge, stacked, first)
 
 
 def _extreme(larger: bool) -> Callable[[Any, Any, Any, int], Any]:
@@ -117,12 +159,22 @@ REDUCTIONS: Final[dict[str, Reduction]] = {
     r.name: r
     for r in (
         Reduction(
-            "sum", lambda xp, a, b, axis: exact.combine(a, b, xp), _sum_collective, _sum_fold
+            "sum",
+            lambda xp, a, b, axis: exact.combine(a, b, xp),
+            _sum_collective,
+            _sum_fold,
+            _sum_stacked,
         ),
         Reduction("max", _extreme(True), _extreme_collective(True)),
         Reduction("min", _extreme(False), _extreme_collective(False)),
-        Reduction("concat", _concat, _gather, _concat_fold),
-        Reduction("last", lambda xp, a, b, axis: b, None, lambda xp, parts, axis: parts[-1]),
+        Reduction("concat", _concat, _gather, _concat_fold, _concat_stacked),
+        Reduction(
+            "last",
+            lambda xp, a, b, axis: b,
+            None,
+            lambda xp, parts, axis: parts[-1],
+            lambda first, stacked: jax.tree.map(lambda x: x[-1], stacked),
+        ),
         Reduction("merge", None),
     )
 }

@@ -27,6 +27,9 @@ def device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+_TRACER = jax.core.Tracer
+
+
 def refuse_tracers(tree: Any, call: str) -> None:
     """Host-only calls say so when they meet a tracer (instead of JAX's concretization error).
 
@@ -37,7 +40,7 @@ def refuse_tracers(tree: Any, call: str) -> None:
     Raises:
         TypeError: If a leaf of ``tree`` is a tracer.
     """
-    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree)):
+    if any(isinstance(x, _TRACER) for x in jax.tree.leaves(tree)):
         short = call.rsplit(".", 1)[-1]
         raise TypeError(
             f"{call}() was called inside a jax.jit (or other transformed) function, on traced "

@@ -35,6 +35,7 @@ __all__ = [
     "index",
     "key_modes",
     "names",
+    "rows",
     "signature_for",
     "signature_of",
 ]
@@ -200,6 +201,16 @@ def names(layout: Layout) -> tuple[tuple[str, int, int], ...]:
             seen[name] = (key, mode)
             out.append((name, *where[(key, mode)]))
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def rows(layout: Layout) -> tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...]:
+    """Every key (sorted) with its ``(mode, group, row)`` triples (modes sorted)."""
+    where = index(layout)
+    return tuple(
+        (key, tuple((mode, *where[(key, mode)]) for mode in modes))
+        for key, modes in key_modes(layout).items()
+    )
 
 
 def abstract(metric: Metric) -> list[tuple[tuple[int, ...], Any]]:

@@ -18,7 +18,7 @@ from metricskit.metric import Metric
 from metricskit.registry import get_log_mode
 from metricskit.store.layout import Layout
 
-__all__ = ["flatten", "paths", "unflatten"]
+__all__ = ["first", "flatten", "paths", "unflatten"]
 
 
 class _GroupRecipe(NamedTuple):
@@ -81,6 +81,15 @@ def unflatten(layout: Layout, leaves: Sequence[Any]) -> tuple[Metric, ...]:
             object.__setattr__(metric, name, static)
         out.append(metric)
     return tuple(out)
+
+
+def first(metrics: Sequence[Metric], layout: Layout) -> Any:
+    """The first leaf of ``metrics`` (``None`` if there is none), without flattening."""
+    if not metrics:
+        return None
+    name, storage = _recipes(layout)[0].fields[0]
+    value = getattr(metrics[0], name)
+    return getattr(value, _PARTS[storage][0]) if storage in _PARTS else value
 
 
 @functools.lru_cache(maxsize=256)

@@ -15,7 +15,7 @@ from metricskit.distributed import local_copy, process_sync, reduce_entries, syn
 from metricskit.metric import Metric, per_sample, zeros_like
 from metricskit.store import combine, engine, host, leaves, results
 from metricskit.store.entries import KeyMetrics, Row, on_host, stack
-from metricskit.store.layout import Layout, index, key_modes, names
+from metricskit.store.layout import Layout, index, key_modes, names, rows
 from metricskit.store.pack import pack
 from metricskit.store.parse import DEFAULT_LOG_MODES, normalize_log_modes, parse
 from metricskit.store.plan import make_plan, step_signature
@@ -103,6 +103,16 @@ class MetricStore(Mapping[str, KeyMetrics]):
             g, row = where[(key, mode)]
             sources[mode] = Row(self.metrics[g], row, self.layout.groups[g].signature)
         return KeyMetrics(sources)
+
+    def first_leaf(self) -> Any:
+        """The first leaf of the state (a store's leaves are traced together, or not at all)."""
+        return leaves.first(self.metrics, self.layout)
+
+    def entries(self) -> Iterator[tuple[str, dict[str, Row]]]:
+        """``(key, {mode: Row})`` for every key, sorted: ``items()`` without the views."""
+        groups, metrics = self.layout.groups, self.metrics
+        for key, triples in rows(self.layout):
+            yield key, {mode: Row(metrics[g], r, groups[g].signature) for mode, g, r in triples}
 
     def __iter__(self) -> Iterator[str]:
         return iter(key_modes(self.layout))
@@ -297,7 +307,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
             ValueError: If the processes' stores differ in structure.
             TypeError: When called on traced values (inside ``jax.jit``).
         """
-        host.refuse_tracers(self.metrics, "MetricStore.process_sync")
+        host.refuse_tracers(self.first_leaf(), "MetricStore.process_sync")
         return process_sync(self, MetricStore.aggregate)
 
     # -- reporting -------------------------------------------------------------------------
@@ -316,7 +326,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         """
         if not self.metrics:
             return {}
-        host.refuse_tracers(self.metrics, "MetricStore.compute")
+        host.refuse_tracers(self.first_leaf(), "MetricStore.compute")
         metrics = local_copy(self.metrics)
         # host per-sample groups (evaluation results): computed per key on their NumPy leaves
         on_cpu = [per_sample(type(m)) and on_host(m) for m in metrics]
@@ -362,7 +372,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         Raises:
             TypeError: When called on traced values (inside ``jax.jit``).
         """
-        host.refuse_tracers(self.metrics, "MetricStore.save")
+        host.refuse_tracers(self.first_leaf(), "MetricStore.save")
         meta = {"default_log_modes": self.default_log_modes, "nan_policy": self.nan_policy}
         checkpoint.save(path, self.layout, local_copy(self.metrics), meta)
 
