@@ -152,14 +152,20 @@ class _Growing:
         self.filled = 0
 
     def append(self, earlier: np.ndarray | None, new: np.ndarray) -> np.ndarray:
-        """``concatenate([earlier, new])``, in place when ``earlier`` is the latest view."""
+        """``concatenate([earlier, new])``, in place when ``earlier`` is the latest view.
+
+        A first append adopts ``new`` itself (no copy, no spare room), so an evaluation read
+        once needs no memory beyond its data; room to grow is made on the second append.
+        """
         buffer = self.buffer
         tip = (
             earlier is not None and buffer is not None and _is_prefix(earlier, buffer, self.filled)
         )
-        if earlier is not None and not tip:
-            new = np.concatenate([earlier, new])
-            buffer, self.filled = None, 0
+        if earlier is None or not tip:
+            if earlier is not None:
+                new = np.concatenate([earlier, new])
+            self.buffer, self.filled = new, len(new)
+            return _read_only_view(new)
         need = self.filled + len(new)
         if buffer is None or len(buffer) < need or buffer.dtype != new.dtype:
             grown = np.empty((max(2 * need, 16), *new.shape[1:]), new.dtype)
@@ -168,15 +174,20 @@ class _Growing:
             buffer = self.buffer = grown
         buffer[self.filled : need] = new
         self.filled = need
-        view = buffer[:need]
-        view.flags.writeable = False
-        return view
+        return _read_only_view(buffer[:need])
+
+
+def _read_only_view(x: np.ndarray) -> np.ndarray:
+    view = x.view()
+    view.flags.writeable = False
+    return view
 
 
 def _is_prefix(view: np.ndarray, buffer: np.ndarray, filled: int) -> bool:
+    """Whether ``view`` is the buffer's whole filled prefix (the latest state handed out)."""
     return (
-        view.base is buffer
-        and len(view) == filled
+        len(view) == filled
+        and view.strides == buffer.strides
         and view.__array_interface__["data"][0] == buffer.__array_interface__["data"][0]
     )
 

@@ -21,7 +21,15 @@ from metricskit.store.layout import build
 from metricskit.store.pack import decode, plain
 from metricskit.store.plan import Plan
 
-__all__ = ["aggregate_jit", "compute_jit", "grow", "grow_jit", "update", "update_jit"]
+__all__ = [
+    "aggregate_jit",
+    "compute_jit",
+    "grow",
+    "grow_jit",
+    "update",
+    "update_jit",
+    "zeros_jit",
+]
 
 
 def grow(metrics: Sequence[Metric], plan: Plan) -> list[Metric]:
@@ -92,6 +100,13 @@ grow_jit = jax.jit(lambda metrics, plan: tuple(grow(metrics, plan)), static_argn
 def compute_jit(metrics: tuple[Metric, ...]) -> tuple[tuple[Any, jax.Array], ...]:
     """Every group's computed values and per-key emptiness."""
     return tuple((jax.vmap(type(m).compute)(m), jax.vmap(type(m).is_empty)(m)) for m in metrics)
+
+
+@jax.jit
+def zeros_jit(metrics: tuple[Metric, ...]) -> tuple[Metric, ...]:
+    """Every group's empty (all-zero) state, in one compiled call (for unplaced device state:
+    state committed to devices keeps its placement through ``metric.zeros_like``)."""
+    return tuple(jax.tree.map(jnp.zeros_like, m) for m in metrics)
 
 
 @jax.jit

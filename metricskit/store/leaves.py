@@ -13,12 +13,14 @@ import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import jax
+
 from metricskit import exact
 from metricskit.metric import Metric
 from metricskit.registry import get_log_mode
 from metricskit.store.layout import Layout
 
-__all__ = ["first", "flatten", "paths", "unflatten"]
+__all__ = ["first", "flatten", "paths", "uncommitted", "unflatten"]
 
 
 class _GroupRecipe(NamedTuple):
@@ -90,6 +92,16 @@ def first(metrics: Sequence[Metric], layout: Layout) -> Any:
     name, storage = _recipes(layout)[0].fields[0]
     value = getattr(metrics[0], name)
     return getattr(value, _PARTS[storage][0]) if storage in _PARTS else value
+
+
+def uncommitted(metrics: Sequence[Metric], layout: Layout) -> bool:
+    """Whether the state is JAX arrays that no one placed on a device (the usual eager case)."""
+    x = first(metrics, layout)
+    return (
+        isinstance(x, jax.Array)
+        and not isinstance(x, jax.core.Tracer)
+        and not bool(getattr(x, "committed", getattr(x, "_committed", True)))
+    )
 
 
 @functools.lru_cache(maxsize=256)

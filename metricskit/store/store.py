@@ -354,6 +354,8 @@ class MetricStore(Mapping[str, KeyMetrics]):
         Returns:
             The reset store.
         """
+        if self.metrics and leaves.uncommitted(self.metrics, self.layout):
+            return self._evolve(engine.zeros_jit(self.metrics))  # one call for every leaf
         return self._evolve(
             [zeros_like(m, drop_samples=1 if on_host(m) else None) for m in self.metrics]
         )
