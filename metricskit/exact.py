@@ -202,6 +202,11 @@ def accumulate(acc: Accumulator, x: Any) -> Accumulator:
     if isinstance(acc, Words):
         w = as_words(x)
         return _words_add(acc, Words(*(jnp.broadcast_to(p, shape) for p in (w.lo, w.hi))))
+    if not isinstance(x, Pair | Words):
+        x = jnp.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize <= acc.hi.dtype.itemsize:
+            # a plain float is exact in the accumulator's float: one TwoSum (the common case)
+            return add_float(acc, jnp.broadcast_to(x.astype(acc.hi.dtype), shape))
     p = as_pair(x, acc.hi.dtype)
     return add(acc, Pair(jnp.broadcast_to(p.hi, shape), jnp.broadcast_to(p.lo, shape)))
 
