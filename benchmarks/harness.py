@@ -89,6 +89,28 @@ class Table:
                 return r["value"]  # type: ignore[no-any-return]
         return None
 
+    def summary(self) -> str:
+        """A Markdown table: one line per workload and size, each implementation's median
+        with its ratio to metricskit's (``impl / metricskit``) in parentheses."""
+        lines = ["| workload | size | metricskit | others (x metricskit) |", "|---|---|---|---|"]
+        seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in self.rows:
+            seen.setdefault((r["workload"], r["size"]), []).append(r)
+        for (workload, size), rows in seen.items():
+            mine = next((r for r in rows if r["name"] == "metricskit"), None)
+            base = mine["value"] if mine else None
+            others = []
+            for r in rows:
+                if r is mine:
+                    continue
+                ratio = (
+                    f" ({fmt(r['value'] / base, 'x')})" if base and r["value"] is not None else ""
+                )
+                others.append(f"{r['name']} {fmt(r['value'])} {r['unit']}{ratio}".strip())
+            here = f"{fmt(base)} {mine['unit']}" if mine else "-"
+            lines.append(f"| {workload} | {size} | {here} | {'; '.join(others)} |")
+        return "\n".join(lines)
+
     def dump(self, path: str) -> None:
         """Write the rows (and the JAX version) as JSON."""
         with open(path, "w") as f:

@@ -103,6 +103,8 @@ def main() -> None:
         )
     if "eval" in args.sections:
         evaluation.run(table, args.batches, args.size, args.repeats, with_peers)
+    print()
+    print(table.summary())
     if args.json:
         table.dump(args.json)
 

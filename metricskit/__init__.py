@@ -4,7 +4,7 @@ The class API (:class:`MetricStore` over registered :class:`Metric` subclasses) 
 :mod:`metricskit.functional` holds the drop-in functional API.
 """
 
-from metricskit import exact
+from metricskit import exact, tasks
 from metricskit.builtin import MaxMetric, MeanMetric, MinMetric, SingleMetric, StdMetric
 from metricskit.division import divide
 from metricskit.fields import Spec, state, static
@@ -41,5 +41,6 @@ __all__ = [
     "registered_modes",
     "state",
     "static",
+    "tasks",
     "update_metrics",
 ]

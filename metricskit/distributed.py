@@ -89,7 +89,17 @@ def reduce_entries(entries: Sequence[Entry], axis_name: AxisName) -> list[Entry]
                 "with axis_name, log them under two keys (values are gathered for one and "
                 "summed for the other)"
             )
-        if gathered:
+        merges = {cls.step_merge for cls in classes if cls.step_merge is not None}
+        if len(merges) > 1 or (merges and (gathered or len(classes) > 1)):
+            raise ValueError(
+                f"metric {e.key!r} has log modes {list(e.modes)} whose steps combine across "
+                "devices in different ways; with axis_name, log them under separate keys"
+            )
+        if merges:  # statistics that do not add up (e.g. means): gathered, then merged
+            gv = all_gather(jnp.asarray(e.value), axis_name)
+            gc = all_gather(jnp.asarray(e.count), axis_name)
+            reduced.append(next(iter(merges))(gv, gc))
+        elif gathered:
             value = jnp.atleast_1d(jnp.asarray(e.value))
             count: Any = jnp.asarray(e.count)
             if count.ndim and count.shape[0] == value.shape[0]:

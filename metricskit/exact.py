@@ -29,6 +29,7 @@ from metricskit.pytree import register_pytree
 
 __all__ = [
     "BITS",
+    "Finish",
     "Pair",
     "Ratio",
     "Words",
@@ -98,8 +99,33 @@ class Ratio:
     denominator: Any
 
 
+@attrs.frozen(eq=False)
+class Finish:
+    """A value finished on the host: ``fn`` applied to ``operand`` once it is there.
+
+    A metric's ``compute`` returns it when the last step is easier, or more exact, in float64
+    and int64 NumPy than on the device: ``fn`` gets one key's operand (Pairs as float64,
+    Words as int64, Ratios as float64 quotients) and returns a number, an array, or a tuple
+    of them.
+
+    Attributes:
+        fn: A host function of one key's operand (static: part of the structure).
+        operand: What the device computed (arrays, Pairs, Words, Ratios, tuples of them).
+
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit import exact
+        >>> exact.to_host(exact.Finish(np.exp, exact.Ratio(np.int64(3), np.int64(2))))
+        np.float64(4.4816890703380645)
+    """
+
+    fn: Any
+    operand: Any
+
+
 register_pytree(Words, ["lo", "hi"], [])
 register_pytree(Ratio, ["numerator", "denominator"], [])
+register_pytree(Finish, ["operand"], ["fn"])
 
 Accumulator = Pair | Words
 
@@ -292,6 +318,10 @@ def to_host(x: Any) -> Any:
         return _host_words(x)
     if isinstance(x, Ratio):
         return _divide(np.asarray(to_host(x.numerator)), np.asarray(to_host(x.denominator)))
+    if isinstance(x, Finish):
+        return x.fn(to_host(x.operand))
+    if isinstance(x, tuple):
+        return tuple(to_host(p) for p in x)
     return np.asarray(x)
 
 

@@ -64,6 +64,13 @@ class Metric(abc.ABC):
         exact_inputs: Whether :meth:`update` takes 64-bit values (x64 off) as exact
             :class:`~metricskit.exact.Pair`/:class:`~metricskit.exact.Words`. If ``False``
             (the default) it gets them rounded to float32.
+        parts: Suffixes for a metric that reports several values (its ``compute`` returns a
+            tuple of that length): each is reported as ``key + postfix + suffix``. Empty
+            (the default): one value, reported as ``key + postfix``.
+        step_merge: For step statistics that do not add up across devices (means, say): a
+            function of the devices' gathered values and counts (a leading device axis)
+            giving the global step's ``(value, count)``, used by ``update(...,
+            axis_name=...)``. ``None`` (the default): values and counts are summed.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -82,6 +89,8 @@ class Metric(abc.ABC):
 
     accumulates: ClassVar[bool] = True
     exact_inputs: ClassVar[bool] = False
+    parts: ClassVar[tuple[str, ...]] = ()
+    step_merge: ClassVar[Any] = None
 
     @classmethod
     def field_specs(cls, value: Spec, count: Spec) -> dict[str, FieldSpec]:

@@ -65,7 +65,7 @@ def test_derived_indexes_and_names():
     store = mk.MetricStore(default_log_modes=["mean", "max"]).update({"b": 1.0, "a": 2.0})
     layout = store.layout
     assert list(key_modes(layout)) == ["a", "b"] and key_modes(layout)["a"] == ("max", "mean")
-    assert [n for n, _, _ in names(layout)] == ["a_max", "a_mean", "b_max", "b_mean"]
+    assert [n for n, _, _, _ in names(layout)] == ["a_max", "a_mean", "b_max", "b_mean"]
     g, row = index(layout)[("b", "mean")]
     assert layout.groups[g].keys[row] == "b"
     clash = canonical(

@@ -179,27 +179,37 @@ def key_modes(layout: Layout) -> dict[str, tuple[str, ...]]:
 
 
 @functools.lru_cache(maxsize=256)
-def names(layout: Layout) -> tuple[tuple[str, int, int], ...]:
-    """The reported ``(name, group, row)`` of every metric, in report order (key, then mode).
+def names(layout: Layout) -> tuple[tuple[str, int, int, int], ...]:
+    """The reported ``(name, group, row, part)`` of every value, in report order (key, then
+    mode); ``part`` is ``-1`` for a metric reported under one name, else the index of the
+    value among those a metric reports under names of their own (``Metric.parts``).
 
     Raises:
-        ValueError: If two metrics would be reported under one name.
+        ValueError: If two values would be reported under one name.
     """
     where = index(layout)
-    out: list[tuple[str, int, int]] = []
+    out: list[tuple[str, int, int, int]] = []
     seen: dict[str, tuple[str, str]] = {}
     for key, modes in key_modes(layout).items():
         for mode in modes:
-            name = key + get_log_mode(mode).postfix
-            if name in seen:
-                other = seen[name]
-                raise ValueError(
-                    f"metric {key!r} with log mode {mode!r} would be reported as {name!r}, which "
-                    f"metric {other[0]!r} with log mode {other[1]!r} is already reported as; "
-                    "rename one of the keys"
-                )
-            seen[name] = (key, mode)
-            out.append((name, *where[(key, mode)]))
+            log_mode = get_log_mode(mode)
+            parts = log_mode.cls.parts
+            suffixes = (
+                [(log_mode.postfix + s, i) for i, s in enumerate(parts)]
+                if parts
+                else [(log_mode.postfix, -1)]
+            )
+            for suffix, part in suffixes:
+                name = key + suffix
+                if name in seen:
+                    other = seen[name]
+                    raise ValueError(
+                        f"metric {key!r} with log mode {mode!r} would be reported as {name!r}, "
+                        f"which metric {other[0]!r} with log mode {other[1]!r} is already "
+                        "reported as; rename one of the keys"
+                    )
+                seen[name] = (key, mode)
+                out.append((name, *where[(key, mode)], part))
     return tuple(out)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from metricskit import exact
@@ -33,6 +34,17 @@ def _finish(x: Any, stacked: bool) -> Any:
     """Exact results as float64/int64 NumPy (``stacked``: axis 0 is the key axis)."""
     if isinstance(x, tuple):
         return tuple(_finish(p, stacked) for p in x)
+    if isinstance(x, exact.Finish) and stacked:  # the host function takes one key at a time
+        operand = _finish(x.operand, stacked)
+        n = len(jax.tree.leaves(operand)[0])
+        rows = [x.fn(jax.tree.map(lambda a, i=i: a[i], operand)) for i in range(n)]
+        if rows and isinstance(rows[0], tuple):
+            return tuple(np.stack([np.asarray(r[j]) for r in rows]) for j in range(len(rows[0])))
+        if rows and not isinstance(rows[0], np.ndarray | np.generic | float | int):
+            objects = np.empty(len(rows), object)  # objects a host finish made, one per key
+            objects[:] = rows
+            return objects
+        return np.stack([np.asarray(r) for r in rows]) if rows else np.zeros((0,))
     if isinstance(x, exact.Ratio) and stacked:
         num = np.asarray(exact.to_host(x.numerator))
         den = np.asarray(exact.to_host(x.denominator))
@@ -64,6 +76,9 @@ def host_value(x: Any) -> Any:
     x = _finish(x, stacked=False)
     if isinstance(x, tuple):
         return tuple(_frozen(np.asarray(p)) for p in x)
+    if not isinstance(x, np.ndarray | np.generic):
+        return x  # an object a host finish made (e.g. a histogram)
+    x = np.asarray(x)
     return _python(x) if x.size == 1 else _frozen(x)
 
 
@@ -87,13 +102,17 @@ def report(
     emptiness; empty metrics report ``0.0`` (with one warning naming them)."""
     out: dict[str, Any] = {}
     empty: list[str] = []
-    for name, g, row in names(layout):
+    for name, g, row, part in names(layout):
         if empties[g][row]:
             out[name] = 0.0
             group = layout.groups[g]
-            empty.append(f"{group.keys[row]!r} (log mode {group.mode!r})")
-        else:
+            if part <= 0:
+                empty.append(f"{group.keys[row]!r} (log mode {group.mode!r})")
+        elif part < 0:
             out[name] = rows[g][row]
+        else:  # one of the values a metric reports under names of their own
+            value = np.asarray(rows[g][row][part])
+            out[name] = _python(value) if value.size == 1 else _frozen(value)
     warn_empty(empty)
     return out
 

@@ -127,7 +127,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        reported = ", ".join(name for name, _, _ in names(self.layout))
+        reported = ", ".join(name for name, _, _, _ in names(self.layout))
         return f"MetricStore({len(self.layout.groups)} groups: {reported})"
 
     @classmethod

@@ -1,0 +1,77 @@
+"""Task metrics: the standard evaluation metrics, built on the log-mode engine.
+
+Each function turns one batch of model outputs into sufficient statistics under a registered
+log mode; put its result under a key of a step dict, next to the loss:
+
+    store.update({"loss": loss, "val/f1": tasks.f1(logits, labels, num_classes=10)})
+
+It then works wherever a log mode works: in a store, under ``jit`` and ``shard_map``, across
+devices (``sync``, ``axis_name``) and processes, in checkpoints and in the functional API.
+Statistics are summed exactly and finished on the host in float64, so the reported numbers
+are scikit-learn's on all the samples (see each family's module for its references).
+"""
+
+from metricskit.tasks.classification import (
+    accuracy,
+    average_precision,
+    binned_average_precision,
+    binned_roc_auc,
+    calibration_error,
+    class_counts,
+    confusion_matrix,
+    f1,
+    fbeta,
+    precision,
+    recall,
+    roc_auc,
+    score_histograms,
+)
+from metricskit.tasks.curves import exact_average_precision, exact_roc_auc
+from metricskit.tasks.language import (
+    bits_per_byte,
+    bits_per_token,
+    multiple_choice_accuracy,
+    perplexity,
+    sequence_log_likelihood,
+    token_accuracy,
+    token_nll,
+)
+from metricskit.tasks.ranking import mrr, ndcg
+from metricskit.tasks.regression import explained_variance, mae, mse, pearson, r2, rmse
+from metricskit.tasks.sketch import Histogram, histogram, quantiles
+
+__all__ = [
+    "Histogram",
+    "accuracy",
+    "average_precision",
+    "binned_average_precision",
+    "binned_roc_auc",
+    "bits_per_byte",
+    "bits_per_token",
+    "calibration_error",
+    "class_counts",
+    "confusion_matrix",
+    "exact_average_precision",
+    "exact_roc_auc",
+    "explained_variance",
+    "f1",
+    "fbeta",
+    "histogram",
+    "mae",
+    "mrr",
+    "mse",
+    "multiple_choice_accuracy",
+    "ndcg",
+    "pearson",
+    "perplexity",
+    "precision",
+    "quantiles",
+    "r2",
+    "recall",
+    "rmse",
+    "roc_auc",
+    "score_histograms",
+    "sequence_log_likelihood",
+    "token_accuracy",
+    "token_nll",
+]

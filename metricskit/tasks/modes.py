@@ -1,0 +1,102 @@
+"""The log modes of task metrics: a state of exact sums, finished on the host in float64.
+
+A task metric is two pieces: a jittable function of model outputs that returns *sufficient
+statistics* as a step item (``{"value": stats, "log_modes": [mode]}``), and a registered log
+mode that sums those statistics exactly (carried integers for counts, double-floats for
+float sums) and finishes the number on the host, in float64, with a plain NumPy function
+(:class:`~metricskit.exact.Finish`). Summing is associative, so a task metric works in a
+store, under ``jit`` and ``shard_map``, across devices (``sync``, ``axis_name``), processes and
+evaluation batches, and in checkpoints, like any log mode.
+
+:func:`summing_mode` makes (once, by name) the registered mode of one finishing function.
+Task modes report under the bare key (postfix ``""``), or under ``key + suffix`` for each of
+several values (``parts``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from metricskit import exact
+from metricskit.fields import state
+from metricskit.metric import Metric
+from metricskit.registry import register_metric, registered_modes
+
+__all__ = ["SumsMetric", "summing_mode"]
+
+
+class SumsMetric(Metric):
+    """Exact sums of a step's sufficient statistics, finished on the host by ``finish``.
+
+    ``value`` is the step's statistics (any shape; integers summed as carried integers,
+    floats as double-floats), ``count`` the step's count (summed exactly). ``finish(sums,
+    count)`` turns the totals (int64 or float64 NumPy) into the reported value.
+    """
+
+    exact_inputs: ClassVar[bool] = True
+    finish: ClassVar[Callable[[np.ndarray, np.ndarray], Any]]
+
+    sums = state("sum", dtype="value", exact=True)  # value shape
+    count = state("sum", shape="count", dtype="count", exact=True)  # count shape
+
+    def update(self, value: Any, count: Any) -> SumsMetric:
+        return self.replace(
+            sums=exact.accumulate(self.sums, value), count=exact.accumulate(self.count, count)
+        )
+
+    def compute(self) -> exact.Finish:
+        return exact.Finish(_Finisher(type(self).finish), (self.sums, self.count))
+
+
+class _Finisher:
+    """A hashable wrapper calling ``finish(sums, count)`` on a key's host totals."""
+
+    __slots__ = ("finish",)
+
+    def __init__(self, finish: Callable[[np.ndarray, np.ndarray], Any]):
+        self.finish = finish
+
+    def __call__(self, operand: tuple[np.ndarray, np.ndarray]) -> Any:
+        return self.finish(*operand)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Finisher) and other.finish is self.finish
+
+    def __hash__(self) -> int:
+        return hash(self.finish)
+
+
+def summing_mode(
+    name: str,
+    finish: Callable[[np.ndarray, np.ndarray], Any],
+    *,
+    parts: tuple[str, ...] = (),
+) -> str:
+    """The registered mode ``name`` that sums statistics exactly and reports ``finish``.
+
+    Made once per name (later calls return the name): task functions call it with the
+    parameters (average, beta, zero division, ...) spelled into the name.
+
+    Args:
+        name: The mode name (characters other than letters, digits and ``_`` become ``_``).
+        finish: ``finish(sums, count)`` on one key's host totals -> the reported value (a
+            tuple of ``len(parts)`` values if ``parts`` is given).
+        parts: Suffixes for several reported values (see ``Metric.parts``).
+
+    Returns:
+        The (sanitized) name.
+    """
+    name = re.sub(r"[^0-9A-Za-z_]", "_", name)  # "f1_beta0.5" -> "f1_beta0_5": an identifier
+    if name in registered_modes():
+        return name
+    cls = type(
+        f"Sums_{name}",
+        (SumsMetric,),
+        {"finish": staticmethod(finish), "parts": parts, "__module__": __name__},
+    )
+    register_metric(name, postfix="")(cls)
+    return name

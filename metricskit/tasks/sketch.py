@@ -1,0 +1,163 @@
+"""Distributions: a mergeable quantile sketch with a relative-accuracy guarantee, as a log mode.
+
+Values fall into logarithmically spaced buckets, ``gamma = (1 + a) / (1 - a)`` wide in ratio
+(Masson, Rim and Lee, "DDSketch: a fast and fully-mergeable quantile sketch with
+relative-error guarantees", VLDB 2019): a bucket's representative value is within a relative
+``a`` of every value in it. The state is the bucket counts (exact integers), so merging steps,
+devices, processes and evaluation batches is a sum and loses nothing: the sketch of a union is
+the union of the sketches. Memory is fixed (about ``ln(range) / a`` buckets per sign).
+
+- :func:`quantiles` reports ``key_p50``, ``key_p90``, ``key_p99`` (or the quantiles asked
+  for): each within a relative ``a`` of the exact quantile (the sample of rank
+  ``floor(q (n - 1))``, NumPy's ``method="lower"``) for values of magnitude in
+  ``[1e-9, 1e9]``; values outside are clamped to it, NaNs are not counted.
+- :func:`histogram` reports a :class:`Histogram` (bucket edges and counts), which the
+  TensorBoard sink writes as a histogram and the other sinks summarize.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import attrs
+import jax.numpy as jnp
+import numpy as np
+
+from metricskit.tasks.modes import summing_mode
+
+__all__ = ["Histogram", "histogram", "quantiles", "sketch_counts"]
+
+SMALLEST, LARGEST = 1e-9, 1e9
+
+
+@attrs.frozen(eq=False)
+class Histogram:
+    """Bucket edges and counts of a distribution (``len(edges) == len(counts) + 1``).
+
+    Attributes:
+        edges: Increasing bucket edges (float64).
+        counts: Samples per bucket (int64).
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+
+
+@functools.cache
+def _geometry(accuracy: float) -> tuple[float, int, int]:
+    """``(log gamma, index of the smallest magnitude's bucket, buckets per sign)``."""
+    if not 0 < accuracy < 1:
+        raise ValueError(f"relative_accuracy={accuracy}; it must be in (0, 1), e.g. 0.01")
+    log_gamma = math.log((1 + accuracy) / (1 - accuracy))
+    low = math.ceil(math.log(SMALLEST) / log_gamma)
+    high = math.ceil(math.log(LARGEST) / log_gamma)
+    return log_gamma, low, high - low + 1
+
+
+def sketch_counts(values: Any, accuracy: float, mask: Any = None) -> Any:
+    """Bucket counts of ``values``: ``(2 m + 1,)`` int32, negative buckets (largest
+    magnitude first), zero, positive buckets (smallest first)."""
+    log_gamma, low, m = _geometry(accuracy)
+    x = jnp.asarray(values, jnp.float32).reshape(-1)
+    counted = ~jnp.isnan(x)
+    if mask is not None:
+        counted = counted & jnp.broadcast_to(jnp.asarray(mask, bool), jnp.shape(values)).reshape(-1)
+    magnitude = jnp.clip(jnp.abs(x), SMALLEST, LARGEST)
+    i = jnp.clip(jnp.ceil(jnp.log(magnitude) / log_gamma).astype(jnp.int32) - low, 0, m - 1)
+    bucket = jnp.where(x > 0, m + 1 + i, jnp.where(x < 0, m - 1 - i, m))
+    return jnp.zeros(2 * m + 1, jnp.int32).at[bucket].add(counted.astype(jnp.int32))
+
+
+def _values(accuracy: float) -> np.ndarray:
+    """Each bucket's representative value (relative error at most ``accuracy``)."""
+    log_gamma, low, m = _geometry(accuracy)
+    gamma = math.exp(log_gamma)
+    positive = 2.0 * np.exp((np.arange(m) + low) * log_gamma) / (gamma + 1.0)
+    return np.concatenate([-positive[::-1], [0.0], positive])
+
+
+def _edges(accuracy: float) -> np.ndarray:
+    log_gamma, low, m = _geometry(accuracy)
+    upper = np.exp((np.arange(m) + low) * log_gamma)  # bucket i holds (gamma^(i-1), gamma^i]
+    lower = upper / math.exp(log_gamma)
+    positive = np.concatenate([lower[:1], upper])
+    return np.concatenate([-positive[::-1], positive])  # the zero bucket sits across 0
+
+
+def _quantiles(
+    sums: np.ndarray, count: np.ndarray, accuracy: float, qs: tuple[float, ...]
+) -> tuple[float, ...]:
+    counts = np.asarray(sums, np.int64)
+    n = int(counts.sum())
+    if n == 0:
+        return tuple(float("nan") for _ in qs)
+    cumulative = np.cumsum(counts)
+    values = _values(accuracy)
+    return tuple(
+        float(values[np.searchsorted(cumulative, math.floor(q * (n - 1)), side="right")])
+        for q in qs
+    )
+
+
+def quantiles(
+    values: Any,
+    *,
+    q: tuple[float, ...] = (0.5, 0.9, 0.99),
+    relative_accuracy: float = 0.01,
+    mask: Any = None,
+) -> dict[str, Any]:
+    """Quantiles of a stream of values (per-sample losses, gradient norms) in bounded memory.
+
+    Args:
+        values: Any shape: every (unmasked, non-NaN) element is a sample.
+        q: The quantiles, reported as ``key_p50`` etc. (``key_p99.9`` for 0.999).
+        relative_accuracy: ``a``: each reported quantile is within ``a`` relative of the exact
+            one (for magnitudes in ``[1e-9, 1e9]``).
+        mask: Booleans broadcast against ``values``: which samples count.
+
+    Returns:
+        A step item.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> x = jnp.arange(1.0, 101.0)
+        >>> host = mk.MetricStore().update({"loss": mk.tasks.quantiles(x)}).compute()
+        >>> [round(host[k]) for k in ("loss_p50", "loss_p90", "loss_p99")]
+        [50, 90, 99]
+    """
+    qs = tuple(float(v) for v in q)
+    if not all(0 <= v <= 1 for v in qs):
+        raise ValueError(f"q={q}; quantiles are in [0, 1]")
+    parts = tuple(f"_p{100 * v:g}" for v in qs)
+    finish = functools.partial(_finish_quantiles, accuracy=relative_accuracy, qs=qs)
+    name = f"quantiles_a{relative_accuracy:g}_" + "_".join(f"{v:g}" for v in qs)
+    mode = summing_mode(name, finish, parts=parts)
+    counts = sketch_counts(values, relative_accuracy, mask)
+    return {"value": counts, "count": jnp.sum(counts), "log_modes": [mode]}
+
+
+def _finish_quantiles(
+    sums: np.ndarray, count: np.ndarray, accuracy: float, qs: tuple[float, ...]
+) -> tuple[float, ...]:
+    return _quantiles(sums, count, accuracy, qs)
+
+
+def _finish_histogram(sums: np.ndarray, count: np.ndarray, accuracy: float) -> Histogram:
+    counts = np.asarray(sums, np.int64)
+    edges = _edges(accuracy)
+    used = np.flatnonzero(counts)
+    if used.size == 0:
+        return Histogram(edges[:1], counts[:0])
+    first, last = used[0], used[-1]
+    return Histogram(edges[first : last + 2], counts[first : last + 1])
+
+
+def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None) -> dict[str, Any]:
+    """The distribution of a stream of values as a :class:`Histogram` (see :func:`quantiles`)."""
+    finish = functools.partial(_finish_histogram, accuracy=relative_accuracy)
+    mode = summing_mode(f"histogram_a{relative_accuracy:g}", finish)
+    counts = sketch_counts(values, relative_accuracy, mask)
+    return {"value": counts, "count": jnp.sum(counts), "log_modes": [mode]}

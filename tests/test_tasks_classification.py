@@ -1,0 +1,239 @@
+"""Classification task metrics against scikit-learn: random data and edge cases, eager and
+jitted, merged from random splits, and on 8 devices."""
+
+from __future__ import annotations
+
+import functools
+
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from jax.sharding import PartitionSpec as P
+from sklearn import metrics as skm
+
+import metricskit as mk
+from metricskit.compat import make_mesh, shard_map
+
+C = 4
+AVERAGES = ["micro", "macro", "weighted", "none"]
+
+
+def _multiclass(rng, n, c=C):
+    return rng.normal(size=(n, c)).astype(np.float32), rng.integers(0, c, size=n)
+
+
+def _step(logits, labels, mask=None):
+    """Every classification metric of one batch (multiclass)."""
+    step = {
+        "acc": mk.tasks.accuracy(logits, labels, mask=mask),
+        "top2": mk.tasks.accuracy(logits, labels, mask=mask, top_k=2),
+        "cm": mk.tasks.confusion_matrix(logits, labels, num_classes=C, mask=mask),
+    }
+    for avg in AVERAGES:
+        for kind in ("precision", "recall", "f1"):
+            fn = getattr(mk.tasks, kind)
+            step[f"{kind}_{avg}"] = fn(logits, labels, num_classes=C, average=avg, mask=mask)
+        step[f"f2_{avg}"] = mk.tasks.fbeta(
+            logits, labels, num_classes=C, beta=2.0, average=avg, mask=mask
+        )
+    return step
+
+
+def _expected(logits, labels, zero_division=0.0):
+    pred = logits.argmax(-1)
+    labels_ = list(range(C))
+    out = {
+        "acc": skm.accuracy_score(labels, pred) if len(labels) else 0.0,
+        "top2": skm.top_k_accuracy_score(labels, logits, k=2, labels=labels_)
+        if len(labels)
+        else 0.0,
+        "cm": skm.confusion_matrix(labels, pred, labels=labels_),
+    }
+    for avg in AVERAGES:
+        a = None if avg == "none" else avg
+        kw = {"average": a, "labels": labels_, "zero_division": zero_division}
+        out[f"precision_{avg}"] = skm.precision_score(labels, pred, **kw)
+        out[f"recall_{avg}"] = skm.recall_score(labels, pred, **kw)
+        out[f"f1_{avg}"] = skm.f1_score(labels, pred, **kw)
+        out[f"f2_{avg}"] = skm.fbeta_score(labels, pred, beta=2.0, **kw)
+    return out
+
+
+def _check(host, want):
+    assert set(host) == set(want)
+    for name, value in want.items():
+        np.testing.assert_allclose(host[name], value, rtol=1e-12, atol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+def test_multiclass_metrics_match_scikit_learn_over_batches(use_jit, rng):
+    batches = [_multiclass(rng, n) for n in (32, 32, 17)]
+
+    def update(store, logits, labels):
+        return store.update(_step(logits, labels))
+
+    update = jax.jit(update) if use_jit else update
+    store = mk.MetricStore()
+    for logits, labels in batches:
+        store = update(store, jnp.asarray(logits), jnp.asarray(labels))
+    logits = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    _check(store.compute(), _expected(logits, labels))
+
+
+def test_edge_cases_never_predicted_one_class_and_zero_division():
+    logits = np.zeros((6, C), np.float32)
+    logits[:, 1] = 1.0  # always predicts class 1
+    for labels in (np.array([1, 1, 1, 1, 1, 1]), np.array([0, 0, 2, 2, 3, 3])):
+        for zd in (0.0, 1.0):
+            step = {}
+            for avg in AVERAGES:
+                for kind in ("precision", "recall", "f1"):
+                    step[f"{kind}_{avg}"] = getattr(mk.tasks, kind)(
+                        logits, labels, num_classes=C, average=avg, zero_division=zd
+                    )
+            host = mk.MetricStore().update(step).compute()
+            want = {k: v for k, v in _expected(logits, labels, zd).items() if k in host}
+            _check(host, want)
+
+
+def test_a_mask_that_hides_everything_reports_empty_and_masks_select_samples(rng, caplog):
+    logits, labels = _multiclass(rng, 20)
+    mask = rng.random(20) < 0.6
+    host = mk.MetricStore().update(_step(logits, labels, mask)).compute()
+    _check(host, _expected(logits[mask], labels[mask]))
+    with caplog.at_level("WARNING", logger="metricskit"):
+        empty = mk.MetricStore().update(_step(logits, labels, np.zeros(20, bool))).compute()
+    assert empty["acc"] == 0.0 and empty["f1_macro"] == 0.0 and "count 0" in caplog.text
+
+
+def test_binary_and_multilabel_inputs(rng):
+    scores = rng.uniform(size=50).astype(np.float32)
+    y = rng.integers(0, 2, size=50)
+    host = mk.MetricStore().update(
+        {
+            "acc": mk.tasks.accuracy(scores, y),
+            "f1": mk.tasks.f1(scores, y, num_classes=2, average="binary"),
+            "p": mk.tasks.precision(scores, y, num_classes=2, average="binary"),
+        }
+    ).compute()
+    pred = (scores > 0.5).astype(int)
+    assert host["acc"] == skm.accuracy_score(y, pred)
+    assert host["f1"] == pytest.approx(skm.f1_score(y, pred), rel=1e-12)
+    assert host["p"] == pytest.approx(skm.precision_score(y, pred), rel=1e-12)
+    ml_scores = rng.uniform(size=(40, 3)).astype(np.float32)
+    ml = rng.integers(0, 2, size=(40, 3))
+    host = mk.MetricStore().update(
+        {"f1": mk.tasks.f1(ml_scores, ml, num_classes=3, average="macro")}
+    ).compute()
+    assert host["f1"] == pytest.approx(
+        skm.f1_score(ml, (ml_scores > 0.5).astype(int), average="macro"), rel=1e-12
+    )
+    with pytest.raises(ValueError, match="binary.*num_classes=2"):
+        mk.tasks.f1(ml_scores, ml, num_classes=3, average="binary")
+    with pytest.raises(ValueError, match="average='mean'"):
+        mk.tasks.f1(ml_scores, ml, num_classes=3, average="mean")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bins", [16, 256, 2048])
+def test_binned_auroc_and_ap_are_within_their_stated_bounds(bins, rng):
+    for trial in range(5):
+        n = int(rng.integers(20, 400))
+        scores = rng.beta(2.0, 2.0, size=n).astype(np.float32)
+        y = (rng.random(n) < scores).astype(int)
+        if trial == 4:
+            scores = np.round(scores * 8) / 8  # many ties
+        hist = np.asarray(mk.tasks.score_histograms(scores, y, bins))
+        auc, auc_bound = mk.tasks.binned_roc_auc(hist)
+        ap, ap_bound = mk.tasks.binned_average_precision(hist)
+        assert abs(auc - skm.roc_auc_score(y, scores)) <= auc_bound + 1e-12
+        assert abs(ap - skm.average_precision_score(y, scores)) <= ap_bound + 1e-12
+        binned = np.minimum((scores * bins).astype(int), bins - 1)
+        assert auc == pytest.approx(skm.roc_auc_score(y, binned), abs=1e-12)  # exact for bins
+        assert ap == pytest.approx(skm.average_precision_score(y, binned), abs=1e-12)
+        assert mk.tasks.exact_roc_auc(scores, y) == pytest.approx(skm.roc_auc_score(y, scores))
+        assert mk.tasks.exact_average_precision(scores, y) == pytest.approx(
+            skm.average_precision_score(y, scores)
+        )
+        host = mk.MetricStore().update(
+            {
+                "auc": mk.tasks.roc_auc(scores, y, bins=bins),
+                "ap": mk.tasks.average_precision(scores, y, bins=bins),
+            }
+        ).compute()
+        assert (host["auc"], host["ap"]) == (auc, ap)
+
+
+def test_calibration_error_against_a_float64_reference(rng):
+    probs = np.asarray(jax.nn.softmax(jnp.asarray(rng.normal(size=(300, C)) * 2), -1))
+    labels = rng.integers(0, C, size=300)
+    host = mk.MetricStore().update({"ece": mk.tasks.calibration_error(probs, labels, bins=10)})
+    confidence, pred = probs.max(-1), probs.argmax(-1)
+    b = np.minimum((confidence * 10).astype(int), 9)
+    want = sum(
+        np.mean(b == i) * abs(np.mean(pred[b == i] == labels[b == i]) - confidence[b == i].mean())
+        for i in range(10)
+        if np.any(b == i)
+    )
+    assert host.compute()["ece"] == pytest.approx(want, rel=1e-6)
+
+
+@st.composite
+def _splits(draw):
+    n = draw(st.integers(2, 40))
+    cut = sorted(draw(st.lists(st.integers(1, n - 1), min_size=1, max_size=3, unique=True)))
+    return n, cut, draw(st.integers(0, 1000))
+
+
+@settings(max_examples=15)
+@given(_splits())
+def test_any_split_aggregates_to_the_whole(case):
+    n, cuts, seed = case
+    rng = np.random.default_rng(seed)
+    logits, labels = _multiclass(rng, n)
+    scores = rng.uniform(size=n).astype(np.float32)
+
+    def step(lo, hi):
+        out = {k: _step(logits[lo:hi], labels[lo:hi])[k] for k in ("acc", "f1_macro", "cm")}
+        out["auc"] = mk.tasks.roc_auc(scores[lo:hi], labels[lo:hi] % 2, bins=64)
+        return mk.MetricStore().update(out)
+
+    bounds = [0, *cuts, n]
+    parts = [step(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    merged = functools.reduce(mk.MetricStore.aggregate, parts).compute()
+    whole = step(0, n).compute()
+    assert merged.keys() == whole.keys()
+    for key in whole:
+        np.testing.assert_array_equal(merged[key], whole[key])
+
+
+def test_eight_devices_sync_and_axis_name_give_one_devices_numbers(rng):
+    assert jax.device_count() == 8, "XLA_FLAGS must force 8 host devices (conftest)"
+    mesh = make_mesh((8,), ("data",))
+    logits, labels = _multiclass(rng, 64)
+    scores = rng.uniform(size=64).astype(np.float32)
+
+    def items(lg, lb, sc):
+        return {
+            "acc": mk.tasks.accuracy(lg, lb),
+            "f1": mk.tasks.f1(lg, lb, num_classes=C, average="macro"),
+            "auc": mk.tasks.roc_auc(sc, lb % 2, bins=128),
+            "r2": mk.tasks.r2(sc, (lb % 2).astype(jnp.float32)),
+        }
+
+    def synced(lg, lb, sc):
+        return mk.MetricStore().update(items(lg, lb, sc)).sync("data")
+
+    def reduced(lg, lb, sc):
+        return mk.MetricStore().update(items(lg, lb, sc), axis_name="data")
+
+    one = mk.MetricStore().update(items(logits, labels, scores)).compute()
+    for fn in (synced, reduced):
+        mapped = shard_map(fn, mesh=mesh, in_specs=(P("data"),) * 3, out_specs=P())
+        got = jax.jit(mapped)(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(scores))
+        host = got.compute()
+        for key in one:
+            np.testing.assert_allclose(host[key], one[key], rtol=1e-5, err_msg=f"{fn.__name__} {key}")
