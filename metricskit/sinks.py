@@ -27,13 +27,15 @@ from __future__ import annotations
 import csv
 import importlib
 import json
-import math
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import IO, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from metricskit.summary import format_table, json_value, summarize
+from metricskit.tasks.sketch import Histogram
 
 __all__ = [
     "ConsoleSink",
@@ -91,67 +93,6 @@ class Sink(Protocol):
         """Flush and release the sink's resources."""
 
 
-def _scalar(x: Any) -> float | int:
-    if isinstance(x, bool | np.bool_):
-        return int(x)
-    if isinstance(x, int | np.integer):
-        return int(x)
-    return float(x)
-
-
-def summarize(metrics: Mapping[str, Any]) -> dict[str, float | int]:
-    """Scalars as they are; each array as its mean, std, min, max and size.
-
-    Args:
-        metrics: Reported metrics (Python numbers, NumPy arrays, or ``(values, counts)``
-            tuples of the ``single_noreduce_wcount`` mode).
-
-    Returns:
-        A flat dict of Python numbers. An array ``a`` under ``name`` becomes ``name/mean``,
-        ``name/std``, ``name/min``, ``name/max`` and ``name/n``; a ``(values, counts)`` pair
-        adds ``name/weighted_mean`` (``sum(values) / sum(counts)``, e.g. the per-token
-        log-likelihood). An empty array gives only ``name/n = 0``.
-
-    Examples:
-        >>> import numpy as np
-        >>> from metricskit.sinks import summarize
-        >>> summarize({"loss": 0.5, "ll": np.array([1.0, 3.0])})
-        {'loss': 0.5, 'll/mean': 2.0, 'll/std': 1.0, 'll/min': 1.0, 'll/max': 3.0, 'll/n': 2}
-    """
-    out: dict[str, float | int] = {}
-    for name, value in metrics.items():
-        counts = None
-        if isinstance(value, tuple):
-            value, counts = value
-        if np.ndim(value) == 0 and counts is None:
-            out[name] = _scalar(value)
-            continue
-        a = np.asarray(value, np.float64).ravel()
-        if a.size:
-            out.update(
-                {
-                    f"{name}/mean": float(a.mean()),
-                    f"{name}/std": float(a.std()),
-                    f"{name}/min": float(a.min()),
-                    f"{name}/max": float(a.max()),
-                }
-            )
-        out[f"{name}/n"] = int(a.size)
-        if counts is not None and a.size:
-            total = float(np.sum(np.asarray(counts, np.float64)))
-            out[f"{name}/weighted_mean"] = float(a.sum()) / total if total else 0.0
-    return out
-
-
-def _json_value(x: Any) -> Any:
-    if isinstance(x, tuple):
-        return [_json_value(v) for v in x]
-    if np.ndim(x) == 0:
-        v = _scalar(x)
-        return v if not (isinstance(v, float) and not math.isfinite(v)) else str(v)
-    return np.asarray(x).tolist()
-
-
 def _open(target: str | os.PathLike[str] | IO[str], mode: str) -> tuple[IO[str], bool]:
     """A text stream for ``target`` and whether this sink owns it (opened it)."""
     if isinstance(target, str | os.PathLike):
@@ -187,13 +128,13 @@ class JsonlSink:
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Append one line for ``step``."""
         record: dict[str, Any] = {"step": int(step)}
-        record.update({k: _json_value(v) for k, v in summarize(metrics).items()})
+        record.update({k: json_value(v) for k, v in summarize(metrics).items()})
         if self.arrays == "full":
             record.update(
                 {
-                    k: _json_value(v)
+                    k: json_value(v)
                     for k, v in metrics.items()
-                    if isinstance(v, tuple) or np.ndim(v)
+                    if isinstance(v, tuple | Histogram) or np.ndim(v)
                 }
             )
         self._stream.write(json.dumps(record) + "\n")
@@ -323,47 +264,30 @@ class TensorBoardSink:
         self._writer = tensorboardx.SummaryWriter(os.fspath(logdir))
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
-        """Add every summarized metric as a scalar at ``step``."""
+        """Add every summarized metric as a scalar at ``step``, and histograms
+        (:class:`metricskit.tasks.Histogram`) as TensorBoard histograms."""
         for name, value in summarize(metrics).items():
             self._writer.add_scalar(name, value, int(step))
+        for name, value in metrics.items():
+            if isinstance(value, Histogram) and int(np.sum(value.counts)):
+                edges, counts = np.asarray(value.edges), np.asarray(value.counts)
+                centres = (edges[:-1] + edges[1:]) / 2
+                self._writer.add_histogram_raw(
+                    name,
+                    min=float(edges[0]),
+                    max=float(edges[-1]),
+                    num=int(counts.sum()),
+                    sum=float(np.sum(centres * counts)),
+                    sum_squares=float(np.sum(centres**2 * counts)),
+                    bucket_limits=edges[1:].tolist(),
+                    bucket_counts=counts.tolist(),
+                    global_step=int(step),
+                )
         self._writer.flush()
 
     def close(self) -> None:
         """Flush and close the event file."""
         self._writer.close()
-
-
-def format_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
-    """A two-column text table of names and values.
-
-    Args:
-        rows: ``(name, value)`` pairs.
-        title: A heading line, if any.
-
-    Returns:
-        The table, lines joined with newlines.
-
-    Examples:
-        >>> from metricskit.sinks import format_table
-        >>> print(format_table([("loss", 0.25), ("n", 3)], title="eval"))
-        eval
-        ----------
-        loss  0.25
-        n        3
-    """
-    cells = [(name, _cell(value)) for name, value in rows]
-    left = max((len(n) for n, _ in cells), default=0)
-    right = max((len(v) for _, v in cells), default=0)
-    lines = [f"{n:<{left}}  {v:>{right}}" for n, v in cells]
-    if title is not None:
-        lines = [title, "-" * max(len(title), left + right + 2), *lines]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 class ConsoleSink:

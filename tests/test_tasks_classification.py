@@ -113,22 +113,28 @@ def test_a_mask_that_hides_everything_reports_empty_and_masks_select_samples(rng
 def test_binary_and_multilabel_inputs(rng):
     scores = rng.uniform(size=50).astype(np.float32)
     y = rng.integers(0, 2, size=50)
-    host = mk.MetricStore().update(
-        {
-            "acc": mk.tasks.accuracy(scores, y),
-            "f1": mk.tasks.f1(scores, y, num_classes=2, average="binary"),
-            "p": mk.tasks.precision(scores, y, num_classes=2, average="binary"),
-        }
-    ).compute()
+    host = (
+        mk.MetricStore()
+        .update(
+            {
+                "acc": mk.tasks.accuracy(scores, y),
+                "f1": mk.tasks.f1(scores, y, num_classes=2, average="binary"),
+                "p": mk.tasks.precision(scores, y, num_classes=2, average="binary"),
+            }
+        )
+        .compute()
+    )
     pred = (scores > 0.5).astype(int)
     assert host["acc"] == skm.accuracy_score(y, pred)
     assert host["f1"] == pytest.approx(skm.f1_score(y, pred), rel=1e-12)
     assert host["p"] == pytest.approx(skm.precision_score(y, pred), rel=1e-12)
     ml_scores = rng.uniform(size=(40, 3)).astype(np.float32)
     ml = rng.integers(0, 2, size=(40, 3))
-    host = mk.MetricStore().update(
-        {"f1": mk.tasks.f1(ml_scores, ml, num_classes=3, average="macro")}
-    ).compute()
+    host = (
+        mk.MetricStore()
+        .update({"f1": mk.tasks.f1(ml_scores, ml, num_classes=3, average="macro")})
+        .compute()
+    )
     assert host["f1"] == pytest.approx(
         skm.f1_score(ml, (ml_scores > 0.5).astype(int), average="macro"), rel=1e-12
     )
@@ -158,12 +164,16 @@ def test_binned_auroc_and_ap_are_within_their_stated_bounds(bins, rng):
         assert mk.tasks.exact_average_precision(scores, y) == pytest.approx(
             skm.average_precision_score(y, scores)
         )
-        host = mk.MetricStore().update(
-            {
-                "auc": mk.tasks.roc_auc(scores, y, bins=bins),
-                "ap": mk.tasks.average_precision(scores, y, bins=bins),
-            }
-        ).compute()
+        host = (
+            mk.MetricStore()
+            .update(
+                {
+                    "auc": mk.tasks.roc_auc(scores, y, bins=bins),
+                    "ap": mk.tasks.average_precision(scores, y, bins=bins),
+                }
+            )
+            .compute()
+        )
         assert (host["auc"], host["ap"]) == (auc, ap)
 
 
@@ -236,4 +246,6 @@ def test_eight_devices_sync_and_axis_name_give_one_devices_numbers(rng):
         got = jax.jit(mapped)(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(scores))
         host = got.compute()
         for key in one:
-            np.testing.assert_allclose(host[key], one[key], rtol=1e-5, err_msg=f"{fn.__name__} {key}")
+            np.testing.assert_allclose(
+                host[key], one[key], rtol=1e-5, err_msg=f"{fn.__name__} {key}"
+            )

@@ -13,18 +13,12 @@ are scikit-learn's on all the samples (see each family's module for its referenc
 
 from metricskit.tasks.classification import (
     accuracy,
-    average_precision,
-    binned_average_precision,
-    binned_roc_auc,
-    calibration_error,
     class_counts,
     confusion_matrix,
     f1,
     fbeta,
     precision,
     recall,
-    roc_auc,
-    score_histograms,
 )
 from metricskit.tasks.curves import exact_average_precision, exact_roc_auc
 from metricskit.tasks.language import (
@@ -38,6 +32,14 @@ from metricskit.tasks.language import (
 )
 from metricskit.tasks.ranking import mrr, ndcg
 from metricskit.tasks.regression import explained_variance, mae, mse, pearson, r2, rmse
+from metricskit.tasks.scores import (
+    average_precision,
+    binned_average_precision,
+    binned_roc_auc,
+    calibration_error,
+    roc_auc,
+    score_histograms,
+)
 from metricskit.tasks.sketch import Histogram, histogram, quantiles
 
 __all__ = [

@@ -1,4 +1,7 @@
-"""Classification: accuracy, precision, recall, F-beta, confusion matrix, AUROC, AP, ECE.
+"""Classification from predictions: accuracy, precision, recall, F-beta, confusion matrix.
+
+(Metrics of scores, AUROC, average precision and calibration, are in
+:mod:`metricskit.tasks.scores`.)
 
 Every function takes model outputs and labels of one batch (optionally a ``mask`` of the
 samples that count) and returns a step item: sufficient statistics under a registered mode.
@@ -26,33 +29,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.tasks.modes import summing_mode
+from metricskit.tasks.modes import counted, step_item, summing_mode
 
 __all__ = [
     "accuracy",
-    "average_precision",
-    "calibration_error",
+    "class_counts",
     "confusion_matrix",
     "f1",
     "fbeta",
     "precision",
     "recall",
-    "roc_auc",
 ]
 
 Average = Literal["binary", "micro", "macro", "weighted", "none"]
-
-
-def _weights(mask: Any, shape: tuple[int, ...]) -> jax.Array:
-    """The samples that count, broadcast to ``shape`` (all of them without a mask)."""
-    if mask is None:
-        return jnp.ones(shape, bool)
-    mask = jnp.asarray(mask).astype(bool)
-    return jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim)), shape)
-
-
-def _item(value: jax.Array, count: jax.Array, mode: str) -> dict[str, Any]:
-    return {"value": value, "count": count, "log_modes": [mode]}
 
 
 def accuracy(
@@ -92,10 +81,10 @@ def accuracy(
         correct = (p > threshold) == y.astype(bool)
     else:
         correct = p == y
-    counted = _weights(mask, correct.shape)
-    return _item(
-        jnp.sum(correct & counted, dtype=jnp.int32),
-        jnp.sum(counted, dtype=jnp.int32),
+    which = counted(mask, correct.shape)
+    return step_item(
+        jnp.sum(correct & which, dtype=jnp.int32),
+        jnp.sum(which, dtype=jnp.int32),
         "mean_nopostfix",
     )
 
@@ -132,8 +121,8 @@ def class_counts(
         The counts.
     """
     pred, true = _predicted(jnp.asarray(predictions), jnp.asarray(labels), num_classes, threshold)
-    counted = _weights(mask, pred.shape)
-    pred, true = pred & counted, true & counted
+    which = counted(mask, pred.shape)
+    pred, true = pred & which, true & which
     return jnp.stack(
         [
             jnp.sum(pred & true, axis=0, dtype=jnp.int32),
@@ -202,7 +191,7 @@ def _prf_item(
         _prf_finish, kind=kind, average=average, beta=beta, zero_division=zero_division
     )
     mode = summing_mode(name, finish)
-    return _item(counts, jnp.sum(_weights(mask, jnp.shape(labels)[:1]), dtype=jnp.int32), mode)
+    return step_item(counts, jnp.sum(counted(mask, jnp.shape(labels)[:1]), dtype=jnp.int32), mode)
 
 
 def _prf_finish(
@@ -322,162 +311,9 @@ def confusion_matrix(
     :func:`precision` (multiclass or binary).
     """
     pred, true = _predicted(jnp.asarray(predictions), jnp.asarray(labels), num_classes, threshold)
-    counted = _weights(mask, pred.shape[:1])[:, None]
+    which = counted(mask, pred.shape[:1])[:, None]
     matrix = jnp.einsum(
-        "nt,np->tp", (true & counted).astype(jnp.int32), (pred & counted).astype(jnp.int32)
+        "nt,np->tp", (true & which).astype(jnp.int32), (pred & which).astype(jnp.int32)
     )
     mode = summing_mode("confusion_matrix", _confusion_finish)
-    return _item(matrix, jnp.sum(counted, dtype=jnp.int32), mode)
-
-
-def score_histograms(scores: Any, labels: Any, bins: int, mask: Any = None) -> jax.Array:
-    """Counts of negative and positive samples per score bin, ``(2, bins)`` int32.
-
-    Scores are probabilities in [0, 1] (clipped); bin ``b`` holds ``[b / bins, (b + 1) /
-    bins)``, the last bin includes 1.
-    """
-    s = jnp.clip(jnp.asarray(scores, jnp.float32).reshape(-1), 0.0, 1.0)
-    y = jnp.asarray(labels).reshape(-1).astype(bool)
-    counted = _weights(mask, jnp.shape(scores)).reshape(-1)
-    b = jnp.minimum((s * bins).astype(jnp.int32), bins - 1)
-    return jnp.stack(
-        [
-            jnp.zeros(bins, jnp.int32).at[b].add((~y & counted).astype(jnp.int32)),
-            jnp.zeros(bins, jnp.int32).at[b].add((y & counted).astype(jnp.int32)),
-        ]
-    )
-
-
-def binned_roc_auc(histograms: np.ndarray) -> tuple[float, float]:
-    """AUROC of score histograms, and the bound on its error.
-
-    Samples in different bins are ordered correctly; a (positive, negative) pair in one bin
-    counts as a tie (1/2), as scikit-learn counts tied scores. So the value is exactly
-    scikit-learn's AUROC of the scores rounded to their bins, and it differs from the AUROC
-    of the raw scores by at most ``sum_b pos_b * neg_b / (2 * P * N)`` (the share of pairs that
-    share a bin, halved), which is returned as the bound.
-
-    Args:
-        histograms: ``(2, bins)`` counts of negatives and positives.
-
-    Returns:
-        ``(auroc, bound)``; ``(nan, nan)`` with no positives or no negatives.
-    """
-    neg, pos = (np.asarray(h, np.float64) for h in histograms)
-    n, p = neg.sum(), pos.sum()
-    if n == 0 or p == 0:
-        return float("nan"), float("nan")
-    below = np.cumsum(neg) - neg
-    auc = float(np.sum(pos * (below + 0.5 * neg)) / (p * n))
-    return auc, float(np.sum(pos * neg) / (2 * p * n))
-
-
-def binned_average_precision(histograms: np.ndarray) -> tuple[float, float]:
-    """Average precision of score histograms, and the bound on its error.
-
-    The value is scikit-learn's ``average_precision_score`` of the scores rounded to their
-    bins (thresholds at bin edges, tied scores grouped as scikit-learn groups them). The raw
-    scores' AP lies between the AP with each bin's positives ranked first and the AP with them
-    ranked last; the bound is the farther of the two from the value.
-
-    Returns:
-        ``(ap, bound)``; ``(nan, nan)`` with no positives.
-    """
-    neg, pos = (np.asarray(h, np.float64)[::-1] for h in histograms)  # high scores first
-    p = pos.sum()
-    if p == 0:
-        return float("nan"), float("nan")
-    tp, fp = np.cumsum(pos), np.cumsum(neg)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-    ap = float(np.sum(pos / p * precision))
-    best = worst = 0.0
-    tp_before, fp_before = 0.0, 0.0
-    for b in range(len(pos)):
-        k = np.arange(1, pos[b] + 1)
-        if pos[b]:
-            best += float(np.sum((tp_before + k) / (tp_before + k + fp_before)))
-            worst += float(np.sum((tp_before + k) / (tp_before + k + fp_before + neg[b])))
-        tp_before, fp_before = tp_before + pos[b], fp_before + neg[b]
-    return ap, max(best / p - ap, ap - worst / p, 0.0)
-
-
-def _auroc_finish(sums: np.ndarray, count: np.ndarray) -> float:
-    return binned_roc_auc(sums)[0]
-
-
-def _ap_finish(sums: np.ndarray, count: np.ndarray) -> float:
-    return binned_average_precision(sums)[0]
-
-
-def roc_auc(scores: Any, labels: Any, *, bins: int = 1024, mask: Any = None) -> dict[str, Any]:
-    """Binary AUROC from score histograms (exact for the binned scores; see the bound).
-
-    Args:
-        scores: ``(N,)`` probabilities of the positive class (in [0, 1]).
-        labels: ``(N,)`` in {0, 1}.
-        bins: Histogram bins; the error bound (:func:`binned_roc_auc`) shrinks with more.
-        mask: ``(N,)`` booleans: which samples count.
-
-    Returns:
-        A step item. For the exact AUROC of the raw scores, log them with the per-sample
-        ``single_noreduce_wcount`` mode and call :func:`metricskit.tasks.exact_roc_auc`.
-    """
-    mode = summing_mode("roc_auc", _auroc_finish)
-    counted = jnp.sum(_weights(mask, jnp.shape(scores)), dtype=jnp.int32)
-    return _item(score_histograms(scores, labels, bins, mask), counted, mode)
-
-
-def average_precision(
-    scores: Any, labels: Any, *, bins: int = 1024, mask: Any = None
-) -> dict[str, Any]:
-    """Binary average precision (area under the precision-recall curve) from histograms.
-
-    Arguments as :func:`roc_auc`; the bound is :func:`binned_average_precision`'s.
-    """
-    mode = summing_mode("average_precision", _ap_finish)
-    counted = jnp.sum(_weights(mask, jnp.shape(scores)), dtype=jnp.int32)
-    return _item(score_histograms(scores, labels, bins, mask), counted, mode)
-
-
-def _ece_finish(sums: np.ndarray, count: np.ndarray) -> float:
-    n, confidence, correct = (np.asarray(s, np.float64) for s in sums)
-    total = n.sum()
-    if total == 0:
-        return 0.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gap = np.where(n > 0, np.abs(correct - confidence) / n, 0.0)
-    return float(np.sum(n / total * gap))
-
-
-def calibration_error(
-    probabilities: Any, labels: Any, *, bins: int = 15, mask: Any = None
-) -> dict[str, Any]:
-    """Expected calibration error: ``sum_b (n_b / N) |accuracy_b - confidence_b|``.
-
-    Samples are binned by their confidence (the top probability), in ``bins`` equal-width bins
-    (Guo et al., "On calibration of modern neural networks", 2017).
-
-    Args:
-        probabilities: ``(N, C)`` class probabilities.
-        labels: ``(N,)`` class ids.
-        bins: Confidence bins.
-        mask: ``(N,)`` booleans: which samples count.
-
-    Returns:
-        A step item: per bin the count, the sum of confidences and the number correct.
-    """
-    p = jnp.asarray(probabilities, jnp.float32)
-    confidence = jnp.max(p, axis=-1)
-    correct = (jnp.argmax(p, axis=-1) == jnp.asarray(labels)).astype(jnp.float32)
-    counted = _weights(mask, confidence.shape).astype(jnp.float32)
-    b = jnp.minimum((confidence * bins).astype(jnp.int32), bins - 1)
-    stats = jnp.stack(
-        [
-            jnp.zeros(bins).at[b].add(counted),
-            jnp.zeros(bins).at[b].add(confidence * counted),
-            jnp.zeros(bins).at[b].add(correct * counted),
-        ]
-    )
-    mode = summing_mode(f"calibration_error_{bins}", _ece_finish)
-    return _item(stats, jnp.sum(counted > 0, dtype=jnp.int32), mode)
+    return step_item(matrix, jnp.sum(which, dtype=jnp.int32), mode)

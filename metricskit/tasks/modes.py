@@ -19,6 +19,8 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
@@ -26,7 +28,7 @@ from metricskit.fields import state
 from metricskit.metric import Metric
 from metricskit.registry import register_metric, registered_modes
 
-__all__ = ["SumsMetric", "summing_mode"]
+__all__ = ["SumsMetric", "Unpacked", "counted", "step_item", "summing_mode"]
 
 
 class SumsMetric(Metric):
@@ -49,22 +51,24 @@ class SumsMetric(Metric):
         )
 
     def compute(self) -> exact.Finish:
-        return exact.Finish(_Finisher(type(self).finish), (self.sums, self.count))
+        return exact.Finish(Unpacked(type(self).finish), (self.sums, self.count))
 
 
-class _Finisher:
-    """A hashable wrapper calling ``finish(sums, count)`` on a key's host totals."""
+class Unpacked:
+    """A hashable finishing function called with a key's host totals unpacked:
+    ``Unpacked(f)((a, b))`` is ``f(a, b)`` (equal when ``f`` is the same function, so a mode's
+    finishing is one static of its compiled kernels)."""
 
     __slots__ = ("finish",)
 
-    def __init__(self, finish: Callable[[np.ndarray, np.ndarray], Any]):
+    def __init__(self, finish: Callable[..., Any]):
         self.finish = finish
 
-    def __call__(self, operand: tuple[np.ndarray, np.ndarray]) -> Any:
+    def __call__(self, operand: tuple[Any, ...]) -> Any:
         return self.finish(*operand)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Finisher) and other.finish is self.finish
+        return isinstance(other, Unpacked) and other.finish is self.finish
 
     def __hash__(self) -> int:
         return hash(self.finish)
@@ -100,3 +104,17 @@ def summing_mode(
     )
     register_metric(name, postfix="")(cls)
     return name
+
+
+def counted(mask: Any, shape: tuple[int, ...]) -> jax.Array:
+    """The samples that count, as booleans of ``shape`` (all of them without a mask; a mask
+    of fewer dimensions applies to the leading ones)."""
+    if mask is None:
+        return jnp.ones(shape, bool)
+    m = jnp.asarray(mask).astype(bool)
+    return jnp.broadcast_to(m.reshape(m.shape + (1,) * (len(shape) - m.ndim)), shape)
+
+
+def step_item(value: Any, count: Any, mode: str) -> dict[str, Any]:
+    """A step dict entry: statistics ``value``, their ``count`` and the mode that sums them."""
+    return {"value": value, "count": count, "log_modes": [mode]}

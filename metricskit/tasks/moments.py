@@ -27,6 +27,7 @@ from metricskit import exact
 from metricskit.fields import FieldSpec, Spec, state
 from metricskit.metric import Metric
 from metricskit.registry import register_metric, registered_modes
+from metricskit.tasks.modes import Unpacked
 
 __all__ = ["CoMoments", "batch_moments", "comoment_mode"]
 
@@ -74,11 +75,12 @@ def _dims(length: int) -> int:
 class CoMoments(Metric):
     """Count, means and co-moments of a few variables, merged with Chan's formula.
 
-    ``finish(count, means, comoments)`` (float64 NumPy) gives the reported value.
+    ``finish(count, means, comoments)`` (float64 NumPy: a 0-d count, ``(d,)`` means and
+    ``(d, d)`` co-moments) gives the reported value.
     """
 
     exact_inputs: ClassVar[bool] = True
-    finish: ClassVar[Callable[[float, np.ndarray, np.ndarray], Any]]
+    finish: ClassVar[Callable[[np.ndarray, np.ndarray, np.ndarray], Any]]
     step_merge: ClassVar[Any] = staticmethod(lambda values, counts: merge_batches(values, counts))
 
     count = state("merge", shape="scalar", exact=True)  # a double-float: exact below 2^48
@@ -117,7 +119,7 @@ class CoMoments(Metric):
         return self._merge(other.count, other.mean, other.comoments)
 
     def compute(self) -> exact.Finish:
-        return exact.Finish(_Call(type(self).finish), (self.count, self.mean, self.comoments))
+        return exact.Finish(Unpacked(type(self).finish), (self.count, self.mean, self.comoments))
 
 
 def _bcast(p: exact.Pair, like: exact.Pair) -> exact.Pair:
@@ -133,26 +135,7 @@ def _row(p: exact.Pair) -> exact.Pair:
     return exact.Pair(p.hi[None, :], p.lo[None, :])
 
 
-class _Call:
-    """A hashable wrapper calling ``finish(count, means, comoments)`` on host totals."""
-
-    __slots__ = ("finish",)
-
-    def __init__(self, finish: Callable[..., Any]):
-        self.finish = finish
-
-    def __call__(self, operand: tuple[Any, Any, Any]) -> Any:
-        count, mean, comoments = operand
-        return self.finish(float(count), np.asarray(mean), np.asarray(comoments))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Call) and other.finish is self.finish
-
-    def __hash__(self) -> int:
-        return hash(self.finish)
-
-
-def comoment_mode(name: str, finish: Callable[[float, np.ndarray, np.ndarray], Any]) -> str:
+def comoment_mode(name: str, finish: Callable[[np.ndarray, np.ndarray, np.ndarray], Any]) -> str:
     """The registered mode ``name`` over :class:`CoMoments` reporting ``finish`` (made once)."""
     if name not in registered_modes():
         cls = type(

@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from metricskit.tasks.modes import counted, step_item
+
 __all__ = ["mrr", "ndcg"]
 
 
@@ -24,12 +26,9 @@ def _ranked(scores: Any, relevance: Any) -> jax.Array:
 
 
 def _mean_item(per_query: jax.Array, mask: Any) -> dict[str, Any]:
-    counted = jnp.ones(per_query.shape, bool) if mask is None else jnp.asarray(mask, bool)
-    return {
-        "value": jnp.sum(jnp.where(counted, per_query, 0.0)),
-        "count": jnp.sum(counted, dtype=jnp.int32),
-        "log_modes": ["mean_nopostfix"],
-    }
+    which = counted(mask, per_query.shape)
+    total = jnp.sum(jnp.where(which, per_query, 0.0))
+    return step_item(total, jnp.sum(which, dtype=jnp.int32), "mean_nopostfix")
 
 
 def mrr(scores: Any, relevance: Any, *, mask: Any = None) -> dict[str, Any]:

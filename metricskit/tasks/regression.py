@@ -15,17 +15,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.tasks.modes import summing_mode
+from metricskit.tasks.modes import counted, step_item, summing_mode
 from metricskit.tasks.moments import batch_moments, comoment_mode
 
 __all__ = ["explained_variance", "mae", "mse", "pearson", "r2", "rmse"]
-
-
-def _counted(targets: Any, mask: Any) -> Any:
-    shape = jnp.shape(targets)
-    return (
-        jnp.ones(shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), shape)
-    )
 
 
 def _errors(predictions: Any, targets: Any) -> Any:
@@ -40,12 +33,9 @@ def _root_mean(sums: np.ndarray, count: np.ndarray) -> float:
     return float(np.sqrt(_mean(sums, count)))
 
 
-def _sum_item(per_sample: Any, counted: Any, mode: str) -> dict[str, Any]:
-    return {
-        "value": jnp.sum(jnp.where(counted, per_sample, 0.0)),
-        "count": jnp.sum(counted, dtype=jnp.int32),
-        "log_modes": [mode],
-    }
+def _sum_item(per_sample: Any, which: Any, mode: str) -> dict[str, Any]:
+    total = jnp.sum(jnp.where(which, per_sample, 0.0))
+    return step_item(total, jnp.sum(which, dtype=jnp.int32), mode)
 
 
 def mse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -59,7 +49,9 @@ def mse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
         {'mse': 0.625}
     """
     return _sum_item(
-        _errors(predictions, targets) ** 2, _counted(targets, mask), summing_mode("mse", _mean)
+        _errors(predictions, targets) ** 2,
+        counted(mask, jnp.shape(targets)),
+        summing_mode("mse", _mean),
     )
 
 
@@ -67,7 +59,7 @@ def rmse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
     """Root mean squared error (the square root of the exact mean, taken on the host)."""
     return _sum_item(
         _errors(predictions, targets) ** 2,
-        _counted(targets, mask),
+        counted(mask, jnp.shape(targets)),
         summing_mode("rmse", _root_mean),
     )
 
@@ -75,11 +67,13 @@ def rmse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
 def mae(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
     """Mean absolute error ``mean(|y - p|)``."""
     return _sum_item(
-        jnp.abs(_errors(predictions, targets)), _counted(targets, mask), summing_mode("mae", _mean)
+        jnp.abs(_errors(predictions, targets)),
+        counted(mask, jnp.shape(targets)),
+        summing_mode("mae", _mean),
     )
 
 
-def _r2(count: float, mean: np.ndarray, c: np.ndarray) -> float:
+def _r2(count: np.ndarray, mean: np.ndarray, c: np.ndarray) -> float:
     sse = c[1, 1] + count * mean[1] ** 2  # residuals r = y - p: sum r^2 = C_rr + n mean_r^2
     sst = c[0, 0]
     if sst == 0:
@@ -87,27 +81,26 @@ def _r2(count: float, mean: np.ndarray, c: np.ndarray) -> float:
     return float(1.0 - sse / sst)
 
 
-def _explained_variance(count: float, mean: np.ndarray, c: np.ndarray) -> float:
+def _explained_variance(count: np.ndarray, mean: np.ndarray, c: np.ndarray) -> float:
     if c[0, 0] == 0:
         return 1.0 if c[1, 1] == 0 else 0.0
     return float(1.0 - c[1, 1] / c[0, 0])
 
 
-def _pearson(count: float, mean: np.ndarray, c: np.ndarray) -> float:
+def _pearson(count: np.ndarray, mean: np.ndarray, c: np.ndarray) -> float:
     denominator = np.sqrt(c[0, 0] * c[1, 1])
     return float(c[0, 1] / denominator) if denominator > 0 else float("nan")
 
 
-def _moments_item(variables: Any, counted: Any, mode: str) -> dict[str, Any]:
-    packed, n = batch_moments(variables, counted)
-    return {"value": packed, "count": n, "log_modes": [mode]}
+def _moments_item(variables: Any, which: Any, mode: str) -> dict[str, Any]:
+    return step_item(*batch_moments(variables, which), mode)
 
 
 def r2(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
     """The coefficient of determination ``1 - SSE / SST``, from merged co-moments."""
     y = jnp.asarray(targets, jnp.float32)
     variables = jnp.stack([y, _errors(predictions, targets)], axis=-1)
-    return _moments_item(variables, _counted(targets, mask), comoment_mode("r2", _r2))
+    return _moments_item(variables, counted(mask, jnp.shape(targets)), comoment_mode("r2", _r2))
 
 
 def explained_variance(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -115,7 +108,7 @@ def explained_variance(predictions: Any, targets: Any, *, mask: Any = None) -> d
     y = jnp.asarray(targets, jnp.float32)
     variables = jnp.stack([y, _errors(predictions, targets)], axis=-1)
     mode = comoment_mode("explained_variance", _explained_variance)
-    return _moments_item(variables, _counted(targets, mask), mode)
+    return _moments_item(variables, counted(mask, jnp.shape(targets)), mode)
 
 
 def pearson(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -131,4 +124,6 @@ def pearson(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, An
     variables = jnp.stack(
         [jnp.asarray(predictions, jnp.float32), jnp.asarray(targets, jnp.float32)], axis=-1
     )
-    return _moments_item(variables, _counted(targets, mask), comoment_mode("pearson", _pearson))
+    return _moments_item(
+        variables, counted(mask, jnp.shape(targets)), comoment_mode("pearson", _pearson)
+    )

@@ -1,0 +1,181 @@
+"""Classification from scores: AUROC and average precision from histograms, calibration error.
+
+Binary scores (probabilities of the positive class, in [0, 1]) fall into equal-width bins;
+the statistics are the per-bin counts of negatives and positives, summed exactly. The reported
+AUROC and average precision are exactly scikit-learn's for the scores rounded to their bins,
+and :func:`binned_roc_auc` / :func:`binned_average_precision` also give a bound on the
+distance to the raw scores' value, computed from the same counts. For the exact values of
+the raw scores, log them per sample and use :mod:`metricskit.tasks.curves` on the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metricskit.tasks.modes import counted, step_item, summing_mode
+
+__all__ = [
+    "average_precision",
+    "binned_average_precision",
+    "binned_roc_auc",
+    "calibration_error",
+    "roc_auc",
+    "score_histograms",
+]
+
+
+def score_histograms(scores: Any, labels: Any, bins: int, mask: Any = None) -> jax.Array:
+    """Counts of negative and positive samples per score bin, ``(2, bins)`` int32.
+
+    Scores are probabilities in [0, 1] (clipped); bin ``b`` holds ``[b / bins, (b + 1) /
+    bins)``, the last bin includes 1.
+    """
+    s = jnp.clip(jnp.asarray(scores, jnp.float32).reshape(-1), 0.0, 1.0)
+    y = jnp.asarray(labels).reshape(-1).astype(bool)
+    which = counted(mask, jnp.shape(scores)).reshape(-1)
+    b = jnp.minimum((s * bins).astype(jnp.int32), bins - 1)
+    return jnp.stack(
+        [
+            jnp.zeros(bins, jnp.int32).at[b].add((~y & which).astype(jnp.int32)),
+            jnp.zeros(bins, jnp.int32).at[b].add((y & which).astype(jnp.int32)),
+        ]
+    )
+
+
+def binned_roc_auc(histograms: np.ndarray) -> tuple[float, float]:
+    """AUROC of score histograms, and the bound on its error.
+
+    Samples in different bins are ordered correctly; a (positive, negative) pair in one bin
+    counts as a tie (1/2), as scikit-learn counts tied scores. So the value is exactly
+    scikit-learn's AUROC of the scores rounded to their bins, and it differs from the AUROC
+    of the raw scores by at most ``sum_b pos_b * neg_b / (2 * P * N)`` (the share of pairs that
+    share a bin, halved), which is returned as the bound.
+
+    Args:
+        histograms: ``(2, bins)`` counts of negatives and positives.
+
+    Returns:
+        ``(auroc, bound)``; ``(nan, nan)`` with no positives or no negatives.
+    """
+    neg, pos = (np.asarray(h, np.float64) for h in histograms)
+    n, p = neg.sum(), pos.sum()
+    if n == 0 or p == 0:
+        return float("nan"), float("nan")
+    below = np.cumsum(neg) - neg
+    auc = float(np.sum(pos * (below + 0.5 * neg)) / (p * n))
+    return auc, float(np.sum(pos * neg) / (2 * p * n))
+
+
+def binned_average_precision(histograms: np.ndarray) -> tuple[float, float]:
+    """Average precision of score histograms, and the bound on its error.
+
+    The value is scikit-learn's ``average_precision_score`` of the scores rounded to their
+    bins (thresholds at bin edges, tied scores grouped as scikit-learn groups them). The raw
+    scores' AP lies between the AP with each bin's positives ranked first and the AP with them
+    ranked last; the bound is the farther of the two from the value.
+
+    Returns:
+        ``(ap, bound)``; ``(nan, nan)`` with no positives.
+    """
+    neg, pos = (np.asarray(h, np.float64)[::-1] for h in histograms)  # high scores first
+    p = pos.sum()
+    if p == 0:
+        return float("nan"), float("nan")
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+    ap = float(np.sum(pos / p * precision))
+    best = worst = 0.0
+    tp_before, fp_before = 0.0, 0.0
+    for b in range(len(pos)):
+        k = np.arange(1, pos[b] + 1)
+        if pos[b]:
+            best += float(np.sum((tp_before + k) / (tp_before + k + fp_before)))
+            worst += float(np.sum((tp_before + k) / (tp_before + k + fp_before + neg[b])))
+        tp_before, fp_before = tp_before + pos[b], fp_before + neg[b]
+    return ap, max(best / p - ap, ap - worst / p, 0.0)
+
+
+def _auroc_finish(sums: np.ndarray, count: np.ndarray) -> float:
+    return binned_roc_auc(sums)[0]
+
+
+def _ap_finish(sums: np.ndarray, count: np.ndarray) -> float:
+    return binned_average_precision(sums)[0]
+
+
+def roc_auc(scores: Any, labels: Any, *, bins: int = 1024, mask: Any = None) -> dict[str, Any]:
+    """Binary AUROC from score histograms (exact for the binned scores; see the bound).
+
+    Args:
+        scores: ``(N,)`` probabilities of the positive class (in [0, 1]).
+        labels: ``(N,)`` in {0, 1}.
+        bins: Histogram bins; the error bound (:func:`binned_roc_auc`) shrinks with more.
+        mask: ``(N,)`` booleans: which samples count.
+
+    Returns:
+        A step item. For the exact AUROC of the raw scores, log them with the per-sample
+        ``single_noreduce_wcount`` mode and call :func:`metricskit.tasks.exact_roc_auc`.
+    """
+    mode = summing_mode("roc_auc", _auroc_finish)
+    which = jnp.sum(counted(mask, jnp.shape(scores)), dtype=jnp.int32)
+    return step_item(score_histograms(scores, labels, bins, mask), which, mode)
+
+
+def average_precision(
+    scores: Any, labels: Any, *, bins: int = 1024, mask: Any = None
+) -> dict[str, Any]:
+    """Binary average precision (area under the precision-recall curve) from histograms.
+
+    Arguments as :func:`roc_auc`; the bound is :func:`binned_average_precision`'s.
+    """
+    mode = summing_mode("average_precision", _ap_finish)
+    which = jnp.sum(counted(mask, jnp.shape(scores)), dtype=jnp.int32)
+    return step_item(score_histograms(scores, labels, bins, mask), which, mode)
+
+
+def _ece_finish(sums: np.ndarray, count: np.ndarray) -> float:
+    n, confidence, correct = (np.asarray(s, np.float64) for s in sums)
+    total = n.sum()
+    if total == 0:
+        return 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.where(n > 0, np.abs(correct - confidence) / n, 0.0)
+    return float(np.sum(n / total * gap))
+
+
+def calibration_error(
+    probabilities: Any, labels: Any, *, bins: int = 15, mask: Any = None
+) -> dict[str, Any]:
+    """Expected calibration error: ``sum_b (n_b / N) |accuracy_b - confidence_b|``.
+
+    Samples are binned by their confidence (the top probability), in ``bins`` equal-width bins
+    (Guo et al., "On calibration of modern neural networks", 2017).
+
+    Args:
+        probabilities: ``(N, C)`` class probabilities.
+        labels: ``(N,)`` class ids.
+        bins: Confidence bins.
+        mask: ``(N,)`` booleans: which samples count.
+
+    Returns:
+        A step item: per bin the count, the sum of confidences and the number correct.
+    """
+    p = jnp.asarray(probabilities, jnp.float32)
+    confidence = jnp.max(p, axis=-1)
+    correct = (jnp.argmax(p, axis=-1) == jnp.asarray(labels)).astype(jnp.float32)
+    which = counted(mask, confidence.shape).astype(jnp.float32)
+    b = jnp.minimum((confidence * bins).astype(jnp.int32), bins - 1)
+    stats = jnp.stack(
+        [
+            jnp.zeros(bins).at[b].add(which),
+            jnp.zeros(bins).at[b].add(confidence * which),
+            jnp.zeros(bins).at[b].add(correct * which),
+        ]
+    )
+    mode = summing_mode(f"calibration_error_{bins}", _ece_finish)
+    return step_item(stats, jnp.sum(which > 0, dtype=jnp.int32), mode)

@@ -1,0 +1,66 @@
+"""The quantile sketch: relative accuracy, exact merging, histograms in the sinks."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metricskit as mk
+from metricskit.sinks import summarize
+
+
+@pytest.mark.parametrize("accuracy", [0.01, 0.05])
+def test_quantiles_are_within_the_relative_accuracy(accuracy, rng):
+    values = np.concatenate([rng.lognormal(0, 3, 3000), -rng.lognormal(0, 1, 500), np.zeros(20)])
+    rng.shuffle(values)
+    q = (0.01, 0.25, 0.5, 0.9, 0.99)
+    store = mk.MetricStore()
+    update = jax.jit(
+        lambda s, v: s.update({"x": mk.tasks.quantiles(v, q=q, relative_accuracy=accuracy)})
+    )
+    for lo in range(0, len(values), 700):
+        store = update(store, jnp.asarray(values[lo : lo + 700], jnp.float32))
+    host = store.compute()
+    for v in q:
+        exact = np.quantile(values.astype(np.float32), v, method="lower")
+        got = host[f"x_p{100 * v:g}"]
+        assert abs(got - exact) <= accuracy * abs(exact) + 1e-30, (v, got, exact)
+
+
+def test_merging_sketches_is_exact_and_histograms_reach_the_sinks(rng, tmp_path):
+    values = rng.exponential(size=1000).astype(np.float32)
+    parts = [
+        mk.MetricStore().update({"h": mk.tasks.histogram(chunk), "q": mk.tasks.quantiles(chunk)})
+        for chunk in np.array_split(values, 4)
+    ]
+    merged = functools.reduce(mk.MetricStore.aggregate, parts)
+    whole = mk.MetricStore().update(
+        {"h": mk.tasks.histogram(values), "q": mk.tasks.quantiles(values)}
+    )
+    a, b = merged.compute(), whole.compute()
+    np.testing.assert_array_equal(a["h"].counts, b["h"].counts)
+    assert a["q_p50"] == b["q_p50"] and a["h"].counts.sum() == 1000
+    assert len(a["h"].edges) == len(a["h"].counts) + 1
+    summary = summarize(a)
+    assert summary["h/n"] == 1000 and summary["h/min"] <= summary["h/mean"] <= summary["h/max"]
+    assert summary["h/mean"] == pytest.approx(values.mean(), rel=0.02)
+    tensorboard = pytest.importorskip("tensorboardX")  # in the test extra: never skipped in CI
+    from metricskit.sinks import TensorBoardSink
+
+    sink = TensorBoardSink(tmp_path)
+    sink.write(1, a)
+    sink.close()
+    assert any(p.name.startswith("events") for p in tmp_path.iterdir()) and tensorboard
+
+
+def test_nan_values_are_not_counted_and_bad_arguments_are_refused():
+    host = mk.MetricStore().update({"x": mk.tasks.quantiles(jnp.array([1.0, jnp.nan, 3.0]))})
+    assert host.compute()["x_p50"] == pytest.approx(1.0, rel=0.01)
+    with pytest.raises(ValueError, match="relative_accuracy"):
+        mk.tasks.quantiles(jnp.ones(3), relative_accuracy=1.5)
+    with pytest.raises(ValueError, match="quantiles are in"):
+        mk.tasks.quantiles(jnp.ones(3), q=(1.5,))
