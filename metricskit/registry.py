@@ -73,7 +73,9 @@ def get_log_mode(name: str) -> LogMode:
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(
         f"unknown log mode {name!r}.{hint} Registered modes: {', '.join(registered_modes())}. "
-        "Register a new one with metricskit.register_metric(name)."
+        "Register a new one with metricskit.register_metric(name). A task metric's mode "
+        "(metricskit.tasks) is registered when its function first runs in a process: call it "
+        "(or jax.eval_shape the step that does) before loading state that uses it."
     )
 
 

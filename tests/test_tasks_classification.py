@@ -4,6 +4,7 @@ jitted, merged from random splits, and on 8 devices."""
 from __future__ import annotations
 
 import functools
+import itertools
 
 import hypothesis.strategies as st
 import jax
@@ -138,57 +139,10 @@ def test_binary_and_multilabel_inputs(rng):
     assert host["f1"] == pytest.approx(
         skm.f1_score(ml, (ml_scores > 0.5).astype(int), average="macro"), rel=1e-12
     )
-    with pytest.raises(ValueError, match="binary.*num_classes=2"):
+    with pytest.raises(ValueError, match=r"binary.*num_classes=2"):
         mk.tasks.f1(ml_scores, ml, num_classes=3, average="binary")
     with pytest.raises(ValueError, match="average='mean'"):
         mk.tasks.f1(ml_scores, ml, num_classes=3, average="mean")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("bins", [16, 256, 2048])
-def test_binned_auroc_and_ap_are_within_their_stated_bounds(bins, rng):
-    for trial in range(5):
-        n = int(rng.integers(20, 400))
-        scores = rng.beta(2.0, 2.0, size=n).astype(np.float32)
-        y = (rng.random(n) < scores).astype(int)
-        if trial == 4:
-            scores = np.round(scores * 8) / 8  # many ties
-        hist = np.asarray(mk.tasks.score_histograms(scores, y, bins))
-        auc, auc_bound = mk.tasks.binned_roc_auc(hist)
-        ap, ap_bound = mk.tasks.binned_average_precision(hist)
-        assert abs(auc - skm.roc_auc_score(y, scores)) <= auc_bound + 1e-12
-        assert abs(ap - skm.average_precision_score(y, scores)) <= ap_bound + 1e-12
-        binned = np.minimum((scores * bins).astype(int), bins - 1)
-        assert auc == pytest.approx(skm.roc_auc_score(y, binned), abs=1e-12)  # exact for bins
-        assert ap == pytest.approx(skm.average_precision_score(y, binned), abs=1e-12)
-        assert mk.tasks.exact_roc_auc(scores, y) == pytest.approx(skm.roc_auc_score(y, scores))
-        assert mk.tasks.exact_average_precision(scores, y) == pytest.approx(
-            skm.average_precision_score(y, scores)
-        )
-        host = (
-            mk.MetricStore()
-            .update(
-                {
-                    "auc": mk.tasks.roc_auc(scores, y, bins=bins),
-                    "ap": mk.tasks.average_precision(scores, y, bins=bins),
-                }
-            )
-            .compute()
-        )
-        assert (host["auc"], host["ap"]) == (auc, ap)
-
-
-def test_calibration_error_against_a_float64_reference(rng):
-    probs = np.asarray(jax.nn.softmax(jnp.asarray(rng.normal(size=(300, C)) * 2), -1))
-    labels = rng.integers(0, C, size=300)
-    host = mk.MetricStore().update({"ece": mk.tasks.calibration_error(probs, labels, bins=10)})
-    confidence, pred = probs.max(-1), probs.argmax(-1)
-    b = np.minimum((confidence * 10).astype(int), 9)
-    want = sum(
-        np.mean(b == i) * abs(np.mean(pred[b == i] == labels[b == i]) - confidence[b == i].mean())
-        for i in range(10)
-        if np.any(b == i)
-    )
-    assert host.compute()["ece"] == pytest.approx(want, rel=1e-6)
 
 
 @st.composite
@@ -212,7 +166,7 @@ def test_any_split_aggregates_to_the_whole(case):
         return mk.MetricStore().update(out)
 
     bounds = [0, *cuts, n]
-    parts = [step(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [step(a, b) for a, b in itertools.pairwise(bounds)]
     merged = functools.reduce(mk.MetricStore.aggregate, parts).compute()
     whole = step(0, n).compute()
     assert merged.keys() == whole.keys()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -72,8 +73,7 @@ def test_any_split_aggregates_to_the_whole(rng):
     for cuts in ([1, 49], [10, 25, 33], [7]):
         bounds = [0, *cuts, 50]
         parts = [
-            mk.MetricStore().update(_items(p[a:b], y[a:b]))
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            mk.MetricStore().update(_items(p[a:b], y[a:b])) for a, b in itertools.pairwise(bounds)
         ]
         merged = functools.reduce(mk.MetricStore.aggregate, parts).compute()
         whole = mk.MetricStore().update(_items(p, y)).compute()

@@ -20,7 +20,7 @@ from metricskit.tasks.classification import (
     precision,
     recall,
 )
-from metricskit.tasks.curves import exact_average_precision, exact_roc_auc
+from metricskit.tasks.curves import exact_average_precision, exact_roc_auc, scored_samples
 from metricskit.tasks.language import (
     bits_per_byte,
     bits_per_token,
@@ -73,6 +73,7 @@ __all__ = [
     "rmse",
     "roc_auc",
     "score_histograms",
+    "scored_samples",
     "sequence_log_likelihood",
     "token_accuracy",
     "token_nll",

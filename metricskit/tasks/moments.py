@@ -1,8 +1,8 @@
 """Co-moments merged exactly: the state behind R², explained variance and Pearson correlation.
 
 A step gives the count, means and co-moment matrix ``C = sum (x - mean)(x - mean)^T`` of a
-few variables over its batch (centred in the batch, so float32 loses nothing to the means);
-the state merges them with Chan's parallel formula in double-float arithmetic (Chan, Golub and
+few variables over its batch (centred in the batch, the means carried as two float32s, so
+float32 loses nothing to values far from zero); the state merges them with Chan's parallel formula in double-float arithmetic (Chan, Golub and
 LeVeque, "Algorithms for computing the sample variance", 1983):
 
     n = n_a + n_b,  d = mean_b - mean_a,  mean = mean_a + d n_b / n,
@@ -35,41 +35,70 @@ __all__ = ["CoMoments", "batch_moments", "comoment_mode"]
 def batch_moments(variables: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
     """A batch's count and its ``[means, co-moments]`` packed in one vector.
 
+    The mean is carried as two float32s (``hi + lo``: the rounded mean and the mean of the
+    residuals ``x - hi``), so merging batches far from zero keeps the deviations' precision.
+
     Args:
         variables: ``(N, d)`` samples.
         weights: ``(N,)`` booleans: which samples count.
 
     Returns:
-        ``(packed, n)``: ``packed`` is ``(d + d * d,)`` float32 (means, then the row-major
-        co-moment matrix), ``n`` the int32 count.
+        ``(packed, n)``: ``packed`` is ``(2 d + d * d,)`` float32 (the means' ``hi``, their
+        ``lo``, then the row-major co-moment matrix), ``n`` the int32 count.
     """
     w = weights.astype(jnp.float32)[:, None]
     x = variables.astype(jnp.float32)
-    n = jnp.sum(w)
-    mean = jnp.sum(x * w, axis=0) / jnp.maximum(n, 1.0)
-    centred = (x - mean) * w
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    hi = jnp.sum(x * w, axis=0) / n
+    lo = jnp.sum((x - hi) * w, axis=0) / n
+    centred = ((x - hi) - lo) * w
     comoments = centred.T @ centred
-    return jnp.concatenate([mean, comoments.reshape(-1)]), jnp.sum(weights, dtype=jnp.int32)
+    packed = jnp.concatenate([hi, lo, comoments.reshape(-1)])
+    return packed, jnp.sum(weights, dtype=jnp.int32)
+
+
+Moments = tuple[exact.Pair, exact.Pair, exact.Pair]  # count (), means (d,), co-moments (d, d)
+
+
+def chan_merge(a: Moments, b: Moments) -> Moments:
+    """The moments of the union of two sets of samples (Chan, Golub and LeVeque), in
+    double-float arithmetic."""
+    n_a, mean_a, c_a = a
+    n_b, mean_b, c_b = b
+    n = exact.add(n_a, n_b)
+    safe = exact.where(n.hi > 0, n, exact.as_pair(jnp.ones_like(n.hi)))
+    weight = exact.div(n_b, safe)  # n_b / n
+    delta = exact.sub(mean_b, mean_a)
+    mean = exact.add(mean_a, exact.mul(delta, _bcast(weight, delta)))
+    outer = exact.mul(_col(delta), _row(delta))
+    spread = exact.mul(outer, _bcast(exact.mul(n_a, weight), outer))
+    return n, mean, exact.add(exact.add(c_a, c_b), spread)
+
+
+def _unpack(packed: Any, count: Any) -> Moments:
+    """A step's packed ``(value, count)`` as double-float moments."""
+    p = exact.as_pair(packed)
+    d = _dims(p.hi.shape[-1])
+    hi = exact.Pair(p.hi[:d], p.lo[:d])
+    lo = exact.Pair(p.hi[d : 2 * d], p.lo[d : 2 * d])
+    comoments = exact.Pair(p.hi[2 * d :].reshape(d, d), p.lo[2 * d :].reshape(d, d))
+    return exact.as_pair(count), exact.add(hi, lo), comoments
 
 
 def merge_batches(packed: jax.Array, counts: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Several batches' ``(packed, n)`` (a leading axis) merged into one, with Chan's formula
-    in float32 (the devices of one step, for ``update(..., axis_name=...)``)."""
-    d = _dims(packed.shape[-1])
-    n, mean, c = counts[0].astype(jnp.float32), packed[0, :d], packed[0, d:].reshape(d, d)
+    """Several batches' ``(packed, n)`` (a leading axis) merged into one packed batch (the
+    devices of one step, for ``update(..., axis_name=...)``)."""
+    moments = _unpack(packed[0], counts[0].astype(jnp.float32))
     for i in range(1, packed.shape[0]):
-        n_b = counts[i].astype(jnp.float32)
-        total = n + n_b
-        weight = jnp.where(total > 0, n_b / jnp.where(total > 0, total, 1.0), 0.0)
-        delta = packed[i, :d] - mean
-        mean = mean + delta * weight
-        c = c + packed[i, d:].reshape(d, d) + jnp.outer(delta, delta) * n * weight
-        n = total
-    return jnp.concatenate([mean, c.reshape(-1)]), jnp.sum(counts).astype(jnp.int32)
+        moments = chan_merge(moments, _unpack(packed[i], counts[i].astype(jnp.float32)))
+    _, mean, comoments = moments
+    flat = (mean.hi, mean.lo, (comoments.hi + comoments.lo).reshape(-1))
+    return jnp.concatenate(flat), jnp.sum(counts).astype(jnp.int32)
 
 
 def _dims(length: int) -> int:
-    return round((-1 + math.sqrt(1 + 4 * length)) / 2)
+    """``d`` from the packed length ``2 d + d * d``."""
+    return math.isqrt(1 + length) - 1
 
 
 class CoMoments(Metric):
@@ -96,27 +125,16 @@ class CoMoments(Metric):
             "comoments": FieldSpec((d, d), "pair"),
         }
 
-    def _merge(self, n_b: exact.Pair, mean_b: exact.Pair, c_b: exact.Pair) -> CoMoments:
-        n_a = self.count
-        n = exact.add(n_a, n_b)
-        safe = exact.where(n.hi > 0, n, exact.as_pair(jnp.ones_like(n.hi)))
-        weight = exact.div(n_b, safe)  # n_b / n
-        delta = exact.sub(mean_b, self.mean)
-        mean = exact.add(self.mean, exact.mul(delta, _bcast(weight, delta)))
-        outer = exact.mul(_col(delta), _row(delta))
-        spread = exact.mul(outer, _bcast(exact.mul(n_a, weight), outer))
-        comoments = exact.add(exact.add(self.comoments, c_b), spread)
+    def update(self, value: Any, count: Any) -> CoMoments:
+        n, mean, comoments = chan_merge(self._moments(), _unpack(value, count))
         return self.replace(count=n, mean=mean, comoments=comoments)
 
-    def update(self, value: Any, count: Any) -> CoMoments:
-        packed = exact.as_pair(value)
-        d = self.mean.hi.shape[-1]
-        mean_b = jax.tree.map(lambda x: x[:d], packed)
-        c_b = jax.tree.map(lambda x: x[d:].reshape(d, d), packed)
-        return self._merge(exact.as_pair(count), mean_b, c_b)
-
     def aggregate(self, other: CoMoments) -> CoMoments:
-        return self._merge(other.count, other.mean, other.comoments)
+        n, mean, comoments = chan_merge(self._moments(), other._moments())
+        return self.replace(count=n, mean=mean, comoments=comoments)
+
+    def _moments(self) -> Moments:
+        return self.count, self.mean, self.comoments
 
     def compute(self) -> exact.Finish:
         return exact.Finish(Unpacked(type(self).finish), (self.count, self.mean, self.comoments))

@@ -1,0 +1,123 @@
+"""The engine of task metrics: summing modes (a user's own task metric in a few lines),
+masks, and every family through the functional API, a checkpoint and 8 devices."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+import metricskit as mk
+from metricskit.compat import make_mesh, shard_map
+from metricskit.tasks.modes import counted, step_item, summing_mode
+
+
+def _brier_score(sums, count):
+    return float(sums / count)
+
+
+def brier(probs, labels, *, mask=None):
+    """A user's own task metric: the mean squared error of predicted probabilities."""
+    which = counted(mask, jnp.shape(labels))
+    total = jnp.sum(jnp.where(which, (probs - labels) ** 2, 0.0))
+    return step_item(total, jnp.sum(which, dtype=jnp.int32), summing_mode("brier", _brier_score))
+
+
+def test_a_users_task_metric_in_a_few_lines(rng):
+    p = rng.uniform(size=(3, 40)).astype(np.float32)
+    y = rng.integers(0, 2, size=(3, 40)).astype(np.float32)
+    m = rng.random((3, 40)) < 0.7
+    update = jax.jit(lambda store, p, y, m: store.update({"brier": brier(p, y, mask=m)}))
+    store = mk.MetricStore()
+    for i in range(3):
+        store = update(store, p[i], y[i], m[i])
+    want = np.mean((p[m].astype(np.float64) - y[m]) ** 2)
+    assert store.compute()["brier"] == pytest.approx(want, rel=1e-6)
+    assert mk.get_log_mode("brier").cls.__name__ == "Sums_brier"
+
+
+def test_summing_mode_names_are_identifiers_and_made_once():
+    assert summing_mode("f1 beta0.5/zd-1", _brier_score) == "f1_beta0_5_zd_1"
+    assert summing_mode("f1 beta0.5/zd-1", _brier_score) == "f1_beta0_5_zd_1"
+    assert (
+        mk.tasks.fbeta(jnp.zeros((2, 3)), jnp.zeros(2, int), num_classes=3, beta=0.5)["log_modes"]
+        == mk.tasks.fbeta(jnp.ones((2, 3)), jnp.ones(2, int), num_classes=3, beta=0.5)["log_modes"]
+    )
+
+
+def test_counted_broadcasts_a_mask_over_the_trailing_axes():
+    mask = jnp.array([True, False])
+    np.testing.assert_array_equal(counted(mask, (2, 3)), [[True] * 3, [False] * 3])
+    np.testing.assert_array_equal(counted(None, (2,)), [True, True])
+
+
+def _every_family(lg, lb, sc, tokens_logits, tokens):
+    return {
+        "loss": jnp.mean(sc),
+        "acc": mk.tasks.accuracy(lg, lb),
+        "f1": mk.tasks.f1(lg, lb, num_classes=4, average="macro"),
+        "auc": mk.tasks.roc_auc(sc, lb % 2, bins=64),
+        "ece": mk.tasks.calibration_error(jax.nn.softmax(lg), lb, bins=5),
+        "r2": mk.tasks.r2(sc, lg[:, 0]),
+        "pearson": mk.tasks.pearson(sc, lg[:, 0]),
+        "ppl": mk.tasks.perplexity(tokens_logits, tokens),
+        "ndcg": mk.tasks.ndcg(lg, (lb[:, None] == jnp.arange(4)).astype(jnp.float32), k=2),
+        "mrr": mk.tasks.mrr(lg, (lb[:, None] == jnp.arange(4)).astype(jnp.float32)),
+        "q": mk.tasks.quantiles(sc, q=(0.5, 0.9)),
+    }
+
+
+def _batches(rng, n_batches=3, n=16):
+    for _ in range(n_batches):
+        yield (
+            jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
+            jnp.asarray(rng.integers(0, 4, size=n)),
+            jnp.asarray(rng.uniform(size=n), jnp.float32),
+            jnp.asarray(rng.normal(size=(n, 5, 6)), jnp.float32),
+            jnp.asarray(rng.integers(0, 6, size=(n, 5))),
+        )
+
+
+def test_every_family_through_the_functional_api_and_a_checkpoint(rng, tmp_path):
+    batches = list(_batches(rng))
+    whole = [jnp.concatenate(parts) for parts in zip(*batches, strict=True)]
+    want = mk.MetricStore().update(_every_family(*whole)).compute()
+
+    @jax.jit
+    def train_step(metrics, batch):
+        return mk.update_metrics(metrics, _every_family(*batch))
+
+    metrics = train_step({}, batches[0])
+    mk.MetricStore.from_mapping(metrics).save(tmp_path / "metrics.npz")
+    resumed = mk.MetricStore.load(tmp_path / "metrics.npz", like=metrics)
+    for batch in batches[1:]:
+        metrics, resumed = train_step(metrics, batch), train_step(resumed, batch)
+    _, scalars, *_ = mk.get_metrics(metrics)
+    assert set(scalars) == set(want) == {*want} and "q_p50" in scalars
+    for key, value in want.items():
+        assert scalars[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert mk.get_metrics(resumed)[1] == scalars  # the checkpoint continues exactly
+
+
+def test_every_family_on_eight_devices_gives_one_devices_numbers(rng):
+    assert jax.device_count() == 8, "XLA_FLAGS must force 8 host devices (conftest)"
+    mesh = make_mesh((8,), ("data",))
+    batch = next(_batches(rng, 1, 64))
+    one = mk.MetricStore().update(_every_family(*batch)).compute()
+
+    def synced(*b):
+        return mk.MetricStore().update(_every_family(*b)).sync("data")
+
+    def reduced(*b):
+        return mk.MetricStore().update(_every_family(*b), axis_name="data")
+
+    for fn in (synced, reduced):
+        mapped = shard_map(fn, mesh=mesh, in_specs=(P("data"),) * 5, out_specs=P())
+        host = jax.jit(mapped)(*batch).compute()
+        assert host.keys() == one.keys()
+        for key in one:
+            np.testing.assert_allclose(
+                host[key], one[key], rtol=1e-5, atol=1e-6, err_msg=f"{fn.__name__} {key}"
+            )
