@@ -106,7 +106,8 @@ class Finish:
     A metric's ``compute`` returns it when the last step is easier, or more exact, in float64
     and int64 NumPy than on the device: ``fn`` gets one key's operand (Pairs as float64,
     Words as int64, Ratios as float64 quotients) and returns a number, an array, or a tuple
-    of them.
+    of them. It runs with NumPy's floating-point warnings off: a NaN or inf it returns is the
+    key's value (an empty key's is replaced by the store's empty report).
 
     Attributes:
         fn: A host function of one key's operand (static: part of the structure).
@@ -319,7 +320,8 @@ def to_host(x: Any) -> Any:
     if isinstance(x, Ratio):
         return _divide(np.asarray(to_host(x.numerator)), np.asarray(to_host(x.denominator)))
     if isinstance(x, Finish):
-        return x.fn(to_host(x.operand))
+        with np.errstate(all="ignore"):  # a finish's NaN or inf is its value, not a warning
+            return x.fn(to_host(x.operand))
     if isinstance(x, tuple):
         return tuple(to_host(p) for p in x)
     return np.asarray(x)

@@ -2,8 +2,9 @@
 
 A step gives the count, means and co-moment matrix ``C = sum (x - mean)(x - mean)^T`` of a
 few variables over its batch (centred in the batch, the means carried as two float32s, so
-float32 loses nothing to values far from zero); the state merges them with Chan's parallel formula in double-float arithmetic (Chan, Golub and
-LeVeque, "Algorithms for computing the sample variance", 1983):
+float32 loses nothing to values far from zero); the state merges them with Chan's parallel
+formula in double-float arithmetic (Chan, Golub and LeVeque, "Algorithms for computing the
+sample variance", 1983):
 
     n = n_a + n_b,  d = mean_b - mean_a,  mean = mean_a + d n_b / n,
     C = C_a + C_b + d d^T n_a n_b / n.
