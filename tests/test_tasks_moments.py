@@ -69,3 +69,13 @@ def test_an_empty_batch_changes_nothing():
     empty = batch_moments(jnp.zeros((4, 2)), jnp.zeros(4, bool))
     store = _store(x).update({"m": {"value": empty[0], "count": empty[1], "log_modes": [MODE]}})
     _check(store.compute()["m"], x, rtol=1e-12)
+
+
+def test_a_raw_value_under_a_comoment_mode_is_a_clear_error_naming_the_key():
+    import pytest
+
+    store = mk.MetricStore().update({"loss": 1.0})
+    for bad in (2.0, np.ones(4, np.float32), np.ones((2, 8), np.float32)):
+        with pytest.raises(ValueError, match=r"'r2/val'.*packed co-moments.*tasks\.r2"):
+            store.update({"r2/val": {"value": bad, "log_modes": [MODE]}})
+    assert list(store.keys()) == ["loss"]

@@ -191,7 +191,10 @@ def make_plan(before: Layout, step: StepSignature) -> Plan:
     targets: dict[tuple[str, Signature], list[tuple[str, int, Spec, Spec, bool]]] = {}
     for i, (key, modes, vspec, cspec, skip) in enumerate(step):
         for mode in modes:
-            new = _signature(mode, vspec, cspec)
+            try:
+                new = _signature(mode, vspec, cspec)
+            except ValueError as e:
+                raise ValueError(f"Metric {key!r} (log mode {mode!r}): {e}") from None
             target = (mode, new)
             if (key, mode) in where:
                 g, _ = where[(key, mode)]

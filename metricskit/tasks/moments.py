@@ -119,7 +119,13 @@ class CoMoments(Metric):
 
     @classmethod
     def field_specs(cls, value: Spec, count: Spec) -> dict[str, FieldSpec]:
-        d = _dims(value.shape[-1])
+        d = _dims(value.shape[-1]) if value.shape else 0
+        if value.shape != (2 * d + d * d,) or d < 1:
+            raise ValueError(
+                f"this mode takes the packed co-moments of one batch (a (2d + d*d,) vector), "
+                f"but the value has shape {value.shape}; make the step item with "
+                "metricskit.tasks.r2, explained_variance or pearson (or batch_moments)"
+            )
         return {
             "count": FieldSpec((), "pair"),
             "mean": FieldSpec((d,), "pair"),
