@@ -12,7 +12,9 @@ same workload and size, so above 1 means metricskit is faster):
 - in-graph updates inside a jitted step and an MLP train step, against hand-written float32
   accumulation and clu, with compile times (``ingraph.py``);
 - evaluation loops over N batches of per-sample losses from a jitted eval step, against
-  torchmetrics' CatMetric, a plain list and a memcpy, with peak memory (``evaluation.py``).
+  torchmetrics' CatMetric, a plain list and a memcpy, with peak memory (``evaluation.py``);
+- task metrics (accuracy and macro F1, 10 classes, batch 1024) in a jitted evaluation loop,
+  against metrax, torchmetrics and hand-written counts (``task_metrics.py``).
 
 Peers run where installed (``pip install "metricskit[bench]"``). ``--quick`` stays under a
 minute or two; the full run takes tens of minutes.
@@ -33,6 +35,7 @@ import evaluation
 import ingraph
 import jax
 import peers
+import task_metrics
 from harness import Table, installed, median_time
 
 import metricskit as mk
@@ -74,17 +77,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-peers", action="store_true", help="metricskit and floors only")
     parser.add_argument("--no-mlp", action="store_true", help="skip the MLP train step")
-    parser.add_argument("--sections", nargs="+", default=["keys", "ingraph", "eval"])
+    parser.add_argument("--task-batches", type=int, default=200)
+    parser.add_argument("--sections", nargs="+", default=["keys", "ingraph", "eval", "tasks"])
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     mk.LOGGER.setLevel(logging.ERROR)  # compute + reset reports empty states after a round
     warnings.filterwarnings("ignore")
     if args.quick:
-        args.keys, args.ingraph_keys, args.batches, args.repeats = (
+        args.keys, args.ingraph_keys, args.batches, args.repeats, args.task_batches = (
             [100, 1000],
             [100],
             [500, 2000],
             3,
+            50,
         )
     with_peers = not args.no_peers
     print(f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s)")
@@ -103,6 +108,13 @@ def main() -> None:
         )
     if "eval" in args.sections:
         evaluation.run(table, args.batches, args.size, args.repeats, with_peers)
+    if "tasks" in args.sections:
+        computed = task_metrics.run(table, args.task_batches, args.repeats, with_peers)
+        for name, values in computed.items():
+            print(f"  {name}: " + ", ".join(f"{k} {v:.6f}" for k, v in values.items()))
+            for k, v in values.items():  # metrax adds 1e-7 to its denominators
+                if abs(v - computed["metricskit"][k]) > 1e-5:
+                    sys.exit(f"{name} computes {k} = {v}, metricskit {computed['metricskit'][k]}")
     print()
     print(table.summary())
     if args.json:

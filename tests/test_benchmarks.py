@@ -15,6 +15,7 @@ def test_a_tiny_benchmark_run_covers_every_workload(tmp_path):
     assert SCRIPT.exists(), "the tests run from a source checkout (tox changes into it)"
     out = tmp_path / "results.json"
     argv = ["--keys", "4", "--ingraph-keys", "3", "--batches", "3", "6", "--size", "8"]
+    argv += ["--task-batches", "2"]
     subprocess.run(
         [sys.executable, str(SCRIPT), *argv, "--repeats", "1", "--no-peers", "--json", str(out)],
         check=True,
@@ -31,6 +32,8 @@ def test_a_tiny_benchmark_run_covers_every_workload(tmp_path):
     for name in ("metricskit", "metricskit eager update", "floor: list + concatenate"):
         assert ("eval aggregation", name) in seen
     assert ("whole eval loop", "metricskit") in seen
+    for name in ("metricskit", "floor: hand-written counts"):
+        assert ("task metrics: acc + macro F1", name) in seen
     assert ("compiles, zero-filled init", "metricskit") in seen
     assert all(
         r["value"] is not None and math.isfinite(r["value"]) and r["value"] >= 0 for r in rows

@@ -18,9 +18,12 @@ import numpy as np
 
 from metricskit import exact
 from metricskit.log import LOGGER
+from metricskit.metric import Metric, per_sample
+from metricskit.store import engine, host
+from metricskit.store.entries import Row, on_host
 from metricskit.store.layout import Layout, names
 
-__all__ = ["host_value", "report", "stacked_rows", "warn_empty"]
+__all__ = ["compute", "host_value", "report", "stacked_rows", "warn_empty"]
 
 
 def _frozen(x: np.ndarray) -> np.ndarray:
@@ -125,3 +128,26 @@ def warn_empty(metrics: Sequence[str]) -> None:
         shown = ", ".join(metrics[:20])
         more = f" and {len(metrics) - 20} more" if len(metrics) > 20 else ""
         LOGGER.warning("Metric %s%s has count 0; reporting 0.0.", shown, more)
+
+
+def compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
+    """The reported metrics of a store's groups (local, concrete state), one transfer.
+
+    Device groups run one jitted compute together and come back in one ``device_get``; host
+    groups of per-sample evaluation results compute per key on their NumPy leaves.
+    """
+    on_cpu = [per_sample(type(m)) and on_host(m) for m in metrics]
+    kernels = tuple(m for m, h in zip(metrics, on_cpu, strict=True) if not h)
+    with host.device_for(kernels):
+        computed = iter(jax.device_get(engine.compute_jit(kernels)) if kernels else ())
+    rows, empties = [], []
+    for m, h, group in zip(metrics, on_cpu, layout.groups, strict=True):
+        if h:
+            per_key = [Row(m, r, group.signature).metric() for r in range(len(group.keys))]
+            rows.append([host_value(k.compute()) for k in per_key])
+            empties.append([bool(k.is_empty()) for k in per_key])
+        else:
+            values, empty = next(computed)
+            rows.append(stacked_rows(values, len(group.keys)))
+            empties.append(np.asarray(empty).tolist())
+    return report(layout, rows, empties)

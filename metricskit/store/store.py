@@ -7,12 +7,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
-import numpy as np
 
 from metricskit import checkpoint, nan_policy
 from metricskit.compat import AxisName
 from metricskit.distributed import local_copy, process_sync, reduce_entries, sync_metric
-from metricskit.metric import Metric, per_sample, zeros_like
+from metricskit.metric import Metric, zeros_like
 from metricskit.store import combine, engine, host, leaves, results
 from metricskit.store.entries import KeyMetrics, Row, on_host, stack
 from metricskit.store.layout import Layout, index, key_modes, names, rows
@@ -327,23 +326,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         if not self.metrics:
             return {}
         host.refuse_tracers(self.first_leaf(), "MetricStore.compute")
-        metrics = local_copy(self.metrics)
-        # host per-sample groups (evaluation results): computed per key on their NumPy leaves
-        on_cpu = [per_sample(type(m)) and on_host(m) for m in metrics]
-        kernels = tuple(m for m, h in zip(metrics, on_cpu, strict=True) if not h)
-        with host.device_for(kernels):
-            computed = iter(jax.device_get(engine.compute_jit(kernels)) if kernels else ())
-        rows, empties = [], []
-        for m, h, group in zip(metrics, on_cpu, self.layout.groups, strict=True):
-            if h:
-                per_key = [Row(m, r, group.signature).metric() for r in range(len(group.keys))]
-                rows.append([results.host_value(k.compute()) for k in per_key])
-                empties.append([bool(k.is_empty()) for k in per_key])
-            else:
-                values, empty = next(computed)
-                rows.append(results.stacked_rows(values, len(group.keys)))
-                empties.append(np.asarray(empty).tolist())
-        return results.report(self.layout, rows, empties)
+        return results.compute(self.layout, local_copy(self.metrics))
 
     def reset(self) -> MetricStore:
         """Every metric back to its empty (all-zero) state.
