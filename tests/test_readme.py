@@ -20,6 +20,9 @@ def test_readme_has_two_setup_commands_first():
     commands = re.findall(r"```bash\n(.*?)```", first_section, flags=re.S)[0].strip().splitlines()
     assert len(commands) == 2
     assert "python -m metricskit demo" in commands[0] and "tox" in commands[1]
+    tox_command = commands[1].split("&&")[1].split("#")[0].strip()
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert tox_command in ci.splitlines(), "CI runs the README's test command"
 
 
 def test_class_api_example(capsys):

@@ -9,6 +9,7 @@ import itertools
 import hypothesis.strategies as st
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 
 import metricskit as mk
@@ -40,6 +41,7 @@ def _store(x):
     return mk.MetricStore().update({"m": {"value": packed, "count": n, "log_modes": [MODE]}})
 
 
+@pytest.mark.slow
 @settings(max_examples=20)
 @given(st.integers(3, 60), st.lists(st.integers(1, 59), max_size=4, unique=True), st.integers())
 def test_any_split_merges_to_the_moments_of_all_samples(n, cuts, seed):
@@ -72,8 +74,6 @@ def test_an_empty_batch_changes_nothing():
 
 
 def test_a_raw_value_under_a_comoment_mode_is_a_clear_error_naming_the_key():
-    import pytest
-
     store = mk.MetricStore().update({"loss": 1.0})
     for bad in (2.0, np.ones(4, np.float32), np.ones((2, 8), np.float32)):
         with pytest.raises(ValueError, match=r"'r2/val'.*packed co-moments.*tasks\.r2"):
