@@ -1,7 +1,10 @@
-"""The demo (the README's main job): trains, logs to JSONL, plots, checkpoints, and says why not."""
+"""The demo (the README's main job): a language model on real text; logs, evaluations, plot,
+checkpoints, and a command line that says what is wrong in one line."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import struct
 import sys
 
@@ -10,19 +13,31 @@ import pytest
 
 import metricskit as mk
 from metricskit.__main__ import main
-from metricskit.demo import run_demo
+from metricskit.demo import QUICK, run_demo, text
+from metricskit.plot import families, plot_records
 from metricskit.sinks import read_csv, read_jsonl
 
 TRAIN = {
     "loss_mean",
     "loss_std",
     "loss_max",
-    "accuracy",
+    "perplexity",
+    "token_accuracy",
+    "bits_per_byte",
     "grad_norm_mean",
-    "grad_norm_single",
-    "samples_per_s",
+    "grad_norm_max",
 }
-EVAL = {"eval_samples", "eval_loss", "eval_loss_std", "eval_loss_max", "eval_accuracy"}
+EVAL = {
+    "eval_loss",
+    "eval_perplexity",
+    "eval_token_accuracy",
+    "eval_bits_per_byte",
+    "eval_sequence_loss_p50",
+    "eval_sequence_loss_p90",
+    "eval_sequence_loss_p99",
+    "eval_sequence_ll_mean",
+    "eval_sequence_ll_min",
+}
 
 
 def assert_valid_png(path):
@@ -38,61 +53,145 @@ def assert_valid_png(path):
     assert np.ptp(pixels[..., :3]) > 0  # something was drawn
 
 
-def test_demo_writes_metrics_jsonl_and_a_plot(tmp_path, capsys):
-    result = run_demo(steps=30, seed=3, log_every=10, out_dir=tmp_path, name="short")
-    folder = tmp_path / "short"
+def test_the_corpus_is_the_standard_librarys_source():
+    train, held_out, modules = text.corpus()
+    total = train.size + held_out.size
+    assert train.dtype == np.uint8 and abs(held_out.size - total / 10) <= 1 and total > 100_000
+    assert "argparse" in modules and b"def " in train.tobytes()
+    windows = text.eval_windows(held_out, 5, 16)
+    assert windows.shape == (5, 16) and windows.dtype == np.int32
+    np.testing.assert_array_equal(windows.ravel(), held_out[:80])
+
+
+def test_quick_demo_trains_on_text_evaluates_every_m_steps_and_writes_the_run(tmp_path, capsys):
+    result = run_demo(
+        steps=40, log_every=10, eval_every=20, out=tmp_path / "run", config=QUICK, seed=1
+    )
+    folder = tmp_path / "run"
     assert sorted(p.name for p in folder.iterdir()) == [
         "curves.png",
         "eval_state.npz",
         "metrics.jsonl",
+        "train_state.npz",
     ]
     records = read_jsonl(folder / "metrics.jsonl")
-    assert [r["step"] for r in records] == [10, 20, 30, 30]
-    for record in records[:3]:
-        assert set(record) == {"step"} | TRAIN
-        assert 0.0 <= record["accuracy"] <= 1.0
+    assert [r["step"] for r in records] == [10, 20, 20, 30, 40, 40]
+    train = [r for r in records if "loss_mean" in r]
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [20, 40]  # every M steps, not only at the end
+    for record in train:  # throughput from the end of the first (compiling) step on
+        assert set(record) == {"step", "tokens_per_s"} | TRAIN
+        assert record["tokens_per_s"] > 0
+    for record in train:
         assert record["loss_max"] >= record["loss_mean"] > 0.0 and record["loss_std"] >= 0.0
-        assert record["samples_per_s"] > 0
-    assert set(records[3]) == {"step"} | EVAL
-    assert records[3]["eval_samples"] == 512
-    assert records[3]["eval_loss_max"] >= records[3]["eval_loss"] > 0.0
-    assert {k: v for k, v in records[2].items() if k != "step"} == {
-        k: v for k, v in result.items() if k in TRAIN
-    }
-    assert_valid_png(folder / "curves.png")
+        np.testing.assert_allclose(
+            record["bits_per_byte"], record["loss_mean"] / np.log(2), rtol=0.05
+        )
+        assert 0.0 <= record["token_accuracy"] <= 1.0
+    assert train[-1]["loss_mean"] < train[0]["loss_mean"]  # it learns
+    for record in evals:
+        assert set(record) == {"step"} | EVAL
+        np.testing.assert_allclose(
+            record["eval_perplexity"], np.exp(record["eval_loss"]), rtol=1e-9
+        )
+        p50, p90, p99 = (record[f"eval_sequence_loss_p{q}"] for q in (50, 90, 99))
+        assert p50 <= p90 <= p99
+    # the checkpoints hold the metric state: the last evaluation, bit for bit
     eval_store = mk.MetricStore.load(folder / "eval_state.npz")
-    losses = eval_store.compute()["sample_loss_single_noreduce"]
-    np.testing.assert_allclose(losses.mean(), result["eval_loss"], rtol=1e-6)
+    host = eval_store.compute()
+    assert host["loss"] == result["eval_loss"] == evals[-1]["eval_loss"]
+    ll, lengths = host["sequence_single_noreduce_wcount"]
+    assert len(ll) == QUICK.eval_sequences and set(lengths.tolist()) == {QUICK.length - 8}
+    assert float(np.mean(ll)) == result["eval_sequence_ll_mean"]
+    assert mk.MetricStore.load(folder / "train_state.npz").compute()["loss_mean"] == pytest.approx(
+        train[-1]["loss_mean"], rel=0, abs=0
+    )
+    assert_valid_png(folder / "curves.png")
     out = capsys.readouterr()
-    assert "short: after 30 steps" in out.out and "eval_loss" in out.out
-    assert "30/30" in out.err  # the progress bar
+    assert "train: steps 31-40 (the last log window)" in out.out
+    assert "eval: after step 40, on 20 held-out windows" in out.out
+    assert "40/40" in out.err  # the progress bar
 
 
-def test_command_line_demo_with_every_sink_then_plot(tmp_path, capsys):
-    argv = ["demo", "--steps", "12", "--log-every", "4", "--out-dir", str(tmp_path)]
-    argv += ["--name", "cli", "--sinks", "jsonl", "csv", "tensorboard", "console"]
-    assert main([*argv, "--no-progress", "--no-plot"]) == 0
-    folder = tmp_path / "cli"
-    rows = read_csv(folder / "metrics.csv")
-    assert [r["step"] for r in rows] == [4, 8, 12, 12]
-    assert rows[:3] == [
-        {k: v for k, v in r.items()} for r in read_jsonl(folder / "metrics.jsonl")[:3]
+def test_the_plot_has_one_panel_per_family_with_train_and_eval_together(tmp_path):
+    records = [
+        {"step": 10, "loss_mean": 3.0, "loss_std": 0.5, "loss_max": 4.0, "tokens_per_s": 9.0},
+        {"step": 20, "loss_mean": 2.0, "loss_std": 0.4, "loss_max": 3.0, "tokens_per_s": 9.5},
+        {"step": 20, "eval_loss": 2.5, "eval_acc": 0.5},
+        {"step": 30, "loss_mean": 1.5, "loss_std": 0.2, "loss_max": 2.0, "tokens_per_s": 9.4},
+        {"step": 40, "eval_loss": 2.0, "eval_acc": 0.6, "eval_ll/mean": -3.0, "eval_ll/n": 7},
     ]
+    assert families(["loss_mean", "loss_std", "loss_max", "eval_loss"])["loss"] == [
+        ("train", "mean", "loss_mean"),
+        ("train", "std", "loss_std"),
+        ("train", "max", "loss_max"),
+        ("eval", "value", "eval_loss"),
+    ]
+    panels = plot_records(records, tmp_path / "c.png")
+    assert panels == ["loss", "tokens_per_s", "acc"]  # eval_ll has one point: no panel
+    assert_valid_png(tmp_path / "c.png")
+    with pytest.raises(ValueError, match="at most one point"):
+        plot_records(records[:1], tmp_path / "d.png")
+
+
+def test_command_line_quick_demo_with_every_sink_then_plot_next_to_the_log(tmp_path, capsys):
+    folder = tmp_path / "cli"
+    argv = ["demo", "--quick", "--out", str(folder), "--no-progress"]
+    argv += ["--sinks", "jsonl", "csv", "tensorboard", "console"]
+    assert main(argv) == 0
+    rows = read_csv(folder / "metrics.csv")
+    assert [r["step"] for r in rows] == [10, 20, 20, 30, 40, 40]
     assert list(folder.glob("events.out.tfevents.*"))
-    out = capsys.readouterr().out
-    assert out.count("step 4\n") == 1 and "eval_accuracy" in out
+    assert "eval_perplexity" in capsys.readouterr().out
+    (folder / "curves.png").unlink()
+    assert main(["plot", str(folder / "metrics.jsonl")]) == 0  # no -o: next to the log
+    assert_valid_png(folder / "curves.png")
     assert main(["plot", str(folder / "metrics.jsonl"), "-o", str(tmp_path / "c.png")]) == 0
     assert_valid_png(tmp_path / "c.png")
-    assert "c.png: 12 panels" in capsys.readouterr().out  # 7 training + 5 evaluation metrics
-    with pytest.raises(ValueError, match=r"\['nope'\] are not in the log"):
-        main(["plot", str(folder / "metrics.jsonl"), "--metrics", "nope"])
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--sinks", "csv"], "--sinks csv: .*add jsonl to --sinks, or pass --no-plot"),
+        (["demo", "--steps", "0"], "--steps: .*positive"),
+        (["demo", "--eval-every", "x"], "--eval-every: .*whole number"),
+        (["plot", "missing.jsonl"], "missing.jsonl: no such file"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_command_line_errors_are_one_line_naming_the_flag(argv, message, capsys, tmp_path):
+    with contextlib.chdir(tmp_path):
+        try:
+            status = main(argv)
+        except SystemExit as e:  # argparse's own usage errors
+            status = e.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_plot_of_an_unknown_metric_names_the_flag(tmp_path, capsys):
+    log = tmp_path / "m.jsonl"
+    log.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.5}\n')
+    assert main(["plot", str(log), "--metrics", "nope"]) == 2
+    assert "--metrics: metrics ['nope'] are not in the log" in capsys.readouterr().err
+
+
+def test_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
-        main(["nonsense"])
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 400)" in out and "(default: 100)" in out and "runs/demo" in out
 
 
 def test_demo_names_the_extra_it_needs(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     with pytest.raises(ImportError, match=r'pip install "metricskit\[demo\]"'):
-        run_demo(steps=2, out_dir=tmp_path)
+        run_demo(steps=2, out=tmp_path)
     with pytest.raises(ValueError, match="add the 'jsonl' sink"):
-        run_demo(steps=2, out_dir=tmp_path, sinks=("csv",))
+        run_demo(steps=2, out=tmp_path, sinks=("csv",))
+    with pytest.raises(ValueError, match="eval_every must be a positive"):
+        run_demo(steps=2, out=tmp_path, eval_every=0)
