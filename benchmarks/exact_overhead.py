@@ -13,13 +13,12 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any
+from typing import Any, Self
 
 import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
-from typing_extensions import Self
 
 import metricskit as mk
 

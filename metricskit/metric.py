@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import abc
 import functools
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Self, cast
 
 import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
-from typing_extensions import Self
 
 from metricskit import exact
 from metricskit.fields import FieldSpec, Spec, field_kind, field_spec, reduction_of, zeros

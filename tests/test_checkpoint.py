@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import zipfile
+from typing import Self
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import BUILTIN_MODES
-from typing_extensions import Self
 
 import metricskit as mk
 from metricskit.checkpoint import CheckpointError
