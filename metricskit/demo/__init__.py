@@ -204,7 +204,7 @@ def run_demo(
             tokens = text.train_windows(train, rng, cfg.batch, cfg.length)
             params, opt, store = train_step(params, opt, jnp.int32(step), store, tokens)
             if timer is None:  # the first step compiles: time from its end
-                jax.block_until_ready(store)
+                store.first_leaf().block_until_ready()
                 timer, timed_steps = time.perf_counter(), 0
             else:
                 timed_steps += 1

@@ -67,7 +67,8 @@ def train_windows(
 ) -> np.ndarray:
     """``(batch, length)`` random windows of ``data`` (``int32``)."""
     starts = rng.integers(0, data.size - length, size=batch)
-    return data[starts[:, None] + np.arange(length)].astype(np.int32)
+    windows: np.ndarray = data[starts[:, None] + np.arange(length)]
+    return windows.astype(np.int32)
 
 
 def eval_windows(data: np.ndarray, count: int, length: int) -> np.ndarray:
