@@ -20,6 +20,24 @@ hypothesis.settings.register_profile("dev", deadline=None, max_examples=50)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+# The layers above the engine (task metrics, demo, sinks, integrations, docs pages, benchmarks)
+# and the heaviest engine tests are "extended": the older-JAX tox envs leave them out.
+_EXTENDED = (
+    "test_tasks_",
+    "test_demo",
+    "test_sinks",
+    "test_benchmarks",
+    "test_integrations_",
+    "test_interop_",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name.startswith(_EXTENDED):
+            item.add_marker(pytest.mark.extended)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261129)

@@ -13,7 +13,7 @@ import pytest
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_a_tiny_benchmark_run_covers_every_workload(tmp_path):
     assert SCRIPT.exists(), "the tests run from a source checkout (tox changes into it)"
     out = tmp_path / "results.json"

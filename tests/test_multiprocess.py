@@ -66,7 +66,7 @@ def _close(got: dict, want: dict) -> None:
         )
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_two_processes_report_what_one_process_reports(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

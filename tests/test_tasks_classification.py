@@ -152,7 +152,7 @@ def _splits(draw):
     return n, cut, draw(st.integers(0, 1000))
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 @settings(max_examples=15)
 @given(_splits())
 def test_any_split_aggregates_to_the_whole(case):
@@ -175,7 +175,7 @@ def test_any_split_aggregates_to_the_whole(case):
         np.testing.assert_array_equal(merged[key], whole[key])
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_eight_devices_sync_and_axis_name_give_one_devices_numbers(rng):
     assert jax.device_count() == 8, "XLA_FLAGS must force 8 host devices (conftest)"
     mesh = make_mesh((8,), ("data",))

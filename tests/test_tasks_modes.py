@@ -101,7 +101,7 @@ def test_every_family_through_the_functional_api_and_a_checkpoint(rng, tmp_path)
     assert mk.get_metrics(resumed)[1] == scalars  # the checkpoint continues exactly
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_every_family_on_eight_devices_gives_one_devices_numbers(rng):
     assert jax.device_count() == 8, "XLA_FLAGS must force 8 host devices (conftest)"
     mesh = make_mesh((8,), ("data",))

@@ -41,7 +41,7 @@ def _store(x):
     return mk.MetricStore().update({"m": {"value": packed, "count": n, "log_modes": [MODE]}})
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 @settings(max_examples=20)
 @given(st.integers(3, 60), st.lists(st.integers(1, 59), max_size=4, unique=True), st.integers())
 def test_any_split_merges_to_the_moments_of_all_samples(n, cuts, seed):
