@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from harness import Table, compile_seconds, installed, median_time
+from peers import clu_collection
 
 import metricskit as mk
 
@@ -44,38 +45,6 @@ def _hand_update(state: Any, metrics: dict[str, jax.Array]) -> Any:
     return total + v, squares + v * v, jnp.maximum(peak, v), steps + 1
 
 
-def _clu_collection(k: int) -> Any:
-    import flax
-    from clu import metrics as clu_metrics
-
-    @flax.struct.dataclass
-    class Max(clu_metrics.Metric):  # type: ignore[misc]
-        value: jax.Array
-
-        @classmethod
-        def from_model_output(cls, values: jax.Array, **_: Any) -> Any:
-            return cls(value=jnp.max(values))
-
-        @classmethod
-        def empty(cls) -> Any:
-            return cls(value=jnp.array(-jnp.inf))
-
-        def merge(self, other: Any) -> Any:
-            return type(self)(value=jnp.maximum(self.value, other.value))
-
-        def compute(self) -> jax.Array:
-            return self.value
-
-    fields = {}
-    for key in _keys(k):
-        fields[f"{key}_mean"] = clu_metrics.Average.from_output(key)
-        fields[f"{key}_std"] = clu_metrics.Std.from_output(key)
-        fields[f"{key}_max"] = Max.from_output(key)
-    return flax.struct.dataclass(
-        type("Metrics", (clu_metrics.Collection,), {"__annotations__": fields})
-    )
-
-
 def variants(k: int, peers: bool) -> dict[str, tuple[Callable[[], Any], Callable[[Any, Any], Any]]]:
     """Name -> (initial state, ``update(state, metrics)``)."""
     out: dict[str, tuple[Callable[[], Any], Callable[[Any, Any], Any]]] = {
@@ -89,7 +58,7 @@ def variants(k: int, peers: bool) -> dict[str, tuple[Callable[[], Any], Callable
         ),
     }
     if peers and installed("clu") and k <= 1000:
-        collection = _clu_collection(k)
+        collection = clu_collection(_keys(k))
         out["clu"] = (
             collection.empty,
             lambda state, metrics: state.merge(collection.single_from_model_output(**metrics)),

@@ -72,46 +72,56 @@ class MetricskitFunctional(Metricskit):
         self.store, _ = get_metrics(self.store)
 
 
+def clu_collection(keys: list[str]) -> Any:
+    """A clu ``Collection`` with ``key_mean``, ``key_std`` and ``key_max`` per key.
+
+    clu has no running max, so this gives it the few lines its documentation shows; clu
+    0.0.12's ``Std.compute`` calls ``jnp.clip(a_min=)``, gone in JAX 0.10, so the same formula
+    replaces it.
+    """
+    import flax
+    from clu import metrics
+
+    @flax.struct.dataclass
+    class Max(metrics.Metric):  # type: ignore[misc]
+        value: jax.Array
+
+        @classmethod
+        def from_model_output(cls, values: jax.Array, **_: Any) -> Any:
+            return cls(value=jnp.max(values))
+
+        @classmethod
+        def empty(cls) -> Any:
+            return cls(value=jnp.array(-jnp.inf))
+
+        def merge(self, other: Any) -> Any:
+            return type(self)(value=jnp.maximum(self.value, other.value))
+
+        def compute(self) -> jax.Array:
+            return self.value
+
+    @flax.struct.dataclass
+    class Std(metrics.Std):  # type: ignore[misc]
+        def compute(self) -> jax.Array:
+            mean = self.total / self.count
+            variance = jnp.maximum(self.sum_of_squares / self.count - mean**2, 0.0)
+            return jnp.sqrt(variance)
+
+    fields = {}
+    for key in keys:
+        fields[f"{key}_mean"] = metrics.Average.from_output(key)
+        fields[f"{key}_std"] = Std.from_output(key)
+        fields[f"{key}_max"] = Max.from_output(key)
+    return flax.struct.dataclass(
+        type("Metrics", (metrics.Collection,), {"__annotations__": fields})
+    )
+
+
 class Clu:
     name = "clu"
 
     def __init__(self, k: int):
-        import flax
-        from clu import metrics
-
-        @flax.struct.dataclass
-        class Max(metrics.Metric):  # type: ignore[misc]
-            value: jax.Array
-
-            @classmethod
-            def from_model_output(cls, values: jax.Array, **_: Any) -> Any:
-                return cls(value=jnp.max(values))
-
-            @classmethod
-            def empty(cls) -> Any:
-                return cls(value=jnp.array(-jnp.inf))
-
-            def merge(self, other: Any) -> Any:
-                return type(self)(value=jnp.maximum(self.value, other.value))
-
-            def compute(self) -> jax.Array:
-                return self.value
-
-        @flax.struct.dataclass
-        class Std(metrics.Std):  # type: ignore[misc]
-            def compute(self) -> jax.Array:  # clu 0.0.12 calls jnp.clip(a_min=), gone in JAX 0.10
-                mean = self.total / self.count
-                variance = jnp.maximum(self.sum_of_squares / self.count - mean**2, 0.0)
-                return jnp.sqrt(variance)
-
-        fields = {}
-        for j in range(k):
-            fields[f"m{j}_mean"] = metrics.Average.from_output(f"m{j}")
-            fields[f"m{j}_std"] = Std.from_output(f"m{j}")
-            fields[f"m{j}_max"] = Max.from_output(f"m{j}")
-        self.cls = flax.struct.dataclass(
-            type("Metrics", (metrics.Collection,), {"__annotations__": fields})
-        )
+        self.cls = clu_collection([f"m{j}" for j in range(k)])
         self.values = step_values(k)
         self.state = self.cls.empty()
         self.jitted = jax.jit(self._update)
