@@ -102,6 +102,10 @@ def test_quick_demo_trains_on_text_evaluates_every_m_steps_and_writes_the_run(tm
     assert host["loss"] == result["eval_loss"] == evals[-1]["eval_loss"]
     ll, lengths = host["sequence_single_noreduce_wcount"]
     assert len(ll) == QUICK.eval_sequences and set(lengths.tolist()) == {QUICK.length - 8}
+    # every batch counts (the last one smaller), not only the last: the mean per-token loss
+    # is the total of the per-sequence log-likelihoods over all held-out tokens
+    assert QUICK.eval_sequences % QUICK.eval_batch != 0
+    np.testing.assert_allclose(result["eval_loss"], -ll.sum() / lengths.sum(), rtol=1e-5)
     assert float(np.mean(ll)) == result["eval_sequence_ll_mean"]
     assert mk.MetricStore.load(folder / "train_state.npz").compute()["loss_mean"] == pytest.approx(
         train[-1]["loss_mean"], rel=0, abs=0

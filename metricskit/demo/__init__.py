@@ -107,11 +107,11 @@ def _train_step(
     return params, opt, store
 
 
-def _eval_step(cfg: Config, params: Any, tokens: jax.Array) -> MetricStore:
+def _eval_step(cfg: Config, store: MetricStore, params: Any, tokens: jax.Array) -> MetricStore:
     logits = model.logits(params, tokens, cfg.context)
     targets = tokens[:, cfg.context :]
     nll = _nll(logits, targets)
-    return MetricStore().update(
+    return store.update(
         {
             "loss": {"value": nll.sum(), "count": nll.size},
             "perplexity": tasks.perplexity(logits, targets),
@@ -124,12 +124,19 @@ def _eval_step(cfg: Config, params: Any, tokens: jax.Array) -> MetricStore:
 
 
 def _evaluate(
-    eval_step: Any, params: Any, windows: np.ndarray, batch: int
+    eval_step: Any, empty: MetricStore, params: Any, windows: np.ndarray, batch: int
 ) -> tuple[Any, dict[str, Any]]:
-    """One pass over the held-out windows: the aggregate, and its results by ``eval_`` name."""
+    """One pass over the held-out windows: the aggregate, and its results by ``eval_`` name.
+
+    As with the documented functional API: the eval step carries one store through the
+    batches (the accumulating modes sum over them), and :func:`aggregate_metrics` appends the
+    per-sample values of each batch and keeps the latest state of the other modes.
+    """
+    store: MetricStore = empty
     evaluated: Any = {}
     for start in range(0, len(windows), batch):
-        evaluated = aggregate_metrics(evaluated, eval_step(params, windows[start : start + batch]))
+        store = eval_step(store, params, windows[start : start + batch])
+        evaluated = aggregate_metrics(evaluated, store)
     _, host = get_metrics(dict(evaluated))  # get_metrics resets: keep the aggregate intact
     ll, _ = host.pop("sequence_single_noreduce_wcount")  # one per held-out window
     host["sequence_ll_mean"] = float(np.mean(ll))  # nats per window
@@ -188,6 +195,8 @@ def run_demo(
     opt = jax.tree.map(jnp.zeros_like, (params, params))
     train_step = jax.jit(functools.partial(_train_step, cfg), donate_argnames=("store",))
     eval_step = jax.jit(functools.partial(_eval_step, cfg))
+    eval_shapes = jax.eval_shape(eval_step, MetricStore(), params, eval_windows[: cfg.eval_batch])
+    empty_eval = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), eval_shapes)
     # every key up front, zero-filled from the step's abstract output: one compile
     shapes = jax.eval_shape(
         train_step, params, opt, jnp.int32(1), MetricStore().init(_TRAIN_MODES),
@@ -228,7 +237,9 @@ def run_demo(
                         refresh=False,
                     )
             if step % eval_every == 0 or step == steps:
-                aggregate, evaluated = _evaluate(eval_step, params, eval_windows, cfg.eval_batch)
+                aggregate, evaluated = _evaluate(
+                    eval_step, empty_eval, params, eval_windows, cfg.eval_batch
+                )
                 sink.write(step, evaluated)
                 timer = time.perf_counter()  # evaluation time is not training throughput
             if bar is not None:
