@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Multi-device tests need 8 CPU devices; the flag must be set before JAX is imported.
 os.environ["XLA_FLAGS"] = (
@@ -30,6 +31,14 @@ _EXTENDED = (
     "test_integrations_",
     "test_interop_",
 )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``-m "not extended"``, the extended modules are not even imported (their
+    libraries, e.g. TensorFlow for clu's writers, are installed where they run)."""
+    if config.option.markexpr == "not extended" and collection_path.name.startswith(_EXTENDED):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
