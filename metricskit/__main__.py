@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from metricskit.demo import QUICK, run_demo
+from metricskit.plot import plot_jsonl
 from metricskit.sinks import SINKS
 
 __all__ = ["main"]
@@ -85,8 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--sinks {' '.join(args.sinks)}: the plot is drawn from metrics.jsonl; "
                 "add jsonl to --sinks, or pass --no-plot",
             )
-        from metricskit.demo import QUICK, run_demo
-
         steps, log_every, eval_every = args.steps, args.log_every, args.eval_every
         if args.quick:
             steps, log_every, eval_every = 40, 10, 20
@@ -108,8 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.path.isfile(args.jsonl):
         return _usage(command, f"{args.jsonl}: no such file; pass a metrics.jsonl of a run")
     output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.jsonl)), "curves.png")
-    from metricskit.plot import plot_jsonl
-
     try:
         panels = plot_jsonl(args.jsonl, output, args.metrics)
     except (ValueError, ImportError) as e:

@@ -38,6 +38,7 @@ import numpy as np
 from metricskit import tasks
 from metricskit.demo import model, text
 from metricskit.functional import aggregate_metrics, get_metrics
+from metricskit.plot import plot_jsonl
 from metricskit.sinks import MultiSink, format_table, make_sink, require
 from metricskit.store import MetricStore
 
@@ -263,8 +264,6 @@ def run_demo(
         )
     )
     if plot:
-        from metricskit.plot import plot_jsonl
-
         plot_jsonl(os.path.join(folder, "metrics.jsonl"), os.path.join(folder, "curves.png"))
     print(f"wrote {', '.join(sorted(os.listdir(folder)))} to {folder}")
     return {**logged, **evaluated}
