@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from metricskit import exact
 from metricskit.division import divide
+from metricskit.dtypes import float_dtype, upcast
 from metricskit.exact import Pair, Ratio
 from metricskit.fields import state
 from metricskit.metric import Metric
@@ -43,7 +44,11 @@ def samples(value: Any, count: Any, shape: tuple[int, ...]) -> tuple[Pair, jax.A
     has = jnp.broadcast_to(~exact.is_zero(count), shape)
     plain = not isinstance(value, Pair | exact.Words) and not isinstance(count, Pair | exact.Words)
     if plain and jnp.issubdtype(jnp.asarray(value).dtype, jnp.floating):
-        quotient = divide(value, count)
+        value = jnp.asarray(value)
+        value = upcast(value, jnp.promote_types(value.dtype, float_dtype()))
+        # rounded: the quotient may be a product (XLA turns ``x / 24`` into ``x * (1/24)``),
+        # which would be contracted into std's subtractions as an unrounded value
+        quotient = exact.rounded(divide(value, count))
         sample = Pair(quotient, jnp.zeros_like(quotient))
     else:
         sample = exact.as_pair(divide(exact.as_pair(value), exact.as_pair(count)))

@@ -8,6 +8,15 @@ fused multiply-add can break them. Infinities and NaN are carried as IEEE float6
 them: the error terms are dropped where a result is not finite, so ``inf + 1`` is ``inf``,
 never a spurious NaN. Every function is elementwise and runs eagerly, under ``jit`` and
 ``vmap``; :func:`add` also runs on NumPy arrays (``xp=numpy``).
+
+An error-free transformation holds only for operands that are rounded floats, each used with
+one value wherever it appears. Under ``jit`` XLA may recompute an operand's expression inside
+each fusion that uses it (``x / 24`` of a caller's ``jnp.mean`` becomes ``x * (1/24)``, copied
+into every consumer), and the backend may then contract that product with the TwoSum's
+subtraction into one fused multiply-add, which sees the unrounded product: the error term then
+describes a value the step never had (``mean(ones(24))`` recorded as ``1 + 2**-25``). So the
+operands of every error-free transformation pass through :func:`rounded` first, an exact
+identity that no contraction can look through.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import numpy as np
 
 from metricskit.pytree import register_pytree
 
-__all__ = ["Pair", "add", "add_float", "div", "mul", "neg", "sqrt", "sub"]
+__all__ = ["Pair", "add", "add_float", "div", "mul", "neg", "rounded", "sqrt", "sub"]
 
 
 @attrs.frozen(eq=False)
@@ -49,7 +58,47 @@ class Pair:
 register_pytree(Pair, ["hi", "lo"], [])
 
 
+_SIGNED: dict[int, Any] = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def rounded(x: Any, xp: Any = jnp) -> Any:
+    """``x`` itself, as a value no fused multiply-add can look through (an exact identity).
+
+    Returns ``x + copysign(0, x)``: equal to ``x`` for every float (``-0.0``, infinities and
+    NaN included; a subnormal is flushed to zero where the device flushes them, as in every
+    addition here), but computed by an addition from ``x``'s rounded value. A product ``x``
+    (``p * q``) used in a later addition or subtraction may otherwise be contracted into
+    ``fma(p, q, ...)``, which sees the unrounded product; here it can only become
+    ``fma(p, q, ±0)``, which rounds ``p * q`` exactly as the multiplication does, and the
+    result is an addition that nothing contracts further, in every fusion XLA copies it into.
+    The zero is taken from ``x``'s sign bit, so no compiler can fold the addition away.
+    (``lax.optimization_barrier`` cannot do this: XLA removes barriers before fusion.)
+
+    Args:
+        x: A floating JAX array (a NumPy array with ``xp=numpy`` passes through).
+        xp: ``jax.numpy`` (default), or ``numpy`` on the host, where nothing is contracted.
+
+    Returns:
+        ``x``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from metricskit import doublefloat as df
+        >>> x = jnp.array([1.5, -0.0, jnp.inf, jnp.nan])
+        >>> jax.jit(df.rounded)(x)
+        Array([ 1.5, -0. ,  inf,  nan], dtype=float32)
+    """
+    if xp is np:
+        return x
+    x = jnp.asarray(x)
+    signed = _SIGNED[x.dtype.itemsize]
+    mask = np.array(np.iinfo(signed).min, signed)  # the sign bit
+    sign = jax.lax.bitcast_convert_type(x, signed) & mask
+    return x + jax.lax.bitcast_convert_type(sign, x.dtype)
+
+
 def _two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
+    a, b = rounded(a, xp), rounded(b, xp)
     s = a + b
     bb = s - a
     e = (a - (s - bb)) + (b - bb)
@@ -57,6 +106,7 @@ def _two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
 
 
 def _quick_two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
+    a, b = rounded(a, xp), rounded(b, xp)
     s = a + b
     e = b - (s - a)
     return s, xp.where(xp.isfinite(s), e, xp.zeros_like(e))
@@ -100,7 +150,8 @@ def _split(a: Any) -> tuple[Any, Any]:
 
 
 def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
-    p = a * b
+    a, b = rounded(a), rounded(b)
+    p = rounded(a * b)  # so that ``ah * bh - p`` cannot become ``fma(-a, b, ah * bh)``
     ah, al = _split(a)
     bh, bl = _split(b)
     e = ((ah * bh - p) + ah * bl + al * bh) + al * bl

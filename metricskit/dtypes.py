@@ -18,7 +18,7 @@ integers, :class:`metricskit.exact.Pair` for floats) that hold them exactly (int
 from __future__ import annotations
 
 import functools
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,7 @@ __all__ = [
     "kind",
     "logical",
     "logical_of_python",
+    "upcast",
     "x64",
 ]
 
@@ -150,3 +151,35 @@ def native(dtype: str) -> np.dtype:
         (dtype('int32'), dtype('bool'))
     """
     return np.dtype(dtype)
+
+
+def upcast(x: Any, dtype: Any) -> jax.Array:
+    """``x`` converted to ``dtype``; a narrower float is kept rounded to its own format.
+
+    With ``xla_allow_excess_precision`` (XLA's default) the compiler may drop a caller's
+    ``float32 -> bfloat16`` rounding together with this ``bfloat16 -> float32`` conversion,
+    and hand on the unrounded float32 instead of the bfloat16 value the step returns. A
+    ``reduce_precision`` to the narrow format after the conversion is an identity on the
+    narrow value and restores that rounding if it was dropped (for bfloat16 and float16 values
+    converted to float32; for float16 it keeps float32's exponent range, so that float16
+    subnormals stay exact: the restored rounding is float16's for its normal values).
+
+    Args:
+        x: A JAX array of any dtype.
+        dtype: The dtype to convert to.
+
+    Returns:
+        The converted array.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from metricskit.dtypes import upcast
+        >>> upcast(jnp.array(1.5, jnp.bfloat16), jnp.float32)
+        Array(1.5, dtype=float32)
+    """
+    x = jnp.asarray(x)
+    out: jax.Array = x.astype(dtype)
+    if out.dtype == np.float32 and x.dtype.itemsize == 2 and jnp.issubdtype(x.dtype, jnp.floating):
+        info: Any = jnp.finfo(x.dtype)  # type: ignore[no-untyped-call,unused-ignore]
+        out = jax.lax.reduce_precision(out, exponent_bits=8, mantissa_bits=info.nmant)
+    return out

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.doublefloat import Pair, add, add_float, div, mul, neg, sqrt, sub
-from metricskit.dtypes import float_dtype, int_dtype
+from metricskit.doublefloat import Pair, add, add_float, div, mul, neg, rounded, sqrt, sub
+from metricskit.dtypes import float_dtype, int_dtype, upcast
 from metricskit.pytree import register_pytree
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "is_zero",
     "mul",
     "neg",
+    "rounded",
     "split_float",
     "split_int",
     "sqrt",
@@ -233,7 +234,7 @@ def accumulate(acc: Accumulator, x: Any) -> Accumulator:
         x = jnp.asarray(x)
         if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize <= acc.hi.dtype.itemsize:
             # a plain float is exact in the accumulator's float: one TwoSum (the common case)
-            return add_float(acc, jnp.broadcast_to(x.astype(acc.hi.dtype), shape))
+            return add_float(acc, jnp.broadcast_to(upcast(x, acc.hi.dtype), shape))
     p = as_pair(x, acc.hi.dtype)
     return add(acc, Pair(jnp.broadcast_to(p.hi, shape), jnp.broadcast_to(p.lo, shape)))
 

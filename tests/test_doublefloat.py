@@ -69,3 +69,41 @@ def test_add_runs_on_numpy_arrays():
     out = df.add(a, b, np)
     assert isinstance(out.hi, np.ndarray)
     np.testing.assert_array_equal(exact.to_host(out), [1e8 + 1, np.inf])
+
+
+def test_rounded_is_an_exact_identity():
+    # (subnormals are left out: XLA on CPU flushes them to zero in any arithmetic)
+    x = np.array([1.5, -0.0, 0.0, np.inf, -np.inf, np.nan, 1.2e-38, -3.4e38], np.float32)
+    got = np.asarray(jax.jit(df.rounded)(x))
+    np.testing.assert_array_equal(got, x)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(x))
+    assert df.rounded(x, np) is x
+
+
+# A product computed in the same jitted function as the double-float arithmetic that uses it
+# (``x / n`` becomes ``x * (1/n)`` in XLA): XLA copies it into each fusion that uses it and the
+# backend may contract it with a TwoSum's subtraction into an FMA, which sees the unrounded
+# product. Every result must describe the float32 value the function returns.
+QUOTIENTS = [(24.0, 24.0), (100.0, 100.0), (1000.0, 1000.0), (7.0, 3.0), (1.0, 10.0)]
+
+
+@pytest.mark.parametrize(("total", "n"), QUOTIENTS)
+def test_operands_computed_in_the_same_jit_are_taken_as_rounded(total, n):
+    def f(total):
+        v = total / n  # n is a constant: XLA multiplies by its reciprocal
+        zero = _p(jnp.zeros_like(v))
+        one = _p(jnp.ones_like(v))
+        return v, {
+            "add_float": df.add_float(zero, v),
+            "add": df.add(zero, _p(v)),
+            "mul": df.mul(_p(v), one),
+            "div": df.div(_p(v), one),
+            "two_prod": df.mul(_p(v), _p(v)),
+        }
+
+    v, out = jax.jit(f)(jnp.float32(total))
+    v64 = float(v)
+    for name in ("add_float", "add", "mul", "div"):
+        assert float(exact.to_host(out[name])) == v64, name
+        assert float(out[name].lo) == 0.0, name
+    assert abs(float(exact.to_host(out["two_prod"])) - v64 * v64) <= 2**-46 * v64 * v64

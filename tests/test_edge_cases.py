@@ -6,7 +6,9 @@ reference."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
 
 import jax
@@ -355,3 +357,78 @@ def test_empty_steps_and_update_single_metric_with_zero_counts():
     _update_single_metric(host, "x", 0.0, 0, ["mean", "max", "std"])
     assert get_metrics(host)[1] == {"x_max": 0.0, "x_mean": 0.0, "x_std": 0.0}
     assert get_metrics(update_metrics(None, {}))[1] == {}
+
+
+# -- values computed in the same jitted step as the update (XLA fusion and FMA contraction) ---
+
+
+def _step_values(x):
+    """Values a training step computes and returns: means (``x / n`` becomes a product in XLA),
+    a sum and a squared loss."""
+    return {
+        "ones_mean": jnp.mean(jnp.ones_like(x)),
+        "mean": jnp.mean(x),
+        "sum": jnp.sum(x),
+        "loss": jnp.mean(jnp.square(x * 0.7 - 0.1)),
+    }
+
+
+def _assert_recorded_exactly(returned, report):
+    for key, value in returned.items():
+        want = float(np.float32(value))  # the float32 (or bfloat16) value the step returned
+        for mode in ("mean", "single", "max", "min"):
+            assert report[f"{key}_{mode}"] == want, (key, mode, report[f"{key}_{mode}"], want)
+        assert report[f"{key}_std"] == 0.0, (key, report[f"{key}_std"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("size", [24, 100, 1000, 4096])
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "eager"])
+def test_values_of_the_same_jitted_step_are_recorded_as_the_step_returns_them(dtype, size, jit):
+    x = jax.random.normal(jax.random.PRNGKey(size), (size,), jnp.float32).astype(dtype) * 3 + 1
+
+    def step(x):
+        values = _step_values(x)
+        return values, mk.MetricStore(default_log_modes=MODES).update(values)
+
+    returned, store = (jax.jit(step) if jit else step)(x)
+    _assert_recorded_exactly(returned, store.compute())
+
+
+@pytest.mark.parametrize("size", [24, 100, 1000])
+def test_a_mean_of_ones_returned_with_the_store_is_one(size):
+    # the tester's case: one key, the mean both returned and recorded by one jitted function
+    out, store = jax.jit(
+        lambda x: (
+            jnp.mean(x),
+            mk.MetricStore(default_log_modes=MODES).update({"loss": jnp.mean(x)}),
+        )
+    )(jnp.ones(size))
+    assert float(out) == 1.0
+    assert store.compute() == {f"loss_{m}": (0.0 if m == "std" else 1.0) for m in MODES}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_donated_train_step_records_the_losses_it_returns(dtype, rng):
+    store = mk.MetricStore(default_log_modes=MODES).init(dict.fromkeys(["loss", "mean"], 0.0))
+
+    @functools.partial(jax.jit, donate_argnames="store")
+    def step(store, x):
+        values = {"loss": jnp.mean(jnp.square(x * 0.7 - 0.1)), "mean": jnp.mean(x)}
+        return values, store.update(values)
+
+    returned, replay = [], mk.MetricStore(default_log_modes=MODES)
+    for i in range(6):
+        size = (24, 100)[i % 2] * 10  # 240 and 1000 elements: two compilations
+        x = jnp.asarray(rng.normal(size=size) * 3 + 1, dtype)
+        values, store = step(store, x)
+        returned.append({k: float(np.float32(v)) for k, v in values.items()})
+        replay = replay.update({k: jnp.asarray(np.asarray(v)) for k, v in values.items()})
+    report = store.compute()
+    for key in ("loss", "mean"):
+        seq = np.array([r[key] for r in returned])
+        assert report[f"{key}_mean"] == math.fsum(seq) / len(seq)  # the exact sum, divided once
+        assert report[f"{key}_single"] == seq[-1]
+        assert report[f"{key}_max"] == seq.max() and report[f"{key}_min"] == seq.min()
+        assert report[f"{key}_std"] == pytest.approx(np.std(seq), rel=1e-6)  # float32 Welford
+    assert report == replay.compute()  # the same values passed eagerly: the same state, bit for bit

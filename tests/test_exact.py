@@ -13,6 +13,7 @@ import pytest
 
 import metricskit as mk
 from metricskit import exact
+from metricskit.dtypes import upcast
 from metricskit.functional import _update_single_metric, get_metrics, update_metrics
 
 
@@ -244,3 +245,24 @@ def test_ratios_are_correctly_rounded_on_the_host():
     np.testing.assert_array_equal(
         exact.to_host(exact.Ratio(np.array([1.0, 2.0]), np.array([0, 4]))), [0.0, 0.5]
     )
+
+
+@pytest.mark.parametrize("n", [24, 100, 1000, 4096])
+def test_accumulate_takes_a_value_of_the_same_jit_as_the_value_returned(n):
+    def f(x):
+        v = jnp.mean(x)
+        return v, exact.accumulate(exact.zeros("float", ()), v)
+
+    v, acc = jax.jit(f)(jnp.ones(n))
+    assert float(v) == 1.0 and float(exact.to_host(acc)) == 1.0 and float(acc.lo) == 0.0
+
+
+def test_upcast_keeps_narrow_floats_exact():
+    for dtype in (jnp.bfloat16, jnp.float16):
+        info = jnp.finfo(dtype)
+        x = np.array([info.smallest_subnormal, info.tiny, info.max, 1 / 3, -0.0, np.inf], dtype)
+        got = np.asarray(jax.jit(lambda v: upcast(v, jnp.float32))(x))
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, x.astype(np.float32))
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(x.astype(np.float32)))
+    assert upcast(jnp.int32(3), jnp.float32).dtype == jnp.float32

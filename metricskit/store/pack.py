@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
-from metricskit.dtypes import INT_LIMIT, is_wide, kind, x64
+from metricskit.dtypes import INT_LIMIT, is_wide, kind, upcast, x64
 from metricskit.fields import Spec
 from metricskit.log import LOGGER
 from metricskit.store.parse import Entry, is_jax
@@ -126,7 +126,7 @@ def _device(x: Any, spec: Spec) -> Any:
     """One JAX array in the travelling form of ``spec`` (inside the compiled update)."""
     if is_wide(spec.dtype):
         return exact.as_words(x) if kind(spec.dtype) == "int" else exact.as_pair(x, jnp.float32)
-    return jnp.asarray(x).astype(_host_dtype(spec))
+    return upcast(x, _host_dtype(spec))
 
 
 def decode(packed: Any, spec: Spec) -> Any:
