@@ -205,3 +205,184 @@ def test_eight_devices_sync_and_axis_name_give_one_devices_numbers(rng):
             np.testing.assert_allclose(
                 host[key], one[key], rtol=1e-5, err_msg=f"{fn.__name__} {key}"
             )
+
+
+# -- bad inputs and non-finite scores (findings of a newcomer's break-it session) ----------
+
+T = mk.tasks
+LOGITS = jnp.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: T.accuracy(LOGITS[:2], jnp.array([[0], [1]])), ValueError, r"\(2, 3\).*\(2, 1\)"),
+        (lambda: T.accuracy(LOGITS, jnp.array([0, 1, 2]), top_k=0), ValueError, "top_k=0"),
+        (lambda: T.accuracy(LOGITS, jnp.array([0, 1, 2]), top_k=4), ValueError, r"\[1, 3\]"),
+        (lambda: T.accuracy(jnp.array([0, 1]), jnp.array([1, 1]), top_k=2), ValueError, "scores"),
+        (lambda: T.accuracy(LOGITS, jnp.array([0, 1, 5])), ValueError, r"class id 5.*\[0, 3\)"),
+        (lambda: T.accuracy(LOGITS, jnp.array([0, -1, 2])), ValueError, "class id -1"),
+        (lambda: T.accuracy(LOGITS, jnp.array([0.0, 1.0, 2.0])), TypeError, "integers"),
+        (lambda: T.f1(LOGITS, jnp.array([0, 1, 2]), num_classes=4), ValueError, "num_classes=3"),
+        (lambda: T.f1(LOGITS, jnp.array([0, 1, 2]), num_classes=0), ValueError, "num_classes=0"),
+        (
+            lambda: T.f1(jnp.ones((2, 4)), jnp.ones((2, 4), int), num_classes=3),
+            ValueError,
+            "4 labels",
+        ),
+        (
+            lambda: T.f1(jnp.array([0.2, 0.8]), jnp.array([0, 1]), num_classes=3),
+            ValueError,
+            "binary scores",
+        ),
+        (
+            lambda: T.fbeta(LOGITS, jnp.array([0, 1, 2]), num_classes=3, beta=-1.0),
+            ValueError,
+            "beta=-1",
+        ),
+        (
+            lambda: T.fbeta(LOGITS, jnp.array([0, 1, 2]), num_classes=3, beta=float("inf")),
+            ValueError,
+            "recall",
+        ),
+        (
+            lambda: T.f1(LOGITS, jnp.array([0, 1, 2]), num_classes=3, zero_division="warn"),
+            ValueError,
+            "zero_division='warn'",
+        ),
+        (
+            lambda: T.confusion_matrix(jnp.eye(3), jnp.array([0, 1, 2]), num_classes=2),
+            ValueError,
+            "num_classes=3",
+        ),
+        (
+            lambda: T.confusion_matrix(jnp.ones((2, 4)), jnp.ones((2, 4), int), num_classes=4),
+            ValueError,
+            "multilabel",
+        ),
+        (lambda: T.roc_auc(jnp.array([0.5, 2.0]), jnp.array([0, 1])), ValueError, "sigmoid"),
+        (lambda: T.roc_auc(jnp.array([0.5, 0.2]), jnp.array([0, 2])), ValueError, "0 or 1"),
+        (lambda: T.roc_auc(jnp.array([0.5, 0.2]), jnp.array([0, 1]), bins=0), ValueError, "bins"),
+        (
+            lambda: T.calibration_error(LOGITS, jnp.array([0, 1, 2])),
+            ValueError,
+            "softmax",
+        ),
+        (
+            lambda: T.calibration_error(jnp.full((3, 3), 1 / 3), jnp.array([0, 1, 2]), bins=0),
+            ValueError,
+            "bins",
+        ),
+    ],
+)
+def test_bad_inputs_are_clear_errors_before_any_state_changes(make, error, message):
+    store = mk.MetricStore().update({"loss": 1.0})
+    with pytest.raises(error, match=message):
+        store = store.update({"bad": make()})
+    assert list(store) == ["loss"]
+
+
+def test_out_of_range_ids_under_a_mask_are_padding_not_errors():
+    labels = jnp.array([0, 1, -100])  # a common padding id, masked out
+    mask = jnp.array([True, True, False])
+    for fn in (jax.jit, lambda f: f):
+        host = fn(
+            lambda y: mk.MetricStore().update(
+                {
+                    "acc": T.accuracy(LOGITS, y, mask=mask),
+                    "f1": T.f1(LOGITS, y, num_classes=3, average="micro", mask=mask),
+                }
+            )
+        )(labels).compute()
+        assert host == {"acc": 1.0, "f1": 1.0}
+
+
+def test_bool_labels_and_multilabel_masks_match_scikit_learn(rng):
+    scores = rng.random((40, 3)).astype(np.float32)
+    labels = rng.random((40, 3)) < 0.5
+    mask = rng.random((40, 3)) < 0.8
+    host = (
+        mk.MetricStore()
+        .update(
+            {
+                "f1": T.f1(scores, labels, num_classes=3, average="none", mask=mask),
+                "bin": T.f1(scores[:, 0], labels[:, 0], num_classes=2, average="binary"),
+                "cm": T.confusion_matrix(scores[:, 0], labels[:, 0], num_classes=2),
+            }
+        )
+        .compute()
+    )
+    want = [skm.f1_score(labels[mask[:, j], j], scores[mask[:, j], j] > 0.5) for j in range(3)]
+    np.testing.assert_allclose(host["f1"], want, rtol=1e-12)
+    assert host["bin"] == pytest.approx(skm.f1_score(labels[:, 0], scores[:, 0] > 0.5), abs=1e-12)
+    np.testing.assert_array_equal(
+        host["cm"], skm.confusion_matrix(labels[:, 0], scores[:, 0] > 0.5, labels=[0, 1])
+    )
+
+
+@pytest.mark.parametrize("average", ["macro", "weighted", "micro", "none"])
+def test_zero_division_nan_leaves_classes_out_as_scikit_learn_does(average):
+    preds, labels = jnp.array([0, 0, 1, 1]), jnp.array([0, 0, 1, 1])
+    for kind in ("precision", "recall", "f1"):
+        got = (
+            mk.MetricStore()
+            .update(
+                {
+                    "s": getattr(T, kind)(
+                        preds, labels, num_classes=3, average=average, zero_division=np.nan
+                    )
+                }
+            )
+            .compute()["s"]
+        )
+        want = getattr(skm, f"{kind}_score")(
+            labels, preds, labels=[0, 1, 2], average=None if average == "none" else average,
+            zero_division=np.nan,
+        )  # fmt: skip
+        np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("use_jit", [False, True])
+def test_a_nan_score_makes_the_key_nan_and_skip_counts_it(use_jit):
+    logits = jnp.array([[jnp.nan, 1.0, 0.0], [0.0, 2.0, 0.0]])
+    labels = jnp.array([0, 1])
+    probs = jnp.array([jnp.nan, 0.2, 0.7])
+    ys = jnp.array([1, 0, 1])
+
+    def step(store, logits, probs):
+        return store.update(
+            {
+                "acc": T.accuracy(logits, labels),
+                "f1": T.f1(logits, labels, num_classes=3),
+                "f1n": T.f1(logits, labels, num_classes=3, average="none"),
+                "cm": T.confusion_matrix(logits, labels, num_classes=3),
+                "auc": T.roc_auc(probs, ys),
+                "ap": T.average_precision(probs, ys),
+                "ece": T.calibration_error(jax.nn.softmax(logits), labels),
+            }
+        )
+
+    run = jax.jit(step) if use_jit else step
+    host = run(mk.MetricStore(), logits, probs).compute()
+    for key in ("acc", "f1", "auc", "ap", "ece"):
+        assert np.isnan(host[key]), key
+    assert np.isnan(host["f1n"]).all() and np.isnan(host["cm"]).all()
+    skipped = run(mk.MetricStore(nan_policy="skip"), logits, probs).compute()
+    assert skipped["acc_nonfinite"] == 1  # the skip policy sees the NaN of a float statistic
+
+
+def test_summing_mode_refuses_a_second_finish_under_one_name():
+    from metricskit.tasks.modes import summing_mode
+
+    def first(sums, count):
+        return float(sums)
+
+    def second(sums, count):
+        return 2 * float(sums)
+
+    assert summing_mode("test_collision", first) == "test_collision"
+    assert summing_mode("test_collision", first) == "test_collision"  # the same: fine
+    with pytest.raises(ValueError, match="another finishing function"):
+        summing_mode("test_collision", second)
+    with pytest.raises(ValueError, match="already registered as"):
+        summing_mode("mean", first)

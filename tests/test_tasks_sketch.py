@@ -57,10 +57,21 @@ def test_merging_sketches_is_exact_and_histograms_reach_the_sinks(rng, tmp_path)
     assert any(p.name.startswith("events") for p in tmp_path.iterdir()) and tensorboard
 
 
-def test_nan_values_are_not_counted_and_bad_arguments_are_refused():
-    host = mk.MetricStore().update({"x": mk.tasks.quantiles(jnp.array([1.0, jnp.nan, 3.0]))})
-    assert host.compute()["x_p50"] == pytest.approx(1.0, rel=0.01)
+def test_a_nan_value_makes_quantiles_nan_and_bad_arguments_are_refused():
+    nan = jnp.array([1.0, jnp.nan, 3.0])
+    host = mk.MetricStore().update({"x": mk.tasks.quantiles(nan)}).compute()
+    assert all(np.isnan(host[k]) for k in ("x_p50", "x_p90", "x_p99"))
+    masked = mk.tasks.quantiles(nan, mask=jnp.array([True, False, True]))  # masked: fine
+    assert mk.MetricStore().update({"x": masked}).compute()["x_p50"] == pytest.approx(1.0, rel=0.01)
+    host = mk.MetricStore().update({"x": mk.tasks.quantiles(jnp.arange(1.0, 9.0), q=(0.9, 0.5))})
+    assert list(host.compute()) == ["x_p50", "x_p90"]  # increasing order, whatever q's order
+    assert (
+        "x_p99.999999"
+        in mk.MetricStore()
+        .update({"x": mk.tasks.quantiles(jnp.ones(3), q=(0.99999999,))})
+        .compute()
+    )
     with pytest.raises(ValueError, match="relative_accuracy"):
         mk.tasks.quantiles(jnp.ones(3), relative_accuracy=1.5)
-    with pytest.raises(ValueError, match="quantiles are in"):
+    with pytest.raises(ValueError, match=r"quantiles in \[0, 1\]"):
         mk.tasks.quantiles(jnp.ones(3), q=(1.5,))

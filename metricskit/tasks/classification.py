@@ -54,7 +54,9 @@ def accuracy(
             / ``(N, L)`` floats thresholded (binary, multilabel: each label one sample).
         labels: ``(N,)`` class ids, or ``(N,)`` / ``(N, L)`` in {0, 1}.
         mask: ``(N,)`` (or the labels' shape) booleans: which samples count (padding out).
-        top_k: A multiclass sample is correct when its label is among the ``top_k`` scores.
+        top_k: A multiclass sample is correct when its label is among the ``top_k`` scores
+            (ties go to the lower class index, as ``jax.lax.top_k`` and torchmetrics break
+            them; scikit-learn favours the higher one).
         threshold: For float binary and multilabel predictions.
 
     Returns:
@@ -70,39 +72,132 @@ def accuracy(
         >>> round(mk.MetricStore().update(step).compute()["acc"], 6)
         0.666667
     """
-    p, y = jnp.asarray(predictions), jnp.asarray(labels)
-    if p.ndim == y.ndim + 1:
+    kind, p, y = inputs(predictions, labels, None, mask, top_k=top_k)
+    if kind == "scores":
         if top_k == 1:
             correct = jnp.argmax(p, axis=-1) == y
         else:
             _, best = jax.lax.top_k(p, top_k)
             correct = jnp.any(best == y[..., None], axis=-1)
-    elif jnp.issubdtype(p.dtype, jnp.floating):
+    elif kind in ("binary", "multilabel") and jnp.issubdtype(p.dtype, jnp.floating):
         correct = (p > threshold) == y.astype(bool)
     else:
         correct = p == y
     which = counted(mask, correct.shape)
-    return step_item(
-        jnp.sum(correct & which, dtype=jnp.int32),
-        jnp.sum(which, dtype=jnp.int32),
-        "mean_nopostfix",
-    )
+    bad = _nonfinite_rows(p, kind, correct.shape) & which
+    # a NaN score makes the key NaN (as float64 arithmetic would carry it; the store's
+    # nan_policy="skip" then skips the step and counts it)
+    total = jnp.sum(correct & which & ~bad, dtype=jnp.int32).astype(jnp.float32)
+    total = jnp.where(jnp.any(bad), jnp.nan, total)
+    return step_item(total, jnp.sum(which, dtype=jnp.int32), "mean_nopostfix")
 
 
-def _predicted(p: jax.Array, y: jax.Array, num_classes: int, threshold: float) -> tuple[Any, Any]:
-    """One-hot predictions and truths, ``(N, C)`` booleans."""
-    if p.ndim == y.ndim + 1:  # multiclass scores
-        return jax.nn.one_hot(jnp.argmax(p, -1), num_classes, dtype=bool), jax.nn.one_hot(
-            y, num_classes, dtype=bool
+Kind = Literal["scores", "ids", "binary", "multilabel"]
+
+
+def inputs(
+    predictions: Any, labels: Any, num_classes: int | None, mask: Any, top_k: int = 1
+) -> tuple[Kind, jax.Array, jax.Array]:
+    """Which kind of classification input this is, checked; labels as integers.
+
+    Shapes are checked always (they are static under ``jit``); label values, when they are
+    concrete (outside ``jit``): class ids in ``[0, C)``, binary labels in {0, 1}, counted
+    samples only.
+
+    Raises:
+        ValueError: For shapes that do not fit together, ``num_classes`` or ``top_k`` that do
+            not fit the scores, or labels out of range, naming the argument and the fix.
+        TypeError: For float class ids.
+    """
+    p, y = jnp.asarray(predictions), jnp.asarray(labels)
+    if y.dtype == bool:
+        y = y.astype(jnp.int32)
+    floating = jnp.issubdtype(p.dtype, jnp.floating)
+    if p.ndim == y.ndim + 1 and p.shape[:-1] == y.shape:
+        kind: Kind = "scores"
+        classes = p.shape[-1]
+        if num_classes is not None and classes != num_classes:
+            raise ValueError(
+                f"predictions have {classes} class scores (shape {p.shape}) but "
+                f"num_classes={num_classes}; pass num_classes={classes}"
+            )
+        if not 1 <= top_k <= classes:
+            raise ValueError(f"top_k={top_k} must be in [1, {classes}] (the number of classes)")
+    elif p.shape != y.shape:
+        raise ValueError(
+            f"predictions of shape {p.shape} do not fit labels of shape {y.shape}: pass (N, C) "
+            "scores with (N,) labels, or predictions of the labels' shape"
         )
-    if p.ndim == y.ndim == 2:  # multilabel
+    elif p.ndim == 2:
+        kind, classes = "multilabel", p.shape[-1]
+        if num_classes is not None and classes != num_classes:
+            raise ValueError(
+                f"multilabel predictions of shape {p.shape} have {classes} labels but "
+                f"num_classes={num_classes}; pass num_classes={classes}"
+            )
+    elif floating:
+        kind, classes = "binary", 2
+        if num_classes not in (None, 2):
+            raise ValueError(
+                f"(N,) float predictions are binary scores, but num_classes={num_classes}: "
+                "pass (N, C) scores, integer class ids, or num_classes=2"
+            )
+    else:
+        kind, classes = "ids", num_classes or 0
+    if top_k != 1 and kind != "scores":
+        raise ValueError(f"top_k={top_k} needs (N, C) scores; the predictions have shape {p.shape}")
+    if kind in ("scores", "ids") and jnp.issubdtype(y.dtype, jnp.floating):
+        raise TypeError(f"labels are class ids: pass integers, not {y.dtype}")
+    _check_values(kind, p, y, classes, mask)
+    return kind, p, y
+
+
+def _check_values(kind: str, p: jax.Array, y: jax.Array, classes: int, mask: Any) -> None:
+    """Label (and class id) ranges, when the values are concrete."""
+    arrays = (p, y) if mask is None else (p, y, jnp.asarray(mask))
+    if any(isinstance(a, jax.core.Tracer) for a in arrays):
+        return  # under jit: the caller's ids must be valid (out of range: counted nowhere)
+    which = np.asarray(counted(mask, y.shape))
+    labels = np.asarray(y)[which]
+    if kind in ("binary", "multilabel"):
+        bad = labels[(labels != 0) & (labels != 1)]
+        if bad.size:
+            raise ValueError(
+                f"labels must be 0 or 1 here, got {bad[0].item()!r}; binarize them first"
+            )
+        return
+    high = classes if classes else None
+    for name, values in (("labels", labels), ("predictions", np.asarray(p)[which])):
+        if name == "predictions" and kind == "scores":
+            continue
+        out = values[(values < 0) | ((values >= high) if high else False)]
+        if out.size:
+            raise ValueError(
+                f"{name} holds class id {out[0].item()!r}, outside [0, {high}): pass num_classes "
+                "covering every class, or mask the sample out"
+            )
+
+
+def _nonfinite_rows(p: jax.Array, kind: str, shape: tuple[int, ...]) -> jax.Array:
+    """Which samples have a NaN score (the whole row, for (N, C) scores), of ``shape``."""
+    if not jnp.issubdtype(p.dtype, jnp.floating):
+        return jnp.zeros(shape, bool)
+    nan = jnp.isnan(p)
+    return jnp.any(nan, axis=-1) if kind == "scores" else nan
+
+
+def _predicted(kind: str, p: jax.Array, y: jax.Array, num_classes: int, threshold: float) -> Any:
+    """One-hot predictions and truths, ``(N, C)`` booleans (``(N, L)`` for multilabel)."""
+    if kind == "multilabel":
         pred = p > threshold if jnp.issubdtype(p.dtype, jnp.floating) else p.astype(bool)
         return pred, y.astype(bool)
-    if jnp.issubdtype(p.dtype, jnp.floating) and num_classes == 2:  # binary scores
-        pred = (p > threshold).astype(jnp.int32)
-    else:  # class ids
-        pred = p.astype(jnp.int32)
-    return jax.nn.one_hot(pred, num_classes, dtype=bool), jax.nn.one_hot(y, num_classes, dtype=bool)
+    if kind == "scores":
+        ids = jnp.argmax(p, -1)
+    elif kind == "binary":
+        ids = (p > threshold).astype(jnp.int32)
+    else:
+        ids = p.astype(jnp.int32)
+    return jax.nn.one_hot(ids, num_classes, dtype=bool), jax.nn.one_hot(y, num_classes, dtype=bool)
 
 
 def class_counts(
@@ -120,8 +215,12 @@ def class_counts(
     Returns:
         The counts.
     """
-    pred, true = _predicted(jnp.asarray(predictions), jnp.asarray(labels), num_classes, threshold)
-    which = counted(mask, pred.shape)
+    _check_classes(num_classes)
+    kind, p, y = inputs(predictions, labels, num_classes, mask)
+    pred, true = _predicted(kind, p, y, num_classes, threshold)
+    samples = y.shape[:1]
+    which = counted(mask, y.shape) & ~_nonfinite_rows(p, kind, y.shape)
+    which = which if kind == "multilabel" else which.reshape((*samples, 1))
     pred, true = pred & which, true & which
     return jnp.stack(
         [
@@ -157,13 +256,14 @@ def _prf(
         score = _divide((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp, zero_division)
     if average == "none":
         return score
+    keep = ~np.isnan(score)  # zero_division=nan: scikit-learn leaves those classes out
     if average == "macro":
-        return float(np.mean(score))
+        return float(np.mean(score[keep])) if keep.any() else float("nan")
     if average == "weighted":
-        support = tp + fn
+        support = (tp + fn)[keep]
         if support.sum() == 0:
             return float(zero_division)
-        return float(np.average(score, weights=support))
+        return float(np.average(score[keep], weights=support))
     return float(score[0])
 
 
@@ -184,20 +284,41 @@ def _prf_item(
         )
     if average == "binary" and num_classes != 2:
         raise ValueError(f"average='binary' needs num_classes=2, got {num_classes}")
+    if not (isinstance(beta, int | float) and 0 < beta < float("inf")):
+        raise ValueError(f"beta={beta!r} must be a positive finite number (for recall: recall())")
+    if not isinstance(zero_division, int | float):
+        raise ValueError(
+            f"zero_division={zero_division!r}: pass a number (0.0, 1.0) or float('nan'); "
+            "metricskit does not warn from the device"
+        )
     counts = class_counts(predictions, labels, num_classes, mask=mask, threshold=threshold)
+    kind_, p, y = inputs(predictions, labels, num_classes, mask)
+    per_sample = (*y.shape[:1], -1)
+    which = counted(mask, y.shape).reshape(per_sample).any(-1)
+    bad = _nonfinite_rows(p, kind_, y.shape).reshape(per_sample).any(-1) & which
+    nan = jnp.zeros((1, num_classes), jnp.int32).at[0, 0].set(jnp.sum(bad, dtype=jnp.int32))
     suffix = f"_beta{beta:g}" if kind == "fbeta" else ""
     name = f"{kind}{suffix}_{average}_zd{zero_division:g}"
     finish = functools.partial(
         _prf_finish, kind=kind, average=average, beta=beta, zero_division=zero_division
     )
     mode = summing_mode(name, finish)
-    return step_item(counts, jnp.sum(counted(mask, jnp.shape(labels)[:1]), dtype=jnp.int32), mode)
+    return step_item(jnp.concatenate([counts, nan]), jnp.sum(which, dtype=jnp.int32), mode)
 
 
 def _prf_finish(
     sums: np.ndarray, count: np.ndarray, kind: str, average: str, beta: float, zero_division: float
 ) -> Any:
-    return _prf(sums, kind, average, beta, zero_division)
+    counts, nan = np.asarray(sums)[:3], np.asarray(sums)[3, 0]
+    score = _prf(counts, kind, average, beta, zero_division)
+    if nan:  # a NaN score in a counted sample: NaN, as float64 arithmetic would carry it
+        return np.full_like(score, np.nan) if isinstance(score, np.ndarray) else float("nan")
+    return score
+
+
+def _check_classes(num_classes: int) -> None:
+    if not (isinstance(num_classes, int) and num_classes >= 1):
+        raise ValueError(f"num_classes={num_classes!r} must be a positive int")
 
 
 def precision(
@@ -299,7 +420,8 @@ def f1(
 
 
 def _confusion_finish(sums: np.ndarray, count: np.ndarray) -> np.ndarray:
-    return np.asarray(sums, np.int64)
+    matrix, nan = np.asarray(sums, np.int64)[:-1], np.asarray(sums)[-1, 0]
+    return np.full(matrix.shape, np.nan) if nan else matrix  # a NaN score: NaN, as for floats
 
 
 def confusion_matrix(
@@ -310,10 +432,20 @@ def confusion_matrix(
     scikit-learn: ``confusion_matrix(labels, predictions, labels=range(C))``. Arguments as
     :func:`precision` (multiclass or binary).
     """
-    pred, true = _predicted(jnp.asarray(predictions), jnp.asarray(labels), num_classes, threshold)
-    which = counted(mask, pred.shape[:1])[:, None]
+    _check_classes(num_classes)
+    kind, p, y = inputs(predictions, labels, num_classes, mask)
+    if kind == "multilabel":
+        raise ValueError(
+            f"confusion_matrix takes multiclass or binary inputs, not multilabel {p.shape}: "
+            "use one key per label, e.g. confusion_matrix(p[:, j], y[:, j], num_classes=2)"
+        )
+    pred, true = _predicted(kind, p, y, num_classes, threshold)
+    which = counted(mask, y.shape)
+    bad = _nonfinite_rows(p, kind, y.shape) & which
+    which = (which & ~bad)[:, None]
     matrix = jnp.einsum(
         "nt,np->tp", (true & which).astype(jnp.int32), (pred & which).astype(jnp.int32)
     )
+    nan = jnp.zeros((1, num_classes), jnp.int32).at[0, 0].set(jnp.sum(bad, dtype=jnp.int32))
     mode = summing_mode("confusion_matrix", _confusion_finish)
-    return step_item(matrix, jnp.sum(which, dtype=jnp.int32), mode)
+    return step_item(jnp.concatenate([matrix, nan]), jnp.sum(which, dtype=jnp.int32), mode)

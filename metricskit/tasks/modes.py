@@ -15,6 +15,7 @@ several values (``parts``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -26,7 +27,7 @@ import numpy as np
 from metricskit import exact
 from metricskit.fields import state
 from metricskit.metric import Metric
-from metricskit.registry import register_metric, registered_modes
+from metricskit.registry import get_log_mode, register_metric, registered_modes
 
 __all__ = ["SumsMetric", "Unpacked", "counted", "step_item", "summing_mode"]
 
@@ -96,6 +97,17 @@ def summing_mode(
     """
     name = re.sub(r"[^0-9A-Za-z_]", "_", name)  # "f1_beta0.5" -> "f1_beta0_5": an identifier
     if name in registered_modes():
+        cls = get_log_mode(name).cls
+        if not issubclass(cls, SumsMetric):
+            raise ValueError(
+                f"log mode {name!r} is already registered as {cls.__name__}: give this summing "
+                "mode another name"
+            )
+        if not (_same(cls.finish, finish) and cls.parts == parts):
+            raise ValueError(
+                f"summing mode {name!r} is already registered with another finishing function "
+                f"({cls.finish!r}); give this one another name"
+            )
         return name
     cls = type(
         f"Sums_{name}",
@@ -104,6 +116,22 @@ def summing_mode(
     )
     register_metric(name, postfix="")(cls)
     return name
+
+
+def _same(f: Any, g: Any) -> bool:
+    """Whether two finishing functions are the same (partials of the same function and
+    arguments; or functions of the same code, e.g. a re-run notebook cell)."""
+    if f is g:
+        return True
+    if isinstance(f, functools.partial) and isinstance(g, functools.partial):
+        return bool(_same(f.func, g.func) and f.args == g.args and f.keywords == g.keywords)
+    code_f, code_g = getattr(f, "__code__", None), getattr(g, "__code__", None)
+    return (
+        code_f is not None
+        and code_g is not None
+        and code_f.co_code == code_g.co_code
+        and (getattr(f, "__qualname__", None) == getattr(g, "__qualname__", None))
+    )
 
 
 def counted(mask: Any, shape: tuple[int, ...]) -> jax.Array:

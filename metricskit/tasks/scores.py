@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.tasks.classification import inputs
 from metricskit.tasks.modes import counted, step_item, summing_mode
 
 __all__ = [
@@ -32,12 +33,12 @@ def score_histograms(scores: Any, labels: Any, bins: int, mask: Any = None) -> j
     """Counts of negative and positive samples per score bin, ``(2, bins)`` int32.
 
     Scores are probabilities in [0, 1] (clipped); bin ``b`` holds ``[b / bins, (b + 1) /
-    bins)``, the last bin includes 1.
+    bins)``, the last bin includes 1. A NaN score falls in no bin.
     """
     s = jnp.clip(jnp.asarray(scores, jnp.float32).reshape(-1), 0.0, 1.0)
     y = jnp.asarray(labels).reshape(-1).astype(bool)
-    which = counted(mask, jnp.shape(scores)).reshape(-1)
-    b = jnp.minimum((s * bins).astype(jnp.int32), bins - 1)
+    which = counted(mask, jnp.shape(scores)).reshape(-1) & ~jnp.isnan(s)  # NaN: in no bin
+    b = jnp.clip((jnp.nan_to_num(s) * bins).astype(jnp.int32), 0, bins - 1)
     return jnp.stack(
         [
             jnp.zeros(bins, jnp.int32).at[b].add((~y & which).astype(jnp.int32)),
@@ -74,9 +75,12 @@ def binned_average_precision(histograms: np.ndarray) -> tuple[float, float]:
     """Average precision of score histograms, and the bound on its error.
 
     The value is scikit-learn's ``average_precision_score`` of the scores rounded to their
-    bins (thresholds at bin edges, tied scores grouped as scikit-learn groups them). The raw
-    scores' AP lies between the AP with each bin's positives ranked first and the AP with them
-    ranked last; the bound is the farther of the two from the value.
+    bins (thresholds at bin edges, tied scores grouped as scikit-learn groups them). Whatever
+    the raw scores inside a bin, ties included, the raw AP lies between the AP with the bin's
+    negatives ranked first and its positives after them one by one (the lowest), and the AP
+    with its positives ranked first as one tie group (the highest: scikit-learn gives a tie
+    group the precision at its end, which grouping positives can only raise); the bound is
+    the farther of the two from the value.
 
     Returns:
         ``(ap, bound)``; ``(nan, nan)`` with no positives.
@@ -94,18 +98,51 @@ def binned_average_precision(histograms: np.ndarray) -> tuple[float, float]:
     for b in range(len(pos)):
         k = np.arange(1, pos[b] + 1)
         if pos[b]:
-            best += float(np.sum((tp_before + k) / (tp_before + k + fp_before)))
+            top = tp_before + pos[b]  # the bin's positives first, as one tie group
+            best += float(pos[b] * top / (top + fp_before))
             worst += float(np.sum((tp_before + k) / (tp_before + k + fp_before + neg[b])))
         tp_before, fp_before = tp_before + pos[b], fp_before + neg[b]
     return ap, max(best / p - ap, ap - worst / p, 0.0)
 
 
 def _auroc_finish(sums: np.ndarray, count: np.ndarray) -> float:
-    return binned_roc_auc(sums)[0]
+    # a counted sample in no bin had a NaN score: NaN, as float64 arithmetic would carry it
+    return binned_roc_auc(sums)[0] if np.sum(sums) == count else float("nan")
 
 
 def _ap_finish(sums: np.ndarray, count: np.ndarray) -> float:
-    return binned_average_precision(sums)[0]
+    return binned_average_precision(sums)[0] if np.sum(sums) == count else float("nan")
+
+
+def _check_bins(bins: int) -> None:
+    if not (isinstance(bins, int) and bins >= 1):
+        raise ValueError(f"bins={bins!r} must be a positive int")
+
+
+def _check_probabilities(name: str, x: jax.Array, mask: Any) -> None:
+    """Probabilities in [0, 1] (NaN allowed: it propagates), when concrete."""
+    if isinstance(x, jax.core.Tracer) or isinstance(mask, jax.core.Tracer):
+        return
+    values = np.asarray(x)[np.asarray(counted(mask, x.shape))]
+    out = values[(values < 0) | (values > 1)]
+    if out.size:
+        raise ValueError(
+            f"{name} must be probabilities in [0, 1], got {out[0].item()!r}: apply a sigmoid or "
+            "softmax to logits first"
+        )
+
+
+def _score_item(scores: Any, labels: Any, bins: int, mask: Any, mode: str) -> dict[str, Any]:
+    _check_bins(bins)
+    kind, s, _ = inputs(scores, labels, 2, mask)
+    if kind != "binary":
+        raise ValueError(
+            f"scores of shape {s.shape} with labels of shape {jnp.shape(labels)}: pass (N,) "
+            "probabilities of the positive class and (N,) labels in {0, 1}"
+        )
+    _check_probabilities("scores", s, mask)
+    which = jnp.sum(counted(mask, s.shape), dtype=jnp.int32)
+    return step_item(score_histograms(s, labels, bins, mask), which, mode)
 
 
 def roc_auc(scores: Any, labels: Any, *, bins: int = 1024, mask: Any = None) -> dict[str, Any]:
@@ -121,9 +158,7 @@ def roc_auc(scores: Any, labels: Any, *, bins: int = 1024, mask: Any = None) -> 
         A step item. For the exact AUROC of the raw scores, log them with the per-sample
         ``single_noreduce_wcount`` mode and call :func:`metricskit.tasks.exact_roc_auc`.
     """
-    mode = summing_mode("roc_auc", _auroc_finish)
-    which = jnp.sum(counted(mask, jnp.shape(scores)), dtype=jnp.int32)
-    return step_item(score_histograms(scores, labels, bins, mask), which, mode)
+    return _score_item(scores, labels, bins, mask, summing_mode("roc_auc", _auroc_finish))
 
 
 def average_precision(
@@ -133,14 +168,14 @@ def average_precision(
 
     Arguments as :func:`roc_auc`; the bound is :func:`binned_average_precision`'s.
     """
-    mode = summing_mode("average_precision", _ap_finish)
-    which = jnp.sum(counted(mask, jnp.shape(scores)), dtype=jnp.int32)
-    return step_item(score_histograms(scores, labels, bins, mask), which, mode)
+    return _score_item(scores, labels, bins, mask, summing_mode("average_precision", _ap_finish))
 
 
 def _ece_finish(sums: np.ndarray, count: np.ndarray) -> float:
     n, confidence, correct = (np.asarray(s, np.float64) for s in sums)
     total = n.sum()
+    if total != count:  # a counted sample in no bin had NaN probabilities
+        return float("nan")
     if total == 0:
         return 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -165,11 +200,20 @@ def calibration_error(
     Returns:
         A step item: per bin the count, the sum of confidences and the number correct.
     """
-    p = jnp.asarray(probabilities, jnp.float32)
+    _check_bins(bins)
+    kind, p, y = inputs(probabilities, labels, None, mask)
+    if kind != "scores":
+        raise ValueError(
+            f"probabilities of shape {p.shape} with labels of shape {y.shape}: pass (N, C) "
+            "class probabilities and (N,) class ids"
+        )
+    _check_probabilities("probabilities", p, mask)
+    p = p.astype(jnp.float32)
     confidence = jnp.max(p, axis=-1)
-    correct = (jnp.argmax(p, axis=-1) == jnp.asarray(labels)).astype(jnp.float32)
-    which = counted(mask, confidence.shape).astype(jnp.float32)
-    b = jnp.minimum((confidence * bins).astype(jnp.int32), bins - 1)
+    correct = (jnp.argmax(p, axis=-1) == y).astype(jnp.float32)
+    counts = counted(mask, confidence.shape)
+    which = (counts & ~jnp.isnan(confidence)).astype(jnp.float32)  # NaN: in no bin
+    b = jnp.clip((jnp.nan_to_num(confidence) * bins).astype(jnp.int32), 0, bins - 1)
     stats = jnp.stack(
         [
             jnp.zeros(bins).at[b].add(which),
@@ -178,4 +222,4 @@ def calibration_error(
         ]
     )
     mode = summing_mode(f"calibration_error_{bins}", _ece_finish)
-    return step_item(stats, jnp.sum(which > 0, dtype=jnp.int32), mode)
+    return step_item(stats, jnp.sum(counts, dtype=jnp.int32), mode)

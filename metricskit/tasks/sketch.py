@@ -10,7 +10,8 @@ the union of the sketches. Memory is fixed (about ``ln(range) / a`` buckets per 
 - :func:`quantiles` reports ``key_p50``, ``key_p90``, ``key_p99`` (or the quantiles asked
   for): each within a relative ``a`` of the exact quantile (the sample of rank
   ``floor(q (n - 1))``, NumPy's ``method="lower"``) for values of magnitude in
-  ``[1e-9, 1e9]``; values outside are clamped to it, NaNs are not counted.
+  ``[1e-9, 1e9]``; values outside are clamped to it; a NaN value makes the quantiles NaN
+  (as float64 arithmetic would carry it), while the histogram leaves NaNs out.
 - :func:`histogram` reports a :class:`Histogram` (bucket edges and counts), which the
   TensorBoard sink writes as a histogram and the other sinks summarize.
 """
@@ -91,7 +92,7 @@ def _quantiles(
 ) -> tuple[float, ...]:
     counts = np.asarray(sums, np.int64)
     n = int(counts.sum())
-    if n == 0:
+    if n == 0 or n != count:  # no values, or a NaN among them (in no bucket): NaN
         return tuple(float("nan") for _ in qs)
     cumulative = np.cumsum(counts)
     values = _values(accuracy)
@@ -112,7 +113,8 @@ def quantiles(
 
     Args:
         values: Any shape: every (unmasked, non-NaN) element is a sample.
-        q: The quantiles, reported as ``key_p50`` etc. (``key_p99.9`` for 0.999).
+        q: The quantiles, reported in increasing order as ``key_p50`` etc. (``key_p99.9``
+            for 0.999; twelve significant digits).
         relative_accuracy: ``a``: each reported quantile is within ``a`` relative of the exact
             one (for magnitudes in ``[1e-9, 1e9]``).
         mask: Booleans broadcast against ``values``: which samples count.
@@ -129,15 +131,19 @@ def quantiles(
         >>> all(abs(host[k] - v) <= 0.01 * v for k, v in exact.items())
         True
     """
-    qs = tuple(float(v) for v in q)
-    if not all(0 <= v <= 1 for v in qs):
-        raise ValueError(f"q={q}; quantiles are in [0, 1]")
-    parts = tuple(f"_p{100 * v:g}" for v in qs)
+    qs = tuple(sorted({float(v) for v in q}))  # reported in increasing order
+    if not qs or not all(0 <= v <= 1 for v in qs):
+        raise ValueError(f"q={q}; pass one or more quantiles in [0, 1]")
+    parts = tuple(f"_p{100 * v:.12g}" for v in qs)  # 0.99999999 -> p99.999999, not p100
     finish = functools.partial(_finish_quantiles, accuracy=relative_accuracy, qs=qs)
-    name = f"quantiles_a{relative_accuracy:g}_" + "_".join(f"{v:g}" for v in qs)
+    name = f"quantiles_a{relative_accuracy:g}_" + "_".join(f"{v:.12g}" for v in qs)
     mode = summing_mode(name, finish, parts=parts)
     counts = sketch_counts(values, relative_accuracy, mask)
-    return step_item(counts, jnp.sum(counts), mode)
+    shape = jnp.shape(values)
+    which = (
+        jnp.ones(shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), shape)
+    )
+    return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
 
 
 def _finish_quantiles(
@@ -161,4 +167,8 @@ def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None)
     finish = functools.partial(_finish_histogram, accuracy=relative_accuracy)
     mode = summing_mode(f"histogram_a{relative_accuracy:g}", finish)
     counts = sketch_counts(values, relative_accuracy, mask)
-    return step_item(counts, jnp.sum(counts), mode)
+    shape = jnp.shape(values)
+    which = (
+        jnp.ones(shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), shape)
+    )
+    return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
