@@ -101,3 +101,36 @@ class LastNonzero(mk.Metric):
 
     def is_empty(self) -> jax.Array:
         return ~jnp.any(self.seen)
+
+
+def sink_results(rng, *, tokens="tokens", grad_norm=None, wcount=True, steps=3):
+    """What a sink receives: the computed results of ``steps`` updates of one store, with
+    scalars, an int, arrays, ``(values, counts)`` pairs and a histogram; ``grad_norm`` (a
+    float) adds a ``single`` key that is NaN at the second step."""
+    import math
+
+    import metricskit as mk
+
+    store = mk.MetricStore(default_log_modes=("mean", "max"))
+    out = []
+    for i in range(steps):
+        step = {
+            "train/loss": float(rng.normal()),
+            tokens: {"value": int(rng.integers(0, 1000)), "log_modes": ["single"]},
+        }
+        if grad_norm is not None:
+            step["grad_norm"] = {
+                "value": math.nan if i == 1 else grad_norm,
+                "log_modes": ["single"],
+            }
+        step["ll"] = {"value": rng.normal(size=5), "log_modes": ["single_noreduce"]}
+        if wcount:
+            step["tok_ll"] = {
+                "value": rng.normal(size=4),
+                "count": rng.integers(1, 9, size=4),
+                "log_modes": ["single_noreduce_wcount"],
+            }
+        step["err"] = mk.tasks.histogram(rng.lognormal(size=50))
+        store = store.update(step)
+        out.append(store.compute())
+    return out

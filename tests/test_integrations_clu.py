@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import sink_results
 
 import metricskit as mk
 from metricskit.integrations.clu import CluWriterSink, per_sample_arrays, write_scalars
@@ -24,24 +25,7 @@ def metric_writers():
 
 
 def logs(rng):
-    store = mk.MetricStore(default_log_modes=("mean", "max"))
-    out = []
-    for _ in range(3):
-        store = store.update(
-            {
-                "train/loss": float(rng.normal()),
-                "tokens": {"value": int(rng.integers(0, 1000)), "log_modes": ["single"]},
-                "ll": {"value": rng.normal(size=5), "log_modes": ["single_noreduce"]},
-                "tok_ll": {
-                    "value": rng.normal(size=4),
-                    "count": rng.integers(1, 9, size=4),
-                    "log_modes": ["single_noreduce_wcount"],
-                },
-                "err": mk.tasks.histogram(rng.lognormal(size=50)),
-            }
-        )
-        out.append(store.compute())
-    return out
+    return sink_results(rng)
 
 
 def logged_line(step: int, scalars: dict) -> str:

@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import sink_results
 from mlflow.tracking import MlflowClient
 
-import metricskit as mk
 from metricskit.integrations.mlflow import MAX_NAME_LENGTH, MlflowSink, mlflow_name
 from metricskit.sinks import Sink, summarize
 
@@ -22,27 +22,7 @@ def uri(tmp_path, monkeypatch):
 
 
 def logs(rng):
-    """Three computed results of a store: scalars, an int, NaN, arrays, (values, counts), a
-    histogram."""
-    out = []
-    store = mk.MetricStore(default_log_modes=("mean", "max"))
-    for i in range(3):
-        store = store.update(
-            {
-                "train/loss": float(rng.normal()),
-                "train/tokens": {"value": int(rng.integers(0, 1000)), "log_modes": ["single"]},
-                "grad_norm": {"value": math.nan if i == 1 else 1.0, "log_modes": ["single"]},
-                "ll": {"value": rng.normal(size=5), "log_modes": ["single_noreduce"]},
-                "tok_ll": {
-                    "value": rng.normal(size=4),
-                    "count": rng.integers(1, 9, size=4),
-                    "log_modes": ["single_noreduce_wcount"],
-                },
-                "err": mk.tasks.histogram(rng.lognormal(size=50)),
-            }
-        )
-        out.append(store.compute())
-    return out
+    return sink_results(rng, tokens="train/tokens", grad_norm=1.0)
 
 
 def history(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wandb
+from helpers import sink_results
 
-import metricskit as mk
 from metricskit.integrations.wandb import MAX_BUCKETS, WandbSink, coarsen
 from metricskit.sinks import Sink, summarize
 from metricskit.tasks import Histogram
@@ -67,20 +67,7 @@ def same(a, b) -> bool:
 
 
 def logs(rng):
-    store = mk.MetricStore(default_log_modes=("mean", "max"))
-    out = []
-    for i in range(3):
-        store = store.update(
-            {
-                "train/loss": float(rng.normal()),
-                "tokens": {"value": int(rng.integers(0, 1000)), "log_modes": ["single"]},
-                "grad_norm": {"value": math.nan if i == 1 else 1.5, "log_modes": ["single"]},
-                "ll": {"value": rng.normal(size=5), "log_modes": ["single_noreduce"]},
-                "err": mk.tasks.histogram(rng.lognormal(size=50)),
-            }
-        )
-        out.append(store.compute())
-    return out
+    return sink_results(rng, grad_norm=1.5, wcount=False)
 
 
 def test_a_new_offline_run_holds_every_metric_at_its_step(offline, rng):
