@@ -92,7 +92,7 @@ def test_quick_demo_trains_on_text_evaluates_every_m_steps_and_writes_the_run(tm
     for record in evals:
         assert set(record) == {"step"} | EVAL
         np.testing.assert_allclose(
-            record["eval_perplexity"], np.exp(record["eval_loss"]), rtol=1e-9
+            record["eval_perplexity"], np.exp(record["eval_loss"]), rtol=1e-6
         )
         p50, p90, p99 = (record[f"eval_sequence_loss_p{q}"] for q in (50, 90, 99))
         assert p50 <= p90 <= p99

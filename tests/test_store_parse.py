@@ -53,7 +53,7 @@ def test_tracers_are_parsed_on_their_static_information():
         assert entry.value_spec == Spec((3,), "float32") and not entry.on_host
         return x
 
-    jax.jit(run)(jnp.ones(3))
+    jax.jit(run)(jnp.ones(3, jnp.float32))
 
 
 @pytest.mark.parametrize(
