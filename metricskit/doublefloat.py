@@ -145,7 +145,12 @@ def sub(a: Pair, b: Pair) -> Pair:
 
 def _split(a: Any) -> tuple[Any, Any]:
     info: Any = jnp.finfo(a.dtype)  # type: ignore[no-untyped-call,unused-ignore]
-    hi = jax.lax.reduce_precision(a, exponent_bits=info.nexp, mantissa_bits=info.nmant // 2)
+    bits = info.nmant // 2
+    hi = jax.lax.reduce_precision(a, exponent_bits=info.nexp, mantissa_bits=bits)
+    # within half an ulp (of ``bits``) of the largest float, rounding overflows to inf: take
+    # the largest ``bits``-bit value instead (the rest still has at most ``bits`` bits)
+    cap = (2.0 - 2.0**-bits) * 2.0 ** (info.maxexp - 1)
+    hi = jnp.where(jnp.isinf(hi) & jnp.isfinite(a), jnp.copysign(jnp.asarray(cap, a.dtype), a), hi)
     return hi, a - hi
 
 

@@ -25,10 +25,12 @@ import numpy as np
 
 from metricskit.doublefloat import Pair, add, add_float, div, mul, neg, rounded, sqrt, sub
 from metricskit.dtypes import float_dtype, int_dtype, upcast
+from metricskit.log import LOGGER
 from metricskit.pytree import register_pytree
 
 __all__ = [
     "BITS",
+    "OVERFLOW",
     "Finish",
     "Pair",
     "Ratio",
@@ -53,6 +55,7 @@ __all__ = [
     "to_host",
     "total",
     "where",
+    "words_from_sums",
     "zeros",
 ]
 
@@ -211,9 +214,28 @@ def to_float(x: Any) -> Any:
 # -- accumulators -----------------------------------------------------------------------------
 
 
+OVERFLOW = -1
+"""The ``lo`` of a :class:`Words` whose total left the range of its words (``±2**61`` with
+int32 words): sticky, reported as NaN with a warning (a valid ``lo`` is never negative)."""
+
+
 def _words_add(a: Words, b: Words, xp: Any = jnp) -> Words:
     low = a.lo + b.lo  # both in [0, 2**30): no overflow
-    return Words(low & _MASK, a.hi + b.hi + (low >> BITS))
+    t = a.hi + b.hi
+    hi = t + (low >> BITS)
+    # signed overflow of a.hi + b.hi, or of adding the carry; a marked operand stays marked
+    over = (((a.hi ^ t) & (b.hi ^ t)) | (~t & hi)) < 0
+    bad = over | (a.lo < 0) | (b.lo < 0)
+    return Words(xp.where(bad, OVERFLOW, low & _MASK).astype(low.dtype), hi)
+
+
+def words_from_sums(lo: np.ndarray, hi: np.ndarray, marked: Any, dtype: Any) -> Words:
+    """Host Words of ``dtype`` from int64 sums of many parts' words (carried here), marked
+    :data:`OVERFLOW` where a part was marked or the total leaves the range of ``dtype``."""
+    hi = hi + (lo >> BITS)
+    info = np.iinfo(dtype)
+    bad = marked | (hi < info.min) | (hi > info.max)
+    return Words(np.where(bad, OVERFLOW, lo & _MASK).astype(dtype), hi.astype(dtype))
 
 
 def accumulate(acc: Accumulator, x: Any) -> Accumulator:
@@ -293,6 +315,12 @@ def is_zero(x: Any) -> Any:
 
 def _host_words(w: Words) -> np.ndarray:
     hi, lo = np.asarray(w.hi).astype(np.int64), np.asarray(w.lo).astype(np.int64)
+    if lo.size and lo.min() < 0:  # a total beyond the words' range: NaN, and say so
+        LOGGER.warning(
+            "An exact integer total went beyond the range of its accumulator (±2**61 with "
+            "jax_enable_x64 off) and is reported as nan; enable x64 or log smaller units."
+        )
+        return np.where(lo < 0, np.nan, hi.astype(np.float64) * 2.0**BITS + lo)
     if hi.size and np.abs(hi).max() >= 2**32:  # beyond int64 after the shift: float64
         return hi.astype(np.float64) * 2.0**BITS + lo
     return hi * (1 << BITS) + lo

@@ -48,8 +48,8 @@ __all__ = [
 LOGGER = log.LOGGER
 """The logger of metricskit (the same object as ``metricskit.LOGGER``).
 
-Empty metrics are reported through it: ``LOGGER.warning("Metric 'loss' (log mode 'mean') has
-count 0; reporting 0.0.")``.
+Empty metrics are reported through it: ``LOGGER.warning("Metric 'loss' (log mode 'mean'):
+count 0 (no samples); reporting 0.0.")``.
 """
 
 Metrics = MetricStore | Mapping[str, Any]
@@ -242,6 +242,7 @@ def get_metrics(
         >>> host
         {'acc': 0.75}
     """
+    refuse_tracers(global_metrics, "get_metrics")
     if isinstance(global_metrics, MetricStore):
         store, passthrough = global_metrics, {}
     elif isinstance(global_metrics, Mapping):
@@ -249,7 +250,11 @@ def get_metrics(
         passthrough = {k: v for k, v in global_metrics.items() if k not in entries}
         store = MetricStore.from_mapping(entries)
     else:
-        store, passthrough = _as_store(global_metrics), {}
+        raise TypeError(
+            "get_metrics takes the result of update_metrics or aggregate_metrics, or a dict of "
+            f"their entries; got {type(global_metrics).__name__} (nothing to report: call "
+            "update_metrics first)"
+        )
     host = store.compute()
     for key, value in passthrough.items():  # plain values pass through, as documented
         host[key] = host_value(jax.device_get(value)) if _numeric(value) else value

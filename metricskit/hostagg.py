@@ -138,6 +138,32 @@ def _stacked_fields(run: list[Source]) -> dict[str, Any]:
     }
 
 
+def _without_empty_parts(
+    cls: type[Metric], fields: dict[str, Any], keep_one: bool
+) -> tuple[dict[str, Any], bool]:
+    """Stacked parts without the empty ones (every leaf zero: a reset or zero-filled state
+    holds no samples), and whether any part is left. With ``keep_one`` and no part left,
+    the first part with its samples removed (a state with no samples)."""
+    leaves = sorted(jax.tree.leaves(fields), key=lambda x: x[0].size)  # cheap fields first
+    empty = np.ones(len(leaves[0]), bool)
+    for leaf in leaves:
+        which = np.flatnonzero(empty)
+        if not which.size:
+            return fields, True
+        empty[which] = ~np.any(leaf[which].reshape(which.size, -1), axis=1)
+    if not empty.any():
+        return fields, True
+    if not empty.all():
+        return jax.tree.map(lambda x: x[~empty], fields), True
+    if not keep_one:
+        return fields, False
+    concat = {f.name for f in state_fields(cls) if reduction_of(f) == "concat"}
+    return {
+        name: jax.tree.map(lambda x, c=name in concat: x[:1, :0] if c else x[:1], value)
+        for name, value in fields.items()
+    }, False
+
+
 class _Growing:
     """A per-sample field's values in a buffer with room to grow (amortized O(1) appends).
 
@@ -205,8 +231,10 @@ class _Parts:
         """``earlier`` (or nothing) with ``sources`` appended, in runs, fields vectorized."""
         state = earlier
         for run in _runs(sources):
-            fields = _stacked_fields(run)
             cls = type(state) if state is not None else _class_of(run[0])
+            fields, any_kept = _without_empty_parts(cls, _stacked_fields(run), state is None)
+            if not any_kept and state is not None:
+                continue  # only empty (reset or zero-filled) batches: no samples to append
             folded = {}
             for f in state_fields(cls):
                 reduction = REDUCTIONS[reduction_of(f)]
@@ -245,10 +273,17 @@ class Appended(Source):
         self.parts, self.n = parts, n
 
     @classmethod
-    def after(cls, earlier: Source | None, batch: Source) -> Appended:
-        """``earlier`` with ``batch`` appended, in O(1) when ``earlier`` is the latest result."""
+    def after(cls, earlier: Source | None, batch: Source, key: str = "") -> Appended:
+        """``earlier`` with ``batch`` appended, in O(1) when ``earlier`` is the latest result.
+
+        Raises:
+            ValueError: If ``batch``'s samples have another shape than ``earlier``'s (beyond
+                their number), naming ``key``.
+        """
         if earlier is None:
             return cls(_Parts([batch]), 1)
+        first = earlier.parts.items[0] if isinstance(earlier, Appended) else earlier
+        _check_appendable(key, first.signature, batch.signature)
         if isinstance(earlier, Appended):
             parts = earlier.parts
             if len(parts.items) == earlier.n:  # the latest result: extend the shared list
@@ -273,6 +308,27 @@ class Appended(Source):
     @property
     def signature(self) -> Signature:
         return signature_of(self.metric())
+
+
+def _check_appendable(key: str, first: Signature, new: Signature) -> None:
+    """Per-sample batches of one key may differ in their number of samples only."""
+    if first is new or first == new:
+        return
+    same = first.statics == new.statics and all(
+        fa.storage == fb.storage and len(fa.shape) == len(fb.shape) and fa.shape[1:] == fb.shape[1:]
+        for (_, fa), (_, fb) in zip(first.fields, new.fields, strict=True)
+    )
+    if not same:
+        shapes = ", ".join(
+            f"{name} {fa.shape} {fa.storage} then {fb.shape} {fb.storage}"
+            for (name, fa), (_, fb) in zip(first.fields, new.fields, strict=True)
+            if fa != fb
+        )
+        raise ValueError(
+            f"aggregate_metrics: the per-sample batches of metric {key!r} differ beyond their "
+            f"number of samples ({shapes}); every batch of a key must have the same sample "
+            "shape and dtype (only the leading, sample axis may change)"
+        )
 
 
 class HostCopy(Source):
@@ -337,7 +393,7 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
         for mode, src in sources.items():
             if _appends(mode):
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
-                new[mode] = Appended.after(prior, _intake(src))
+                new[mode] = Appended.after(prior, _intake(src), key)
             else:
                 new[mode] = HostCopy(_intake(src))
         out[key] = KeyMetrics(new)

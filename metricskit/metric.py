@@ -297,7 +297,7 @@ def ensure_metric_class(cls: type[Metric]) -> None:
             and klass is not Metric
             and "__attrs_attrs__" not in klass.__dict__
         ):
-            attrs.frozen(klass, eq=False, slots=False, repr=True)
+            attrs.frozen(klass, eq=False, slots=False, repr=True, kw_only=True)
     loose = [f.name for f in attrs.fields(cast(Any, cls)) if field_kind(f) is None]
     if loose:
         raise TypeError(

@@ -23,8 +23,14 @@ T = TypeVar("T")
 
 
 @functools.cache
+@functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in attrs.fields(cls))
+
+
+@functools.cache
+def _field_set(cls: type) -> frozenset[str]:
+    return frozenset(_field_names(cls))
 
 
 def replace(obj: T, changes: Mapping[str, Any]) -> T:
@@ -51,8 +57,15 @@ def replace(obj: T, changes: Mapping[str, Any]) -> T:
         Point(x=1, y=5)
     """
     cls = type(obj)
+    names = _field_names(cast(Any, cls))
+    if not _field_set(cast(Any, cls)).issuperset(changes):
+        unknown = set(changes).difference(names)
+        raise TypeError(
+            f"{cls.__name__}.replace() got {sorted(unknown)}, which are not fields of "
+            f"{cls.__name__} (its fields: {list(names)}); check the spelling"
+        )
     new: Any = object.__new__(cls)
-    for name in _field_names(cast(Any, cls)):
+    for name in names:
         object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
     return new  # type: ignore[no-any-return]
 

@@ -94,30 +94,35 @@ def _sum_fold(xp: Any, parts: Sequence[Any], axis: int) -> Any:
         _plain(first) and np.dtype(first.dtype).kind in "biu"
     ):  # integer adds are associative: one reduction, then one carry
         if isinstance(first, exact.Words):
-            lo = xp.sum(xp.stack([p.lo for p in parts]).astype(np.int64), axis=0)
-            hi = xp.sum(xp.stack([p.hi for p in parts]).astype(np.int64), axis=0)
-            mask = (1 << exact.BITS) - 1
-            dtype = first.lo.dtype
-            return exact.Words((lo & mask).astype(dtype), (hi + (lo >> exact.BITS)).astype(dtype))
+            if xp is not np:  # no int64 on the device with x64 off: carry part by part
+                return functools.reduce(lambda a, b: exact.combine(a, b, xp), parts)
+            return _words_of_stack(
+                None, exact.Words(np.stack([p.lo for p in parts]), np.stack([p.hi for p in parts]))
+            )
         return xp.sum(xp.stack(parts), axis=0, dtype=first.dtype)
     return functools.reduce(lambda a, b: exact.combine(a, b, xp), parts)
 
 
 def _sum_stacked(first: Any, stacked: Any) -> Any:
     if isinstance(stacked, exact.Words):  # exact and associative: one vectorized sum
-        lo = np.sum(stacked.lo.astype(np.int64), axis=0)
-        hi = np.sum(stacked.hi.astype(np.int64), axis=0)
-        if first is not None:
-            lo, hi = lo + first.lo, hi + first.hi
-        mask = (1 << exact.BITS) - 1
-        dtype = stacked.lo.dtype
-        return exact.Words((lo & mask).astype(dtype), (hi + (lo >> exact.BITS)).astype(dtype))
+        return _words_of_stack(first, stacked)
     if isinstance(stacked, exact.Pair) or np.dtype(stacked.dtype).kind == "f":
         n = jax.tree.leaves(stacked)[0].shape[0]
         parts = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)]
         return _sum_fold(np, parts if first is None else [first, *parts], 0)  # in order
     total = np.sum(stacked, axis=0, dtype=stacked.dtype)  # integers wrap alike in any order
     return total if first is None else first + total
+
+
+def _words_of_stack(first: exact.Words | None, stacked: exact.Words) -> exact.Words:
+    """``first`` (or nothing) plus every part of host Words stacked on axis 0, in int64."""
+    lo = np.sum(stacked.lo.astype(np.int64), axis=0)
+    hi = np.sum(stacked.hi.astype(np.int64), axis=0)
+    marked = np.any(stacked.lo < 0, axis=0)
+    if first is not None:
+        lo, hi = lo + first.lo, hi + first.hi
+        marked = marked | (np.asarray(first.lo) < 0)
+    return exact.words_from_sums(lo, hi, marked, stacked.lo.dtype)
 
 
 def _concat_stacked(first: Any, stacked: Any) -> Any:

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.fields import Spec
-from metricskit.metric import Metric, per_sample
+from metricskit.fields import Spec, reduction_of
+from metricskit.metric import Metric, per_sample, state_fields
 from metricskit.registry import get_log_mode
 from metricskit.store import MetricStore
 
@@ -125,42 +125,129 @@ def _all_zero(tree: Any) -> bool:
     return all(not np.any(np.asarray(x)) for x in _leaves(tree))
 
 
+_WINNING = {"max": 1.0, "min": -1.0}  # the sign of a fill that would win the reduction
+
+
+def _poisoned(metric: Metric) -> Metric:
+    """``metric`` with every ``"max"``/``"min"`` field filled with a value that would win it
+    (the count stays zero): a state that is empty by its count alone."""
+    changes = {}
+    for field in state_fields(type(metric)):
+        sign = _WINNING.get(reduction_of(field))
+        if sign is not None:
+
+            def fill(x: Any, sign: float = sign) -> Any:
+                x = jnp.asarray(x)
+                if x.dtype == jnp.bool_:
+                    return x
+                kind: Any = jnp.finfo if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo
+                big = kind(x.dtype).max
+                return jnp.full_like(x, big if sign > 0 else -big)
+
+            changes[field.name] = jax.tree.map(fill, getattr(metric, field.name))
+    return metric.replace(**changes)
+
+
+def _check_count_alone_is_empty(mode: str, shape: tuple[int, ...], steps: int) -> None:
+    """A state with count zero is empty whatever its ``"max"``/``"min"`` fields hold: zeros
+    fill them in the empty state, and zero is not the identity of a maximum or minimum
+    (metrics with a ``count`` field; others define emptiness in ``is_empty``)."""
+    cls = get_log_mode(mode).cls
+    if "count" not in {f.name for f in state_fields(cls)}:
+        return  # emptiness is the metric's own (is_empty), not a count's
+    values, counts = make_stream(mode, shape, steps)
+    count_spec = Spec(counts.shape[1:], "int32")
+    empty: Metric = cls.empty(Spec(shape, "float32"), count_spec)
+    poisoned = _poisoned(empty)
+    if poisoned is empty or all(
+        bool(np.all(np.asarray(a) == np.asarray(b)))
+        for a, b in zip(_leaves(poisoned), _leaves(empty), strict=True)
+    ):
+        return
+    clean = jax.tree.map(lambda x: x, empty)
+    for value, count in zip(values, counts, strict=True):
+        v, c = jnp.asarray(value), jnp.asarray(count)
+        clean, poisoned = clean.update(v, c), poisoned.update(v, c)
+    results = {"update()": poisoned}
+    if not per_sample(cls):
+        results["aggregate(state, empty)"] = clean.aggregate(_poisoned(empty))
+        results["aggregate(empty, state)"] = _poisoned(empty).aggregate(clean)
+    for label, result in results.items():
+        for got, want in zip(_leaves(result.compute()), _leaves(clean.compute()), strict=True):
+            np.testing.assert_array_equal(
+                np.asarray(got),
+                np.asarray(want),
+                err_msg=(
+                    f"{mode}: {label} lets an empty state's max/min field win (zero is not "
+                    "the identity of a maximum or minimum, and the all-zeros state must act "
+                    "as empty): use the field only where count > 0, e.g. "
+                    "jnp.where(self.count > 0, jnp.maximum(self.peak, value), value)"
+                ),
+            )
+
+
 def check_empty_is_zeros(mode: str, shape: tuple[int, ...] = (4,), steps: int = 6) -> None:
     """The empty state is all zeros, a reset gives it back, and a zero-filled state acts empty.
 
     Checks that ``empty()`` is all zeros for float and integer steps; that a reset store equals
-    a fresh one leaf by leaf, in values; and that a store zero-filled from the abstract output
-    of a step (as trainers initialise metrics: ``jax.tree.map(jnp.zeros_like,
-    jax.eval_shape(step, ...))``) reports, after a stream of steps, exactly what a fresh store
-    reports (so, e.g., a running max of negative values is not stuck at the zero fill).
+    a fresh one leaf by leaf, in values; that the empty (all-zeros) state is the identity of
+    ``aggregate`` on both sides (except for per-sample metrics, whose device aggregate
+    concatenates), for a stream of all-negative and one of all-positive values
+    (so a running maximum of negative values, or a minimum of positive ones, that lets the zero
+    fill win is caught); and that a store zero-filled from the abstract output of a step (as
+    trainers initialise metrics: ``jax.tree.map(jnp.zeros_like, jax.eval_shape(step, ...))``)
+    reports, after a stream of steps, exactly what a fresh store reports.
 
     Raises:
-        AssertionError: On a difference.
+        AssertionError: On a difference, with the sub-check and the rule it enforces.
     """
     cls = get_log_mode(mode).cls
     for dtype in ("float32", "int32", "float64"):
         empty: Metric = cls.empty(Spec(shape, dtype), Spec((), "int32"))
-        assert _all_zero(empty), (mode, dtype, "empty() is not all zeros")
-    values, counts = make_stream(mode, shape, steps)
-    values = values - 10.0  # all negative: a zero fill must not win a maximum
-    fed = _feed(mode, values, counts)
-    fresh = MetricStore().init(_item(mode, values[0], counts[0]))
-    assert _all_zero(fed.reset()), (mode, "reset() is not all zeros")
-    assert _signature(fed.reset()) == _signature(fresh), (mode, "reset() changed the structure")
-    for a, b in zip(_leaves(fed.reset()), _leaves(fresh), strict=True):
-        np.testing.assert_array_equal(
-            np.asarray(a), np.asarray(b), err_msg=f"{mode}: reset != empty"
+        assert _all_zero(empty), (
+            f"{mode}: empty() is not all zeros for {dtype} steps; declare each field's empty "
+            "value as zero (derive emptiness from a count field)"
         )
+    _check_count_alone_is_empty(mode, shape, steps)
+    values, counts = make_stream(mode, shape, steps)
+    for shifted in (values - np.abs(values).max() - 1.0, values + np.abs(values).max() + 1.0):
+        fed = _feed(mode, shifted, counts)
+        fresh = MetricStore().init(_item(mode, shifted[0], counts[0]))
+        reset = fed.reset()
+        assert _all_zero(reset), f"{mode}: reset() is not all zeros"
+        assert _signature(reset) == _signature(fresh), f"{mode}: reset() changed the structure"
+        for a, b in zip(_leaves(reset), _leaves(fresh), strict=True):
+            np.testing.assert_array_equal(
+                np.asarray(a), np.asarray(b), err_msg=f"{mode}: reset() != the empty state"
+            )
+        rule = (
+            "the all-zeros state must act as empty: make update and aggregate ignore a "
+            "state whose count is 0 (e.g. jnp.where(self.count > 0, ..., value))"
+        )
+        # per-sample metrics concatenate on the device (static shapes keep the empty part);
+        # their host appending (append_batches, aggregate_metrics) drops empty states
+        sides = [("state, empty", fed, reset), ("empty, state", reset, fed)]
+        for label, a, b in [] if per_sample(cls) else sides:
+            combined = a.aggregate(b)
+            try:
+                assert_results_close(combined.compute(), fed.compute(), rtol=0, atol=0)
+            except AssertionError as error:
+                message = f"{mode}: aggregate({label}) != state; {rule}\n{error}"
+                raise AssertionError(message) from None
 
-    def step(store: MetricStore, value: Any, count: Any) -> MetricStore:
-        return store.update(_item(mode, value, count))
+        def step(store: MetricStore, value: Any, count: Any) -> MetricStore:
+            return store.update(_item(mode, value, count))
 
-    zero_filled = jax.tree.map(
-        jnp.zeros_like, jax.eval_shape(step, MetricStore(), values[0], counts[0])
-    )
-    assert_results_close(
-        _feed(mode, values, counts, zero_filled).compute(), fed.compute(), rtol=0, atol=0
-    )
+        zero_filled = jax.tree.map(
+            jnp.zeros_like, jax.eval_shape(step, MetricStore(), shifted[0], counts[0])
+        )
+        try:
+            assert_results_close(
+                _feed(mode, shifted, counts, zero_filled).compute(), fed.compute(), rtol=0, atol=0
+            )
+        except AssertionError as error:
+            message = f"{mode}: zero-filled state != fresh store; {rule}\n{error}"
+            raise AssertionError(message) from None
 
 
 def check_invariants(mode: str, shape: tuple[int, ...] = (4,)) -> None:
@@ -312,6 +399,18 @@ def check_metric(
     check_associative(mode, values, counts, cuts, rtol, atol)
     if reference is not None:
         name = KEY + get_log_mode(mode).postfix
-        got = _feed(mode, values, counts).compute()[name]
-        want = reference(values.astype(np.float64), counts)
-        assert_results_close({name: got}, {name: want}, rtol, atol)
+        spread = np.abs(values).max() + 1.0
+        # as drawn, all negative and all positive: a zero fill that wins a max or min shows
+        for label, stream in (
+            ("random", values),
+            ("all-negative", values - spread),
+            ("all-positive", values + spread),
+        ):
+            got = _feed(mode, stream, counts).compute()[name]
+            want = reference(stream.astype(np.float64), counts)
+            try:
+                assert_results_close({name: got}, {name: want}, rtol, atol)
+            except AssertionError as error:
+                raise AssertionError(
+                    f"{mode}: differs from the reference on the {label} stream\n{error}"
+                ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hypothesis.strategies as st
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import LastNonzero, PowerMean, reference
@@ -12,6 +13,7 @@ import metricskit as mk
 from metricskit.registry import get_log_mode
 from metricskit.testing import (
     check_associative,
+    check_empty_is_zeros,
     check_invariants,
     check_metric,
     check_split,
@@ -28,7 +30,9 @@ def _is_task_mode(mode: str) -> bool:
 
 
 # Fixed at import: other test modules register task modes while the session runs.
-_MODES = [m for m in mk.registered_modes() if not _is_task_mode(m)]
+_MODES = [
+    m for m in mk.registered_modes() if not _is_task_mode(m) and not m.startswith("test_naive")
+]
 
 
 def _modes() -> list[str]:
@@ -92,3 +96,45 @@ def test_a_broken_metric_fails_the_suite():
     with pytest.raises(AssertionError):
         check_metric("mean", reference=lambda v, c: v.sum(0) / c.sum() + 1e-3)
     assert np.isfinite(make_stream("mean")[0]).all()
+
+
+# Metrics that break "all zeros is empty": each must fail the suite, with or without a
+# reference (the docs promise the suite catches a running max stuck at the zero fill).
+@mk.register_metric("test_naive_max")
+class _NaiveMax(mk.Metric):
+    peak = mk.state("max")
+    count = mk.state("sum", shape="count")
+
+    def update(self, value, count):
+        return self.replace(peak=jnp.maximum(self.peak, value), count=self.count + count)
+
+    def compute(self):
+        return self.peak
+
+
+@mk.register_metric("test_naive_min")
+class _NaiveMin(mk.Metric):
+    low = mk.state("min")
+    count = mk.state("sum", shape="count")
+
+    def update(self, value, count):
+        return self.replace(low=jnp.minimum(self.low, value), count=self.count + count)
+
+    def compute(self):
+        return self.low
+
+
+@pytest.mark.parametrize("mode", ["test_naive_max", "test_naive_min"])
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_a_zero_fill_that_wins_an_extremum_fails_the_suite(mode, with_reference):
+    ref = None
+    if with_reference:
+        ref = (lambda v, c: v.max(0)) if mode.endswith("max") else (lambda v, c: v.min(0))
+    with pytest.raises(AssertionError, match=r"act as empty|reference on the all-"):
+        check_metric(mode, shape=(3,), reference=ref)
+
+
+def test_the_zero_rule_alone_catches_a_naive_extremum():
+    for mode in ("test_naive_max", "test_naive_min"):
+        with pytest.raises(AssertionError, match=r"update\(\) lets an empty state's max/min"):
+            check_empty_is_zeros(mode, shape=(3,))

@@ -432,3 +432,74 @@ def test_a_donated_train_step_records_the_losses_it_returns(dtype, rng):
         assert report[f"{key}_max"] == seq.max() and report[f"{key}_min"] == seq.min()
         assert report[f"{key}_std"] == pytest.approx(np.std(seq), rel=1e-6)  # float32 Welford
     assert report == replay.compute()  # the same values passed eagerly: the same state, bit for bit
+
+
+def test_the_integer_range_error_shows_the_value_and_the_range_in_force():
+    scope = "int64" if X64 else r"±2\*\*60"
+    value = np.uint64(2**64 - 1) if X64 else 2**60 + 1
+    with pytest.raises(ValueError, match=rf"'big' is {int(value)}, beyond {scope}"):
+        update_metrics(None, {"big": value})
+    if X64:  # every int64 fits, the most negative one included
+        host = get_metrics(update_metrics(None, {"n": np.int64(-(2**63))}))[1]
+        assert host == {"n": float(-(2**63))}
+
+
+@pytest.mark.parametrize(
+    ("steps", "field"),
+    [
+        ([2**60, 2**60], "value"),
+        ([-(2**60)] * 3, "value"),
+        ([{"value": 1, "count": 2**60}] * 2, "count"),
+    ],
+)
+@pytest.mark.parametrize("use_jit", [False, True])
+def test_integer_totals_beyond_the_accumulators_range_report_nan_not_a_wrapped_number(
+    steps, field, use_jit, caplog
+):
+    # each step is within range; their total is not (x64 off: ±2**61). Never a wrapped sum.
+    store = mk.MetricStore(default_log_modes=("mean",))
+    update = (
+        jax.jit(lambda s, x: s.update({"k": x})) if use_jit else (lambda s, x: s.update({"k": x}))
+    )
+    store = store.update({"k": steps[0]})  # eager: JAX would refuse 2**60 as a jit argument
+    for step in steps[1:]:
+        store = (
+            store.update({"k": step})
+            if not use_jit
+            else store.aggregate(mk.MetricStore(default_log_modes=("mean",)).update({"k": step}))
+        )
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        got = store.compute()["k_mean"]
+    want = sum(s if isinstance(s, int) else s["value"] for s in steps) / sum(
+        1 if isinstance(s, int) else s["count"] for s in steps
+    )
+    if X64:
+        assert got == want
+    else:
+        assert math.isnan(got)
+        assert "beyond the range of its accumulator" in caplog.text
+    del update, field
+
+
+def test_integer_totals_within_range_stay_exact_near_the_limit():
+    store = mk.MetricStore(default_log_modes=("mean", "max"))
+    for step in (2**60, -(2**60), 2**60, 2**59):
+        store = store.update({"k": step})
+    assert store.compute()["k_mean"] == (2**60 + 2**59) / 4
+
+
+@pytest.mark.parametrize("value", [float(np.finfo(np.float32).max), 3.4028e38, -3.40282e38])
+@pytest.mark.parametrize("shape", [(), (2,)])
+def test_finite_float64_values_at_float32s_largest_stay_finite_in_every_mode(value, shape):
+    store = mk.MetricStore(default_log_modes=("mean", "single", "max", "min", "std"))
+    x = np.full(shape, value)
+    one = store.update({"k": x})
+    np.testing.assert_allclose(
+        one.compute()["k_mean"], value, rtol=2**-47
+    )  # (not 2 steps: overflow)
+    np.testing.assert_array_equal(one.compute()["k_std"], 0.0)  # (squared spreads overflow)
+    host = one.update({"k": {"value": x, "count": 3}}).compute()
+    for mode in ("single", "max", "min"):
+        assert np.all(np.isfinite(host[f"k_{mode}"])), (mode, host)
+    np.testing.assert_allclose(host["k_max"], max(value, value / 3), rtol=2**-47)
+    np.testing.assert_allclose(host["k_min"], min(value, value / 3), rtol=2**-47)

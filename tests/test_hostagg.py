@@ -7,6 +7,7 @@ import copy
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import metricskit as mk
 from metricskit import exact, hostagg
@@ -80,3 +81,47 @@ def test_host_states_of_a_store_are_moved_in_one_transfer_and_are_read_only(rng)
     moved = hostagg.to_host(sources)
     assert all(isinstance(x, np.ndarray) and not x.flags.writeable for x in jax.tree.leaves(moved))
     assert float(exact.to_host(moved[3].total)) == 2.0  # b (max, mean): mean
+
+
+def _ll(metrics, values, modes=("single_noreduce", "single_noreduce_wcount")):
+    return update_metrics(metrics, {"ll": {"value": values, "log_modes": list(modes)}})
+
+
+def test_an_empty_per_sample_batch_adds_no_samples_to_an_aggregate():
+    # a step store reset by get_metrics (or zero-filled from eval_shape) holds no samples
+    from metricskit.functional import aggregate_metrics
+
+    reset, _ = get_metrics(_ll(None, jnp.array([1.0, 2.0])))
+    zero_filled = jax.tree.map(jnp.zeros_like, _ll(None, jnp.array([1.0, 2.0])))
+    for empty in (reset, zero_filled):
+        agg = aggregate_metrics(aggregate_metrics({}, empty), _ll(empty, jnp.array([3.0, 4.0])))
+        host = get_metrics(agg)[1]
+        np.testing.assert_array_equal(host["ll_single_noreduce"], [3.0, 4.0])
+        np.testing.assert_array_equal(host["ll_single_noreduce_wcount"][0], [3.0, 4.0])
+        np.testing.assert_array_equal(host["ll_single_noreduce_wcount"][1], [1, 1])
+        # in the middle and at the end too
+        agg = aggregate_metrics({}, _ll(None, jnp.array([5.0])))
+        agg = aggregate_metrics(aggregate_metrics(agg, empty), _ll(None, jnp.array([6.0])))
+        agg = aggregate_metrics(agg, empty)
+        np.testing.assert_array_equal(get_metrics(agg)[1]["ll_single_noreduce"], [5.0, 6.0])
+    # only empty batches: an empty key (reported 0.0 with the usual warning)
+    assert get_metrics(aggregate_metrics({}, reset))[1]["ll_single_noreduce"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (np.array([1.0, 2.0]), np.array([[3.0, 4.0], [5.0, 6.0]])),
+        (np.ones((2, 3)), np.ones((2, 4))),
+        (np.array([[1.0, 2.0]]), np.array([1.0, 2.0])),
+    ],
+)
+def test_per_sample_batches_of_another_sample_shape_are_refused_at_aggregate(first, second):
+    from metricskit.functional import aggregate_metrics
+
+    agg = aggregate_metrics({}, _ll(None, first, ["single_noreduce"]))
+    with pytest.raises(ValueError, match=r"aggregate_metrics: .* metric 'll' differ beyond"):
+        aggregate_metrics(agg, _ll(None, second, ["single_noreduce"]))
+    # a smaller last batch is fine
+    smaller = aggregate_metrics(agg, _ll(None, first[:1], ["single_noreduce"]))
+    assert len(get_metrics(smaller)[1]["ll_single_noreduce"]) == len(first) + 1

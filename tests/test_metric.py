@@ -183,3 +183,33 @@ def test_different_metric_classes_never_share_a_tree_structure():
     for i, a in enumerate(structures):
         for j, b in enumerate(structures):
             assert (a == b) == (i == j)
+
+
+def test_static_fields_may_come_before_state_fields():
+    @mk.register_metric("test_ema_static_first")
+    class Ema(mk.Metric):
+        decay = mk.static(0.5)
+        average = mk.state("merge")
+        count = mk.state("sum", shape="count")
+
+        def update(self, value, count):
+            average = jnp.where(
+                self.count > 0, self.decay * self.average + (1 - self.decay) * value, value
+            )
+            return self.replace(average=average, count=self.count + count)
+
+        def aggregate(self, other):
+            return other
+
+        def compute(self):
+            return self.average
+
+    store = mk.MetricStore().update({"x": {"value": 2.0, "log_modes": ["test_ema_static_first"]}})
+    store = store.update({"x": {"value": 4.0, "log_modes": ["test_ema_static_first"]}})
+    assert store.compute() == {"x_test_ema_static_first": 3.0}
+
+
+def test_a_misspelt_field_in_replace_is_an_error_naming_it():
+    metric = mk.MeanMetric.empty(mk.Spec((), "float32"), mk.Spec((), "int32"))
+    with pytest.raises(TypeError, match=r"MeanMetric.replace\(\) got \['coutn'\]"):
+        metric.replace(coutn=metric.count)

@@ -33,3 +33,15 @@ def test_replace_builds_a_new_instance_and_leaves_the_old_one():
     new = replace(node, {"y": 5})
     assert (node.y, new.y, new.x, new.tag) == (2, 5, 1, "a")
     assert jax.jit(lambda n: replace(n, {"x": n.x + 1}))(_Node(jnp.int32(1), 0, "t")).x == 2
+
+
+def test_replace_refuses_a_field_that_does_not_exist():
+    import pytest
+
+    @attrs.frozen
+    class Point:
+        x: int
+        y: int
+
+    with pytest.raises(TypeError, match=r"\['z'\], which are not fields of Point"):
+        replace(Point(1, 2), {"z": 3})

@@ -167,3 +167,69 @@ def test_dtype_changes_cast_safely_or_fail():
     assert store.compute() == {"x": 1.75}
     with pytest.raises(TypeError, match=r"'x'.*holds integers.*count is float64"):
         mk.MetricStore().update({"x": 1.0}).update({"x": {"value": 1.0, "count": 0.5}})
+
+
+def test_stores_copy_deepcopy_and_pickle_like_frozen_dicts():
+    # trainer code deep-copies state (callbacks, best-checkpoint trackers) and pickles it
+    import copy
+    import pickle
+
+    store = mk.MetricStore(default_log_modes=("mean", "max")).update(
+        {"loss": 2.0, "ll": {"value": jnp.arange(3.0), "log_modes": ["single_noreduce"]}}
+    )
+    store = store.update({"loss": jnp.float32(4.0), "ll": {"value": jnp.arange(3.0) + 1}})
+    want = store.compute()
+    for clone in (
+        copy.copy(store),
+        copy.deepcopy(store),
+        pickle.loads(pickle.dumps(store)),
+        copy.deepcopy({"metrics": store})["metrics"],
+    ):
+        assert isinstance(clone, mk.MetricStore)
+        assert jax.tree.structure(clone) == jax.tree.structure(store)
+        np.testing.assert_equal(clone.compute(), want)
+        np.testing.assert_equal(clone.update({"loss": 6.0}).compute()["loss_max"], 6.0)
+
+
+def test_a_store_refuses_setting_and_deleting_attributes():
+    store = mk.MetricStore().update({"x": 1.0})
+    with pytest.raises(AttributeError, match="immutable"):
+        store.metrics = ()
+    with pytest.raises(AttributeError, match="immutable: cannot delete 'metrics'"):
+        del store.metrics
+    assert store.compute() == {"x": 1.0}
+
+
+@pytest.mark.parametrize("jitted", [False, True])
+def test_a_reset_evaluation_store_grown_by_aggregate_holds_no_old_samples(jitted):
+    # the class API's evaluation loop: aggregate per-batch stores, reset each epoch
+    modes = ["single_noreduce", "single_noreduce_wcount"]
+
+    def update(store, values):
+        item = {"value": values, "count": jnp.full(values.shape, 2), "log_modes": modes}
+        return store.update({"ll": item})
+
+    step = jax.jit(update) if jitted else update
+    evaluated = None
+    for epoch in range(3):
+        for n in (4, 4, 2):
+            stored = step(mk.MetricStore(), jnp.arange(n, dtype=jnp.float32) + 10 * epoch)
+            evaluated = stored if evaluated is None else evaluated.aggregate(stored)
+        got = evaluated.compute()
+        want = np.concatenate([np.arange(n) + 10.0 * epoch for n in (4, 4, 2)])
+        np.testing.assert_array_equal(got["ll_single_noreduce"], want)
+        np.testing.assert_array_equal(got["ll_single_noreduce_wcount"][0], want)
+        np.testing.assert_array_equal(got["ll_single_noreduce_wcount"][1], np.full(10, 2))
+        evaluated = evaluated.reset()
+    # an empty side adds nothing, on either side
+    one = mk.MetricStore().update({"ll": {"value": jnp.array([7.0]), "log_modes": modes}})
+    for combined in (evaluated.aggregate(one), one.aggregate(one.reset())):
+        np.testing.assert_array_equal(combined.compute()["ll_single_noreduce"], 7.0)
+
+
+def test_a_batched_store_is_refused_by_compute_not_read_from_its_first_member():
+    stores = jax.vmap(lambda x: mk.MetricStore().update({"loss": x}))(jnp.arange(1.0, 5.0))
+    with pytest.raises(ValueError, match=r"has shape \(4, .*vmap.*x\[i\]"):
+        stores.compute()
+    member = jax.tree.map(lambda x: x[2], stores)
+    assert member.compute() == {"loss": 3.0}

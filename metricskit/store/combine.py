@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import jax
+import numpy as np
 
 from metricskit.metric import Metric, per_sample
 from metricskit.store import host
 from metricskit.store.entries import KeyMetrics
 from metricskit.store.layout import signature_of
 
-__all__ = ["aggregate_entries", "combinable"]
+__all__ = ["aggregate_entries", "combinable", "drops_empty", "is_all_zero"]
 
 
 def aggregate_entries(
@@ -48,6 +51,12 @@ def _union(
 
 
 def _aggregate(key: str, mode: str, x: Metric, y: Metric) -> Metric:
+    if per_sample(type(x)) and not _traced((x, y)):
+        # an empty (all-zeros: reset or zero-filled) per-sample state holds no samples
+        if is_all_zero(x):
+            return y
+        if is_all_zero(y):
+            return x
     if not combinable(x, y):
         raise ValueError(
             f"metric {key!r} (log mode {mode!r}) has state {signature_of(x)} in one "
@@ -69,3 +78,18 @@ def combinable(a: Metric, b: Metric) -> bool:
         fa.storage == fb.storage and fa.shape[1:] == fb.shape[1:]
         for (_, fa), (_, fb) in zip(sa.fields, sb.fields, strict=True)
     )
+
+
+def _traced(tree: Any) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+
+
+def is_all_zero(metric: Metric) -> bool:
+    """Whether every leaf of a (concrete) state is zero: the empty state."""
+    return not any(np.any(np.asarray(x)) for x in jax.tree.leaves(metric))
+
+
+def drops_empty(*metrics: Sequence[Metric]) -> bool:
+    """Whether aggregating these stores' metrics eagerly may drop an empty per-sample state
+    (so the result's layout is not the concatenated one): any per-sample metric, no tracer."""
+    return any(per_sample(type(m)) for ms in metrics for m in ms) and not _traced(metrics)

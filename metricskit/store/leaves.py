@@ -20,7 +20,7 @@ from metricskit.metric import Metric
 from metricskit.registry import get_log_mode
 from metricskit.store.layout import Layout
 
-__all__ = ["first", "flatten", "paths", "uncommitted", "unflatten"]
+__all__ = ["check_shapes", "first", "flatten", "paths", "uncommitted", "unflatten"]
 
 
 class _GroupRecipe(NamedTuple):
@@ -116,3 +116,31 @@ def paths(layout: Layout) -> tuple[str, ...]:
             else:
                 out.extend(f"metrics[{g}].{name}.{part}" for part in parts)
     return tuple(out)
+
+
+def check_shapes(metrics: Sequence[Metric], layout: Layout, call: str) -> None:
+    """Refuse a store whose leaves do not have the layout's shapes (host-side calls).
+
+    A store batched by ``jax.vmap``, or stacked by ``shard_map``'s ``out_specs`` along a mesh
+    axis, carries an extra or longer leading axis on every leaf; reporting it as one store
+    would read only its first member.
+
+    Raises:
+        ValueError: Naming the call, the leaf, the two shapes and the fix.
+    """
+    for g, (group, metric) in enumerate(zip(layout.groups, metrics, strict=True)):
+        for name, spec in group.signature.fields:
+            value = getattr(metric, name)
+            leaf = getattr(value, _PARTS[spec.storage][0]) if spec.storage in _PARTS else value
+            shape = tuple(getattr(leaf, "shape", ()))
+            if len(shape) == 1 + len(spec.shape) and shape[0] == len(group.keys):
+                continue
+            want = (len(group.keys), *spec.shape)
+            raise ValueError(
+                f"{call}: leaf metrics[{g}].{name} (keys {list(group.keys[:3])}, log mode "
+                f"{group.mode!r}) has shape {shape}, but the store's structure says {want}: "
+                "the store was batched (jax.vmap) or stacked along a mesh axis (shard_map "
+                "out_specs); report each member separately (jax.tree.map(lambda x: x[i], "
+                "store)), or combine devices inside the map with store.sync(axis_name) and "
+                "return it replicated (out_specs=P())"
+            )

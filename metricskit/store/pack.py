@@ -44,12 +44,14 @@ def _host_dtype(spec: Spec) -> Any:
 def _encode(arr: np.ndarray, spec: Spec, keys: Sequence[str], what: str) -> Any:
     """Host values of logical dtype ``spec.dtype`` in their travelling form."""
     if spec.dtype == "int64" and arr.size and arr.dtype.kind in "iu":
-        limit = INT_LIMIT if not x64() else 2**63 - 1
-        big = arr > limit if arr.dtype.kind == "u" else (arr > limit) | (arr < -limit)
+        low, high = (-INT_LIMIT, INT_LIMIT) if not x64() else (-(2**63), 2**63 - 1)
+        big = arr > high if arr.dtype.kind == "u" else (arr > high) | (arr < low)
         if big.any():
-            bad = keys[int(np.argwhere(big.reshape(len(keys), -1).any(axis=1))[0, 0])]
+            at = np.argwhere(big.reshape(len(keys), -1))[0]
+            bad, value = keys[int(at[0])], int(arr.reshape(len(keys), -1)[at[0], at[1]])
+            scope = "int64 (jax_enable_x64 on)" if x64() else "±2**60 (jax_enable_x64 off)"
             raise ValueError(
-                f"{what} of metric {bad!r} has an integer beyond ±2**60, the exact range of "
+                f"{what} of metric {bad!r} is {value}, beyond {scope}, the exact range of "
                 "metricskit's integer accumulators; split it over several steps, or pass it "
                 "as a float"
             )

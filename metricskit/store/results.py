@@ -127,7 +127,8 @@ def warn_empty(metrics: Sequence[str]) -> None:
     if metrics:
         shown = ", ".join(metrics[:20])
         more = f" and {len(metrics) - 20} more" if len(metrics) > 20 else ""
-        LOGGER.warning("Metric %s%s has count 0; reporting 0.0.", shown, more)
+        noun = "Metric" if len(metrics) == 1 else "Metrics"
+        LOGGER.warning("%s %s%s: count 0 (no samples); reporting 0.0.", noun, shown, more)
 
 
 def compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:

@@ -84,6 +84,14 @@ class MetricStore(Mapping[str, KeyMetrics]):
             f"MetricStore is immutable: cannot set {name!r}; methods return a new store"
         )
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"MetricStore is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # copy, deepcopy and pickle rebuild through the pytree (leaves and static structure)
+        flat, aux = _flatten(self)
+        return _unflatten, (aux, flat)
+
     def _evolve(self, metrics: Sequence[Metric], layout: Layout | None = None) -> MetricStore:
         new = object.__new__(MetricStore)
         return _build(
@@ -274,7 +282,9 @@ class MetricStore(Mapping[str, KeyMetrics]):
 
         Each metric combines with :meth:`Metric.aggregate <metricskit.Metric.aggregate>`:
         sums add, extremes take the extreme, ``std`` uses Chan's formula, per-sample values
-        concatenate. Keys present in only one store are kept as they are.
+        concatenate (eagerly, an empty per-sample state, all zeros as after :meth:`reset`,
+        adds no samples; inside ``jit`` shapes are static, so it adds its zeros). Keys
+        present in only one store are kept as they are.
 
         Args:
             other: The other partial store.
@@ -286,7 +296,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
             ValueError: If a metric's state has other shapes in the two stores (beyond the
                 sample axis of per-sample modes).
         """
-        if self.layout == other.layout:
+        if self.layout == other.layout and not combine.drops_empty(self.metrics, other.metrics):
             with host.device_for((self.metrics, other.metrics)):
                 return self._evolve(engine.aggregate_jit(self.metrics, other.metrics))
         out = combine.aggregate_entries(self, other)
@@ -326,6 +336,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         if not self.metrics:
             return {}
         host.refuse_tracers(self.first_leaf(), "MetricStore.compute")
+        leaves.check_shapes(self.metrics, self.layout, "MetricStore.compute()")
         return results.compute(self.layout, local_copy(self.metrics))
 
     def reset(self) -> MetricStore:
