@@ -17,7 +17,11 @@ import numpy as np
 
 from metricskit.sinks import read_jsonl, require
 
-__all__ = ["families", "plot_jsonl", "plot_records"]
+__all__ = ["NothingToPlotError", "families", "plot_jsonl", "plot_records"]
+
+
+class NothingToPlotError(ValueError):
+    """The log has no metric with two points or more (e.g. a run with one log row)."""
 
 
 _EVAL = "eval_"
@@ -92,7 +96,9 @@ def plot_records(
         if any(len(series[n]) > 1 for _, stat, n in members if stat != "n")
     }
     if not panels:
-        raise ValueError(
+        if not names:
+            raise NothingToPlotError("nothing to plot: the log has no numeric metric")
+        raise NothingToPlotError(
             f"nothing to plot: every metric of {names} has at most one point; log more often"
         )
     cols = min(3, len(panels))

@@ -44,6 +44,7 @@ __all__ = [
     "MultiSink",
     "Sink",
     "TensorBoardSink",
+    "checked_step",
     "format_table",
     "make_sink",
     "read_csv",
@@ -51,6 +52,26 @@ __all__ = [
     "require",
     "summarize",
 ]
+
+
+def checked_step(step: Any, sink: str, closed: bool = False) -> int:
+    """A sink's ``step`` as an ``int``, refusing what a tracking backend would silently
+    change (a fractional step is truncated or merged into another row) and writes after
+    ``close()``.
+
+    Raises:
+        ValueError: After ``close()``, or for a step that is not a non-negative whole number.
+    """
+    if closed:
+        raise ValueError(f"{sink}.write() after close(): make a new sink")
+    if (
+        isinstance(step, bool)
+        or not isinstance(step, int | float | np.integer | np.floating)
+        or not float(step).is_integer()
+        or step < 0
+    ):
+        raise ValueError(f"{sink}: the step must be a non-negative whole number, got {step!r}")
+    return int(step)
 
 
 def require(module: str, extra: str, what: str) -> Any:
@@ -162,15 +183,32 @@ def read_jsonl(source: str | os.PathLike[str] | IO[str]) -> list[dict[str, Any]]
 
     Returns:
         One dict per line, with ``"nan"``/``"inf"`` strings turned back into floats.
+
+    Raises:
+        ValueError: For a line that is not a JSON object with a numeric ``"step"``, naming
+            the file's line number.
     """
     stream, owned = _open(source, "r")
+    records = []
     try:
-        return [
-            {k: _number(v) for k, v in json.loads(line).items()} for line in stream if line.strip()
-        ]
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"line {number} is not JSON ({e.msg})") from None
+            step = record.get("step") if isinstance(record, dict) else None
+            if not isinstance(step, int | float) or isinstance(step, bool):
+                raise ValueError(
+                    f"line {number} is not a record of a metrics.jsonl (a JSON object with a "
+                    "numeric 'step')"
+                )
+            records.append({k: _number(v) for k, v in record.items()})
     finally:
         if owned:
             stream.close()
+    return records
 
 
 class CsvSink:

@@ -74,11 +74,13 @@ def summarize(metrics: Mapping[str, Any]) -> dict[str, float | int]:
 
 
 def _histogram_summary(name: str, h: Histogram) -> dict[str, float | int]:
-    """A histogram's sample count, and its mean, min and max from the bucket centres."""
+    """A histogram's sample count, its mean from the bucket centres, its min and max as the
+    outer edges of the occupied buckets, and its NaN count when there are NaNs."""
     counts = np.asarray(h.counts, np.float64)
     total = int(counts.sum())
+    nans = {f"{name}/nan_count": h.nan_count} if h.nan_count else {}
     if not total:
-        return {f"{name}/n": 0}
+        return {f"{name}/n": 0, **nans}
     centres = (np.asarray(h.edges[:-1]) + np.asarray(h.edges[1:])) / 2
     used = np.flatnonzero(counts)
     return {
@@ -86,6 +88,7 @@ def _histogram_summary(name: str, h: Histogram) -> dict[str, float | int]:
         f"{name}/min": float(h.edges[used[0]]),
         f"{name}/max": float(h.edges[used[-1] + 1]),
         f"{name}/n": total,
+        **nans,
     }
 
 

@@ -21,22 +21,26 @@ hypothesis.settings.register_profile("dev", deadline=None, max_examples=50)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-# The layers above the engine (task metrics, demo, sinks, integrations, docs pages, benchmarks)
-# and the heaviest engine tests are "extended": the older-JAX tox envs leave them out.
-_EXTENDED = (
-    "test_tasks_",
+# The layers above the engine are "extended": the older-JAX tox envs leave them out. Of them,
+# the "integration" ones (demo, sinks, integrations, docs pages, benchmarks) exercise other
+# libraries, not numerics: the x64 env leaves those out too.
+_INTEGRATION = (
     "test_demo",
     "test_sinks",
     "test_benchmarks",
     "test_integrations_",
     "test_interop_",
 )
+_EXTENDED = ("test_tasks_", *_INTEGRATION)
+_SKIPPED_MODULES = {"not extended": _EXTENDED, "not integration": _INTEGRATION}
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """With ``-m "not extended"``, the extended modules are not even imported (their
-    libraries, e.g. TensorFlow for clu's writers, are installed where they run)."""
-    if config.option.markexpr == "not extended" and collection_path.name.startswith(_EXTENDED):
+    """With ``-m "not extended"`` (or ``"not integration"``) those modules are not even
+    imported (their libraries, e.g. TensorFlow for clu's writers, are installed where they
+    run)."""
+    skipped = _SKIPPED_MODULES.get(config.option.markexpr, ())
+    if skipped and collection_path.name.startswith(skipped):
         return True
     return None
 
@@ -45,6 +49,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name.startswith(_EXTENDED):
             item.add_marker(pytest.mark.extended)
+        if item.path.name.startswith(_INTEGRATION):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture

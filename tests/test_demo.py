@@ -140,11 +140,13 @@ def test_the_plot_has_one_panel_per_family_with_train_and_eval_together(tmp_path
 
 def test_command_line_quick_demo_with_every_sink_then_plot_next_to_the_log(tmp_path, capsys):
     folder = tmp_path / "cli"
-    argv = ["demo", "--quick", "--out", str(folder), "--no-progress"]
+    # explicit counts win over --quick's presets (40 steps, log every 10, evaluate every 20)
+    argv = ["demo", "--quick", "--steps", "6", "--log-every", "2", "--eval-every", "4"]
+    argv += ["--out", str(folder), "--no-progress"]
     argv += ["--sinks", "jsonl", "csv", "tensorboard", "console"]
     assert main(argv) == 0
     rows = read_csv(folder / "metrics.csv")
-    assert [r["step"] for r in rows] == [10, 20, 20, 30, 40, 40]
+    assert [r["step"] for r in rows] == [2, 4, 4, 6, 6]
     assert list(folder.glob("events.out.tfevents.*"))
     assert "eval_perplexity" in capsys.readouterr().out
     (folder / "curves.png").unlink()
@@ -162,7 +164,9 @@ def test_command_line_quick_demo_with_every_sink_then_plot_next_to_the_log(tmp_p
         (["demo", "--steps", "0"], "--steps: .*positive"),
         (["demo", "--eval-every", "x"], "--eval-every: .*whole number"),
         (["plot", "missing.jsonl"], "missing.jsonl: no such file"),
+        (["plot", "."], r"\.: a folder; pass the metrics.jsonl"),
         (["nonsense"], "invalid choice"),
+        (["demo", "--out", ""], "--out : empty; pass a folder"),
     ],
 )
 def test_command_line_errors_are_one_line_naming_the_flag(argv, message, capsys, tmp_path):
@@ -174,7 +178,45 @@ def test_command_line_errors_are_one_line_naming_the_flag(argv, message, capsys,
     assert status == 2
     err = capsys.readouterr().err
     assert re.search(message, err) and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_an_unusable_run_folder_is_one_line_before_training(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "clash" / "metrics.jsonl").mkdir(parents=True)
+    for out, message in [
+        (tmp_path / "afile", "a file, not a folder"),
+        (tmp_path / "afile" / "sub", f"{tmp_path / 'afile'} is a file, not a folder"),
+        (tmp_path / "clash", "metrics.jsonl in it is a folder"),
+    ]:
+        assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}: {message}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_with_one_log_row_completes_and_says_why_there_is_no_plot(tmp_path, capsys):
+    assert main(["demo", "--quick", "--steps", "1", "--out", str(tmp_path), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "no curves.png: nothing to plot" in captured.err
+    assert not (tmp_path / "curves.png").exists() and (tmp_path / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"step": 1, "loss": 1.0}\n[1, 2]\n', "line 2 is not a record"),
+        ('{"step": 1, "loss": 1.0}\n{"loss": 2.0}\n', "line 2 is not a record"),
+        ('{"step": 1, "loss": 1.0}\n{"step": 2, "lo\n', "line 2 is not JSON"),
+        ("", "the log has no numeric metric"),
+    ],
+)
+def test_plot_of_a_malformed_log_names_the_line(tmp_path, capsys, text, message):
+    log = tmp_path / "m.jsonl"
+    log.write_text(text)
+    assert main(["plot", str(log)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_plot_of_an_unknown_metric_names_the_flag(tmp_path, capsys):
@@ -189,6 +231,10 @@ def test_help_shows_the_defaults(capsys):
         main(["demo", "--help"])
     out = capsys.readouterr().out
     assert "(default: 400)" in out and "(default: 100)" in out and "runs/demo" in out
+    assert "(default: None)" not in out
+    with pytest.raises(SystemExit):
+        main(["plot", "--help"])
+    assert "(default: None)" not in capsys.readouterr().out
 
 
 def test_demo_names_the_extra_it_needs(monkeypatch, tmp_path):

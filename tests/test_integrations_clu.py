@@ -118,6 +118,17 @@ def test_write_scalars_with_a_writer_kept_open(metric_writers, caplog):
     ]
 
 
+def test_fractional_steps_and_writes_after_close_are_refused(metric_writers, caplog):
+    writer = metric_writers.LoggingWriter()
+    sink = CluWriterSink(writer)
+    with pytest.raises(ValueError, match=r"non-negative whole number, got 1\.5"):
+        sink.write(1.5, {"loss": 1.0})
+    sink.close()
+    sink.close()  # once
+    with pytest.raises(ValueError, match=r"CluWriterSink.write\(\) after close"):
+        sink.write(2, {"loss": 1.0})
+
+
 def test_what_is_not_a_writer_is_named():
     with pytest.raises(TypeError, match=r"dict, which has no \['write_scalars', 'flush', 'close'"):
         CluWriterSink({})

@@ -155,3 +155,30 @@ def test_without_mlflow_the_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
     with pytest.raises(ImportError, match=r'pip install "metricskit\[mlflow\]"'):
         MlflowSink()
+
+
+def test_fractional_steps_and_writes_after_close_are_refused(uri):
+    sink = MlflowSink(experiment="steps", tracking_uri=uri)
+    sink.write(np.int64(3), {"loss": 1.0})
+    for step in (2.5, -1, True, "4"):
+        with pytest.raises(ValueError, match="non-negative whole number"):
+            sink.write(step, {"loss": 2.0})
+    sink.close()
+    with pytest.raises(ValueError, match=r"MlflowSink.write\(\) after close"):
+        sink.write(4, {"loss": 3.0})
+    assert history(uri, sink.run_id) == {"loss": [(3, 1.0)]}
+
+
+def test_without_a_tracking_uri_an_unusable_default_store_says_to_pass_one(tmp_path, monkeypatch):
+    # MLflow 3's default store is sqlite:///mlflow.db, which needs SQLAlchemy: mlflow-skinny
+    # (the extra) does not install it
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    try:
+        import sqlalchemy  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match=r"pass tracking_uri, e\.g\. tracking_uri='file:"):
+            MlflowSink(experiment="default-store")
+    else:
+        MlflowSink(experiment="default-store").close()

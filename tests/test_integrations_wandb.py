@@ -126,6 +126,17 @@ def test_a_decreasing_step_is_refused_instead_of_dropped(offline):
     assert history(records(Path(sink.run.dir).parent)) == {5: {"loss": 1.0}}
 
 
+def test_fractional_steps_and_writes_after_close_are_refused(offline):
+    sink = WandbSink(project="metricskit", mode="offline")
+    sink.write(20, {"loss": 1.0})
+    with pytest.raises(ValueError, match=r"non-negative whole number, got 20\.5"):
+        sink.write(20.5, {"loss": 2.0})  # W&B would merge it into row 20
+    sink.close()
+    with pytest.raises(ValueError, match=r"WandbSink.write\(\) after close"):
+        sink.write(21, {"loss": 3.0})
+    assert history(records(Path(sink.run.dir).parent)) == {20: {"loss": 1.0}}
+
+
 def test_histograms_beyond_wandbs_bucket_limit_are_coarsened_exactly(offline, rng):
     counts = rng.integers(0, 9, size=1001)
     h = Histogram(np.linspace(-1.0, 1.0, 1002), counts)

@@ -75,3 +75,13 @@ def test_a_nan_value_makes_quantiles_nan_and_bad_arguments_are_refused():
         mk.tasks.quantiles(jnp.ones(3), relative_accuracy=1.5)
     with pytest.raises(ValueError, match=r"quantiles in \[0, 1\]"):
         mk.tasks.quantiles(jnp.ones(3), q=(1.5,))
+
+
+def test_a_histogram_counts_nan_values_apart_instead_of_dropping_them():
+    store = mk.MetricStore().update({"h": mk.tasks.histogram(jnp.array([1.0, 2.0, jnp.nan]))})
+    store = store.update({"h": mk.tasks.histogram(jnp.array([jnp.nan, 3.0]), mask=[True, True])})
+    h = store.compute()["h"]
+    assert int(h.counts.sum()) == 3 and h.nan_count == 2
+    assert summarize({"h": h})["h/nan_count"] == 2
+    clean = mk.MetricStore().update({"h": mk.tasks.histogram(jnp.array([1.0]))}).compute()["h"]
+    assert clean.nan_count == 0 and "h/nan_count" not in summarize({"h": clean})

@@ -38,7 +38,7 @@ import numpy as np
 from metricskit import tasks
 from metricskit.demo import model, text
 from metricskit.functional import aggregate_metrics, get_metrics
-from metricskit.plot import plot_jsonl
+from metricskit.plot import NothingToPlotError, plot_jsonl
 from metricskit.sinks import MultiSink, format_table, make_sink, require
 from metricskit.store import MetricStore
 
@@ -219,15 +219,16 @@ def run_demo(
             else:
                 timed_steps += 1
             if step % log_every == 0 or step == steps:
+                # throughput: the window's training steps only (not the log's own work)
+                jax.block_until_ready((params, store.first_leaf()))  # type: ignore[no-untyped-call,unused-ignore]
+                elapsed = time.perf_counter() - timer
                 logged = store.compute()  # the one device-to-host transfer of this log
                 if step == steps:
                     store.save(os.path.join(folder, "train_state.npz"))
                 store = store.reset()
-                now = time.perf_counter()
                 if timed_steps:
                     tokens_per_step = cfg.batch * (cfg.length - cfg.context)
-                    logged["tokens_per_s"] = timed_steps * tokens_per_step / (now - timer)
-                timer, timed_steps = now, 0
+                    logged["tokens_per_s"] = timed_steps * tokens_per_step / elapsed
                 window, window_start = (window_start, step), step + 1
                 sink.write(step, logged)
                 if bar is not None:
@@ -237,6 +238,7 @@ def run_demo(
                         acc=f"{logged['token_accuracy']:.3f}",
                         refresh=False,
                     )
+                timer, timed_steps = time.perf_counter(), 0
             if step % eval_every == 0 or step == steps:
                 aggregate, evaluated = _evaluate(
                     eval_step, empty_eval, params, eval_windows, cfg.eval_batch
@@ -264,6 +266,9 @@ def run_demo(
         )
     )
     if plot:
-        plot_jsonl(os.path.join(folder, "metrics.jsonl"), os.path.join(folder, "curves.png"))
+        try:
+            plot_jsonl(os.path.join(folder, "metrics.jsonl"), os.path.join(folder, "curves.png"))
+        except NothingToPlotError as e:  # e.g. one log row: say so, the run itself is complete
+            print(f"no curves.png: {e}", file=sys.stderr)
     print(f"wrote {', '.join(sorted(os.listdir(folder)))} to {folder}")
     return {**logged, **evaluated}

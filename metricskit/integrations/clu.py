@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from metricskit.sinks import summarize
+from metricskit.sinks import checked_step, summarize
 from metricskit.tasks.sketch import Histogram
 
 __all__ = ["CluWriterSink", "per_sample_arrays", "write_scalars"]
@@ -96,6 +96,7 @@ class CluWriterSink:
         self.writer = writer
         self.histograms = histograms
         self.close_writer = close_writer
+        self._closed = False
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Write every summarized metric at ``step`` (and, with ``histograms``, the arrays).
@@ -104,14 +105,22 @@ class CluWriterSink:
             step: The training step.
             metrics: What :meth:`MetricStore.compute <metricskit.MetricStore.compute>`
                 returns.
+
+        Raises:
+            ValueError: For a step that is not a non-negative whole number, or after
+                :meth:`close`.
         """
+        step = checked_step(step, "CluWriterSink", self._closed)
         write_scalars(self.writer, step, metrics)
         arrays = per_sample_arrays(metrics) if self.histograms else {}
         if arrays:
-            self.writer.write_histograms(int(step), arrays)
+            self.writer.write_histograms(step, arrays)
 
     def close(self) -> None:
-        """Flush the writer, and close it unless ``close_writer=False``."""
+        """Flush the writer, and close it unless ``close_writer=False`` (once)."""
+        if self._closed:
+            return
         self.writer.flush()
         if self.close_writer:
             self.writer.close()
+        self._closed = True

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from metricskit.sinks import require, summarize
+from metricskit.sinks import checked_step, require, summarize
 
 __all__ = ["MAX_NAME_LENGTH", "MlflowSink", "mlflow_name"]
 
@@ -108,7 +108,9 @@ class MlflowSink:
 
     Raises:
         ImportError: Without the ``mlflow`` extra (``pip install "metricskit[mlflow]"``).
-        ValueError: For ``run_id`` together with the options of a new run.
+        ValueError: For ``run_id`` together with the options of a new run, or when MLflow's
+            default tracking store cannot be opened (its SQLite default needs SQLAlchemy,
+            which ``mlflow-skinny`` does not install): pass ``tracking_uri``.
     """
 
     def __init__(
@@ -124,7 +126,17 @@ class MlflowSink:
         tracking = require("mlflow.tracking", "mlflow", "MlflowSink")
         self._metric = require("mlflow.entities", "mlflow", "MlflowSink").Metric
         uri = None if tracking_uri is None else os.fspath(tracking_uri)
-        self.client: Any = tracking.MlflowClient(tracking_uri=uri)
+        try:
+            self.client: Any = tracking.MlflowClient(tracking_uri=uri)
+        except Exception as e:  # MLflow's default store needs what mlflow-skinny lacks
+            if uri is not None or os.environ.get("MLFLOW_TRACKING_URI"):
+                raise
+            raise ValueError(
+                "MlflowSink: MLflow's default tracking store could not be opened "
+                f"({type(e).__name__}: {str(e).strip()[:200]}); pass tracking_uri, e.g. "
+                "tracking_uri='file:./mlruns' (a local folder, no server), or install "
+                "SQLAlchemy for MLflow's default 'sqlite:///mlflow.db'"
+            ) from e
         self.sanitize = sanitize
         self._names: dict[str, str] = {}
         self._sources: dict[str, str] = {}
@@ -175,16 +187,18 @@ class MlflowSink:
                 returns.
 
         Raises:
-            ValueError: For a metric name MLflow refuses (see :func:`mlflow_name`), before
-                anything of this write is logged.
+            ValueError: For a metric name MLflow refuses (see :func:`mlflow_name`), a step
+                that is not a non-negative whole number, or a write after :meth:`close`,
+                before anything of this write is logged.
         """
+        step = checked_step(step, "MlflowSink", self._closed)
         flat = summarize(metrics)
         names = [self._name(name) for name in flat]  # all checked before logging
         if not names:
             return
         now = int(time.time() * 1000)
         batch = [
-            self._metric(name, float(value), now, int(step))
+            self._metric(name, float(value), now, step)
             for name, value in zip(names, flat.values(), strict=True)
         ]
         self.client.log_batch(self.run_id, metrics=batch)

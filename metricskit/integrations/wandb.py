@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from metricskit.sinks import require, summarize
+from metricskit.sinks import checked_step, require, summarize
 from metricskit.tasks.sketch import Histogram
 
 __all__ = ["MAX_BUCKETS", "WandbSink", "coarsen"]
@@ -130,9 +130,9 @@ class WandbSink:
 
         Raises:
             ValueError: If ``step`` is lower than the last step this sink wrote (W&B would
-                drop it).
+                drop it), not a non-negative whole number, or after :meth:`close`.
         """
-        step = int(step)
+        step = checked_step(step, "WandbSink", self._closed)
         if self._last is not None and step < self._last:
             raise ValueError(
                 f"step {step} is lower than the last step written, {self._last}; W&B drops a "

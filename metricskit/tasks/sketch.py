@@ -11,7 +11,8 @@ the union of the sketches. Memory is fixed (about ``ln(range) / a`` buckets per 
   for): each within a relative ``a`` of the exact quantile (the sample of rank
   ``floor(q (n - 1))``, NumPy's ``method="lower"``) for values of magnitude in
   ``[1e-9, 1e9]``; values outside are clamped to it; a NaN value makes the quantiles NaN
-  (as float64 arithmetic would carry it), while the histogram leaves NaNs out.
+  (as float64 arithmetic would carry it), while the histogram counts NaNs apart
+  (:attr:`Histogram.nan_count`).
 - :func:`histogram` reports a :class:`Histogram` (bucket edges and counts), which the
   TensorBoard sink writes as a histogram and the other sinks summarize.
 """
@@ -40,10 +41,12 @@ class Histogram:
     Attributes:
         edges: Increasing bucket edges (float64).
         counts: Samples per bucket (int64).
+        nan_count: NaN values, which no bucket holds (counted, not dropped silently).
     """
 
     edges: np.ndarray
     counts: np.ndarray
+    nan_count: int = 0
 
 
 @functools.cache
@@ -155,11 +158,12 @@ def _finish_quantiles(
 def _finish_histogram(sums: np.ndarray, count: np.ndarray, accuracy: float) -> Histogram:
     counts = np.asarray(sums, np.int64)
     edges = _edges(accuracy)
+    nans = int(count) - int(counts.sum())  # every unmasked value counts once
     used = np.flatnonzero(counts)
     if used.size == 0:
-        return Histogram(edges[:1], counts[:0])
+        return Histogram(edges[:1], counts[:0], nans)
     first, last = used[0], used[-1]
-    return Histogram(edges[first : last + 2], counts[first : last + 1])
+    return Histogram(edges[first : last + 2], counts[first : last + 1], nans)
 
 
 def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None) -> dict[str, Any]:
