@@ -156,9 +156,16 @@ def load(path: str | os.PathLike[str]) -> tuple[Layout, tuple[Metric, ...], dict
     try:
         layout = _layout_from_json(header["layout"])
         template = tuple(build(g.mode, g.signature, len(g.keys), np) for g in layout.groups)
+        expected = _leaves(template)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path!r} has an unreadable store layout: {e}") from e
-    expected = _leaves(template)
+    except AttributeError as e:  # a mode name now registered to a class of other fields
+        modes = sorted({g["mode"] for g in header["layout"]})
+        raise CheckpointError(
+            f"{path!r} was saved with log modes {modes} whose state fields differ from the "
+            f"classes registered under those names now ({e}); register the metric classes "
+            "that wrote the checkpoint before loading it"
+        ) from e
     found = [(name, dtype, tuple(shape)) for name, dtype, shape in header["leaves"]]
     if found != [(name, str(x.dtype), x.shape) for name, x in expected]:
         raise CheckpointError(

@@ -9,7 +9,8 @@ from typing import TypeVar
 
 import attrs
 
-from metricskit.metric import Metric, ensure_metric_class
+from metricskit.fields import reduction_of
+from metricskit.metric import Metric, ensure_metric_class, state_fields
 
 __all__ = ["LogMode", "get_log_mode", "register_metric", "registered_modes"]
 
@@ -84,6 +85,13 @@ def _check_class(cls: type[Metric]) -> None:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         raise TypeError(f"{cls.__name__} is abstract: implement {missing}")
+    merged = [f.name for f in state_fields(cls) if reduction_of(f) == "merge"]
+    if merged and cls.aggregate is Metric.aggregate:
+        raise TypeError(
+            f"{cls.__name__} declares {merged} with state('merge'), which only the metric's "
+            "own aggregate knows how to combine: override aggregate(self, other), or declare "
+            "the fields with a reduction ('sum', 'max', 'min', 'concat', 'last')"
+        )
 
 
 def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M]:

@@ -29,7 +29,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -376,8 +376,15 @@ class MultiSink:
             raise errors[0]
 
 
-SINKS = ("jsonl", "csv", "tensorboard", "console")
-"""The names :func:`make_sink` knows."""
+_MAKERS: dict[str, Callable[[str], Sink]] = {
+    "jsonl": lambda folder: JsonlSink(os.path.join(folder, "metrics.jsonl")),
+    "csv": lambda folder: CsvSink(os.path.join(folder, "metrics.csv")),
+    "tensorboard": lambda folder: TensorBoardSink(folder),
+    "console": lambda folder: ConsoleSink(),
+}
+
+SINKS = tuple(_MAKERS)
+"""The names :func:`make_sink` knows (the demo's ``--sinks`` choices): one entry each."""
 
 
 def make_sink(name: str, folder: str | os.PathLike[str]) -> Sink:
@@ -394,13 +401,7 @@ def make_sink(name: str, folder: str | os.PathLike[str]) -> Sink:
     Raises:
         ValueError: For an unknown name.
     """
-    folder = os.fspath(folder)
-    if name == "jsonl":
-        return JsonlSink(os.path.join(folder, "metrics.jsonl"))
-    if name == "csv":
-        return CsvSink(os.path.join(folder, "metrics.csv"))
-    if name == "tensorboard":
-        return TensorBoardSink(folder)
-    if name == "console":
-        return ConsoleSink()
+    make = _MAKERS.get(name)
+    if make is not None:
+        return make(os.fspath(folder))
     raise ValueError(f"unknown sink {name!r}; use one of {list(SINKS)}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zipfile
 from typing import Self
 
@@ -223,3 +225,45 @@ def test_a_grown_evaluation_store_loads_into_a_one_batch_store(tmp_path, rng):
         CheckpointError, match=r"'err'.*'single_noreduce'.*'value'.*\(10,\).*\(4, 2\)"
     ):
         mk.MetricStore.load(tmp_path / "eval.npz", like=other)
+
+
+def test_a_mode_name_now_registered_to_another_class_is_a_checkpoint_error(tmp_path):
+    # one process saves with "renamed" meaning a class with field `a`; another, where the
+    # name means a class with field `b` (an edited notebook cell), loads it
+    script = """
+import sys
+import jax.numpy as jnp
+import metricskit as mk
+field = sys.argv[2]
+
+@mk.register_metric("renamed")
+class Total(mk.Metric):
+    locals()[field] = mk.state("sum")
+    count = mk.state("sum", shape="count")
+
+    def update(self, value, count):
+        total = getattr(self, field) + value
+        return self.replace(count=self.count + count, **{field: total})
+
+    def compute(self):
+        return getattr(self, field)
+
+if sys.argv[3] == "save":
+    mk.MetricStore().update({"x": {"value": 1.0, "log_modes": ["renamed"]}}).save(sys.argv[1])
+else:
+    try:
+        mk.MetricStore.load(sys.argv[1])
+    except ValueError as e:  # a CheckpointError
+        print(type(e).__name__, e)
+"""
+    path = str(tmp_path / "s.npz")
+    run = [sys.executable, "-c", script, path]
+    subprocess.run([*run, "a", "save"], check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    out = subprocess.run(
+        [*run, "b", "load"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    ).stdout
+    assert out.startswith("CheckpointError") and "state fields differ from the classes" in out

@@ -128,3 +128,9 @@ def test_pmap_axis_name_works_too():
     out = jax.pmap(per_device, axis_name="i")(jnp.arange(DEVICES, dtype=jnp.float32))
     host = jax.tree.map(lambda x: x[0], out).compute()
     assert host == {"x_mean": 3.5, "x_max": 3.5}  # summed value 28 over summed count 8
+
+
+def test_sync_outside_a_map_says_where_to_call_it():
+    store = mk.MetricStore().update({"loss": 1.0})
+    with pytest.raises(ValueError, match=r"MetricStore.sync\('data'\) combines devices inside"):
+        store.sync("data")

@@ -119,6 +119,10 @@ def test_merge_fields_need_an_aggregate_override():
     m = Merged.empty(mk.Spec((1,), "float32"), mk.Spec((), "int32"))
     with pytest.raises(NotImplementedError, match=r"Merged\.extra.*override aggregate"):
         m.aggregate(m)
+    # registering it says so at once, not at the first aggregate, sync or check
+    with pytest.raises(TypeError, match=r"Merged declares \['extra'\] with state\('merge'\)"):
+        mk.register_metric("test_merged_without_aggregate")(Merged)
+    assert "test_merged_without_aggregate" not in mk.registered_modes()
 
 
 def test_is_empty_reads_the_count_field_or_every_field():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
 
+import metricskit as mk
 from metricskit import exact
 from metricskit.store.results import host_value, stacked_rows, warn_empty
 
@@ -32,3 +34,21 @@ def test_one_warning_names_every_empty_metric(caplog):
         warn_empty([f"'k{i}' (log mode 'mean')" for i in range(25)])
         warn_empty([])
     assert len(caplog.records) == 1 and "'k0'" in caplog.text and "and 5 more" in caplog.text
+
+
+def test_parts_that_compute_does_not_return_are_named():
+    @mk.register_metric("test_too_few_parts")
+    class TwoParts(mk.Metric):
+        parts = ("_a", "_b", "_c")
+        total = mk.state("sum")
+        count = mk.state("sum", shape="count")
+
+        def update(self, value, count):
+            return self.replace(total=self.total + value, count=self.count + count)
+
+        def compute(self):
+            return self.total, self.total  # two values for three parts
+
+    store = mk.MetricStore().update({"x": {"value": 1.0, "log_modes": ["test_too_few_parts"]}})
+    with pytest.raises(ValueError, match=r"declares parts \('_a', '_b', '_c'\).*returned 2"):
+        store.compute()

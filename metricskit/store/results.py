@@ -19,6 +19,7 @@ import numpy as np
 from metricskit import exact
 from metricskit.log import LOGGER
 from metricskit.metric import Metric, per_sample
+from metricskit.registry import get_log_mode
 from metricskit.store import engine, host
 from metricskit.store.entries import Row, on_host
 from metricskit.store.layout import Layout, names
@@ -115,7 +116,17 @@ def report(
         elif part < 0:
             out[name] = rows[g][row]
         else:  # one of the values a metric reports under names of their own
-            value = np.asarray(rows[g][row][part])
+            values = rows[g][row]
+            if not isinstance(values, tuple) or part >= len(values):
+                group = layout.groups[g]
+                cls = get_log_mode(group.mode).cls
+                got = len(values) if isinstance(values, tuple) else "not a tuple"
+                raise ValueError(
+                    f"{cls.__name__} (log mode {group.mode!r}) declares parts {cls.parts}, so "
+                    f"its compute() must return a tuple of {len(cls.parts)} values; it "
+                    f"returned {got}"
+                )
+            value = np.asarray(values[part])
             out[name] = _python(value) if value.size == 1 else _frozen(value)
     warn_empty(empty)
     return out

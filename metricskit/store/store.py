@@ -274,8 +274,18 @@ class MetricStore(Mapping[str, KeyMetrics]):
 
         Returns:
             The combined store, the same on every device.
+
+        Raises:
+            ValueError: Outside a map over ``axis_name``.
         """
-        return self._evolve([sync_metric(m, axis_name) for m in self.metrics])
+        try:
+            return self._evolve([sync_metric(m, axis_name) for m in self.metrics])
+        except NameError as e:  # JAX's "unbound axis name"
+            raise ValueError(
+                f"MetricStore.sync({axis_name!r}) combines devices inside a map over that axis "
+                "(jax.shard_map, jax.pmap); outside one there are no devices to combine. Call "
+                "it in the mapped function, or use process_sync/aggregate outside"
+            ) from e
 
     def aggregate(self, other: MetricStore) -> MetricStore:
         """Combine with a store of disjoint data (another device, shard, process or stream half).
