@@ -58,12 +58,14 @@ def summarize(metrics: Mapping[str, Any]) -> dict[str, float | int]:
             continue
         a = np.asarray(value, np.float64).ravel()
         if a.size:
+            with np.errstate(all="ignore"):  # NaN and inf are values here, not warnings
+                stats = (a.mean(), a.std(), a.min(), a.max())
             out.update(
                 {
-                    f"{name}/mean": float(a.mean()),
-                    f"{name}/std": float(a.std()),
-                    f"{name}/min": float(a.min()),
-                    f"{name}/max": float(a.max()),
+                    f"{name}/mean": float(stats[0]),
+                    f"{name}/std": float(stats[1]),
+                    f"{name}/min": float(stats[2]),
+                    f"{name}/max": float(stats[3]),
                 }
             )
         out[f"{name}/n"] = int(a.size)
@@ -94,13 +96,20 @@ def _histogram_summary(name: str, h: Histogram) -> dict[str, float | int]:
 
 def json_value(x: Any) -> Any:
     if isinstance(x, Histogram):
-        return {"edges": np.asarray(x.edges).tolist(), "counts": np.asarray(x.counts).tolist()}
+        out = {"edges": np.asarray(x.edges).tolist(), "counts": np.asarray(x.counts).tolist()}
+        return {**out, "nan_count": x.nan_count} if x.nan_count else out
     if isinstance(x, tuple):
         return [json_value(v) for v in x]
     if np.ndim(x) == 0:
         v = _scalar(x)
         return v if not (isinstance(v, float) and not math.isfinite(v)) else str(v)
-    return np.asarray(x).tolist()
+    a = np.asarray(x)
+    if a.dtype.kind == "f" and not np.isfinite(a).all():  # JSON has no NaN: strings, as scalars
+        out = a.astype(np.float64).astype(object)
+        bad = ~np.isfinite(a)
+        out[bad] = [str(float(v)) for v in a[bad]]
+        return out.tolist()
+    return a.tolist()
 
 
 def format_table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:

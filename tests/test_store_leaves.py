@@ -62,8 +62,11 @@ def test_paths_name_every_leaf_as_jax_key_paths_do():
         f"metrics[0].{field}.{part}" for field in ("total", "count") for part in ("lo", "hi")
     )
     floats = mk.MetricStore().update({"x": {"value": 1.0, "log_modes": ["max"]}})  # a Pair
-    assert leaves.paths(floats.layout) == ("metrics[0].value.hi", "metrics[0].value.lo",
-                                           "metrics[0].count")  # fmt: skip
+    assert leaves.paths(floats.layout) == (
+        "metrics[0].value.hi",
+        "metrics[0].value.lo",
+        "metrics[0].count",
+    )
 
 
 def test_first_and_uncommitted_eager_placed_traced_and_empty():

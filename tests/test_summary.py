@@ -38,8 +38,14 @@ def test_non_finite_array_values_are_values_not_warnings():  # warnings are erro
 def test_values_counts_pairs_add_the_weighted_mean():
     values, counts = np.array([1.0, 2.0, 6.0]), np.array([1, 2, 5], np.int32)
     out = summarize({"ll": (values, counts)})
-    assert out == {"ll/mean": 3.0, "ll/std": float(values.std()), "ll/min": 1.0,
-                   "ll/max": 6.0, "ll/n": 3, "ll/weighted_mean": 9.0 / 8}  # fmt: skip
+    assert out == {
+        "ll/mean": 3.0,
+        "ll/std": float(values.std()),
+        "ll/min": 1.0,
+        "ll/max": 6.0,
+        "ll/n": 3,
+        "ll/weighted_mean": 9.0 / 8,
+    }
     assert summarize({"ll": (np.array([1.0]), np.array([0]))})["ll/weighted_mean"] == 0.0
     assert summarize({"ll": (np.zeros(0), np.zeros(0, np.int32))}) == {"ll/n": 0}
     assert summarize({"one": (np.float32(4.0), np.int32(2))})["one/weighted_mean"] == 2.0
