@@ -105,10 +105,10 @@ def json_value(x: Any) -> Any:
         return v if not (isinstance(v, float) and not math.isfinite(v)) else str(v)
     a = np.asarray(x)
     if a.dtype.kind == "f" and not np.isfinite(a).all():  # JSON has no NaN: strings, as scalars
-        out = a.astype(np.float64).astype(object)
+        cells = a.astype(np.float64).astype(object)
         bad = ~np.isfinite(a)
-        out[bad] = [str(float(v)) for v in a[bad]]
-        return out.tolist()
+        cells[bad] = [str(float(v)) for v in a[bad]]
+        return cells.tolist()
     return a.tolist()
 
 
