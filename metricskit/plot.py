@@ -118,6 +118,7 @@ def plot_records(
 
 
 _COLORS = {"train": "C0", "eval": "C1"}
+_QUANTILE_STYLES = ("-", "--", "-.", ":")
 
 
 def _draw_family(
@@ -145,11 +146,13 @@ def _draw_family(
             if stats.get(stat):
                 steps, values = zip(*stats[stat], strict=True)
                 ax.plot(steps, values, color=color, ls=style, lw=1, label=f"{split} {stat}")
-        for stat, points in stats.items():
-            if stat.startswith("p"):
-                steps, values = zip(*points, strict=True)
-                ax.plot(steps, values, color=color, lw=0.8, alpha=0.5 + 0.005 * float(stat[1:]),
-                        label=f"{split} {stat}")  # fmt: skip
+        quantiles = sorted((float(stat[1:]), stat) for stat in stats if stat.startswith("p"))
+        for k, (_, stat) in enumerate(quantiles):  # each its own dash pattern, as a legend reads
+            steps, values = zip(*stats[stat], strict=True)
+            ax.plot(steps, values, color=color, lw=1.0, ls=_QUANTILE_STYLES[k % 4],
+                    marker="o" if len(steps) < 12 else None, ms=2,
+                    label=f"{split} {stat}")  # fmt: skip
+    ax.locator_params(axis="x", integer=True)  # steps are whole numbers
     ax.set_title(family, fontsize=10)
     ax.set_ylabel(family, fontsize=8)
     ax.set_xlabel("step", fontsize=8)
