@@ -7,13 +7,20 @@ import functools
 import itertools
 
 import hypothesis.strategies as st
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 
 import metricskit as mk
-from metricskit.tasks.moments import batch_moments, comoment_mode, merge_batches
+from metricskit.tasks.moments import (
+    as_pairs,
+    batch_moments,
+    comoment_mode,
+    merge_batches,
+    pair_total,
+)
 
 
 def _moments(count, mean, comoments):
@@ -36,6 +43,12 @@ def _check(got, x, rtol):
     np.testing.assert_allclose(got[2], c, rtol=rtol, atol=rtol * np.abs(c).max())
 
 
+def _unpacked(packed, n):
+    """A packed ``(2,)``-variable batch as float64 ``(count, means, co-moments)``."""
+    p = np.asarray(packed, np.float64)
+    return _moments(n, p[:2] + p[2:4], (p[4:8] + p[8:12]).reshape(2, 2))
+
+
 def _store(x):
     packed, n = batch_moments(jnp.asarray(x), jnp.ones(len(x), bool))
     return mk.MetricStore().update({"m": {"value": packed, "count": n, "log_modes": [MODE]}})
@@ -50,7 +63,7 @@ def test_any_split_merges_to_the_moments_of_all_samples(n, cuts, seed):
     bounds = [0, *sorted(c for c in cuts if c < n), n]
     parts = [_store(x[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
     merged = functools.reduce(mk.MetricStore.aggregate, parts).compute()["m"]
-    _check(merged, x, rtol=1e-5)
+    _check(merged, x, rtol=1e-11)
 
 
 def test_masked_samples_and_device_merges(rng):
@@ -58,12 +71,12 @@ def test_masked_samples_and_device_merges(rng):
     keep = rng.random(40) < 0.5
     packed, n = batch_moments(jnp.asarray(x), jnp.asarray(keep))
     assert int(n) == keep.sum()
-    _check(_moments(n, packed[:2] + packed[2:4], packed[4:].reshape(2, 2)), x[keep], rtol=1e-5)
+    _check(_unpacked(packed, n), x[keep], rtol=1e-12)
     per_device = [batch_moments(jnp.asarray(x[i::4]), jnp.ones(10, bool)) for i in range(4)]
     packed, n = merge_batches(
         jnp.stack([p for p, _ in per_device]), jnp.stack([c for _, c in per_device])
     )
-    _check(_moments(n, packed[:2] + packed[2:4], packed[4:].reshape(2, 2)), x, rtol=1e-5)
+    _check(_unpacked(packed, n), x, rtol=1e-12)
 
 
 def test_an_empty_batch_changes_nothing():
@@ -75,7 +88,32 @@ def test_an_empty_batch_changes_nothing():
 
 def test_a_raw_value_under_a_comoment_mode_is_a_clear_error_naming_the_key():
     store = mk.MetricStore().update({"loss": 1.0})
-    for bad in (2.0, np.ones(4, np.float32), np.ones((2, 8), np.float32)):
+    for bad in (2.0, np.ones(5, np.float32), np.ones(8, np.float32), np.ones((2, 12), np.float32)):
         with pytest.raises(ValueError, match=r"'r2/val'.*packed co-moments.*tasks\.r2"):
             store.update({"r2/val": {"value": bad, "log_modes": [MODE]}})
     assert list(store.keys()) == ["loss"]
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("n", [1, 2, 7, 2000])
+def test_one_batch_far_from_zero_is_exact_whatever_its_size(n, use_jit, rng):
+    x = (1e4 + rng.normal(size=(n, 2))).astype(np.float32)
+    fn = jax.jit(batch_moments) if use_jit else batch_moments
+    packed, count = fn(jnp.asarray(x), jnp.ones(n, bool))
+    assert packed.shape == (12,) and packed.dtype == jnp.float32
+    _check(_unpacked(packed, count), x, rtol=1e-12)  # float32 sums: about 1e-6
+
+
+def test_integer_variables_are_exact():
+    x = np.array([[1, 2], [2, 2], [3, 5]], np.int32) + 2**24  # beyond float32's integers
+    packed, n = batch_moments(jnp.asarray(x), jnp.ones(3, bool))
+    _check(_unpacked(packed, n), x, rtol=1e-14)
+
+
+def test_pair_total_sums_in_double_float(rng):
+    x = rng.normal(size=(1001, 3)).astype(np.float32) + np.float32(1e3)
+    total = pair_total(as_pairs(jnp.asarray(x)))
+    got = np.asarray(total.hi, np.float64) + np.asarray(total.lo, np.float64)
+    np.testing.assert_allclose(got, x.astype(np.float64).sum(0), rtol=1e-13)
+    empty = pair_total(as_pairs(jnp.zeros((0, 2))))
+    assert empty.hi.shape == (2,) and not np.asarray(empty.hi).any()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -39,3 +43,117 @@ def test_masked_queries_do_not_count(rng):
     mask = np.array([1, 0, 1, 1, 0, 1], bool)
     host = mk.MetricStore().update({"mrr": mk.tasks.mrr(scores, relevance, mask=mask)}).compute()
     assert host["mrr"] == pytest.approx(_mrr(scores[mask], relevance[mask]), rel=1e-6)
+
+
+def _ndcg64(scores, relevance, k=None):
+    """NDCG@k of one query in float64 (candidates ranked by score, ties by position)."""
+    if not (relevance > 0).any():
+        return 0.0
+    k = len(scores) if k is None else min(k, len(scores))
+    discount = 1.0 / np.log2(np.arange(k) + 2.0)
+    dcg = (relevance[np.argsort(-scores, kind="stable")][:k] * discount).sum()
+    return dcg / (np.sort(relevance)[::-1][:k] * discount).sum()
+
+
+def _without_masked(fn, scores, relevance, mask, **kw):
+    """The mean of ``fn`` over the queries with a candidate left, masked candidates removed."""
+    out = [fn(s[m], r[m], **kw) for s, r, m in zip(scores, relevance, mask, strict=True) if m.any()]
+    return np.mean(out)
+
+
+def _mrr1(scores, relevance):
+    return _mrr(scores[None], relevance[None])
+
+
+def test_the_newcomers_candidate_mask():
+    scores, relevance = jnp.array([[0.9, 0.5, 0.1]]), jnp.array([[1, 0, 1]])
+    mask = jnp.array([[False, True, True]])
+    host = (
+        mk.MetricStore()
+        .update(
+            {
+                "mrr": mk.tasks.mrr(scores, relevance, mask=mask),
+                "ndcg": mk.tasks.ndcg(scores, relevance, mask=mask),
+            }
+        )
+        .compute()
+    )
+    assert host["mrr"] == 0.5
+    assert host["ndcg"] == pytest.approx(1 / np.log2(3), rel=1e-14)
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("k", [None, 1, 3])
+def test_candidate_masks_remove_candidates_and_empty_queries(k, use_jit, rng):
+    scores = rng.normal(size=(40, 6)).astype(np.float32)
+    relevance = rng.integers(0, 4, size=(40, 6)) * (rng.random((40, 6)) < 0.4)
+    mask = rng.random((40, 6)) < 0.6
+    mask[:3] = False  # queries whose candidates are all masked do not count
+
+    def update(store, s, r, m):
+        return store.update(
+            {"mrr": mk.tasks.mrr(s, r, mask=m), "ndcg": mk.tasks.ndcg(s, r, k=k, mask=m)}
+        )
+
+    update = jax.jit(update) if use_jit else update
+    store = mk.MetricStore()
+    for lo in range(0, 40, 16):
+        store = update(store, scores[lo : lo + 16], relevance[lo : lo + 16], mask[lo : lo + 16])
+    host = store.compute()
+    s64 = scores.astype(np.float64)
+    assert host["mrr"] == pytest.approx(_without_masked(_mrr1, s64, relevance, mask), rel=1e-15)
+    want = _without_masked(_ndcg64, s64, relevance, mask, k=k)
+    assert host["ndcg"] == pytest.approx(want, rel=1e-12)
+    # a (Q,) mask of the queries gives what a (Q, L) mask of all their candidates gives
+    queries = mask.any(-1)
+    by_query = update(mk.MetricStore(), scores, relevance, queries).compute()
+    by_candidate = update(mk.MetricStore(), scores, relevance, np.repeat(queries[:, None], 6, 1))
+    assert by_query == pytest.approx(by_candidate.compute(), rel=1e-15)
+
+
+def test_unmasked_ndcg_is_exact_in_one_large_batch(rng):
+    scores = rng.normal(size=(3000, 10)).astype(np.float32)
+    relevance = rng.integers(0, 4, size=(3000, 10)) * (rng.random((3000, 10)) < 0.3)
+    host = mk.MetricStore().update({"ndcg": mk.tasks.ndcg(scores, relevance, k=5)}).compute()
+    s64 = scores.astype(np.float64)
+    want = np.mean([_ndcg64(s, r, k=5) for s, r in zip(s64, relevance, strict=True)])
+    assert host["ndcg"] == pytest.approx(want, rel=1e-12)
+    assert want == pytest.approx(skm.ndcg_score(relevance, scores, k=5), rel=1e-12)
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+def test_mrr_is_exact(use_jit):
+    def update(store, s, r):
+        return store.update({"mrr": mk.tasks.mrr(s, r)})
+
+    update = jax.jit(update) if use_jit else update
+    third = update(mk.MetricStore(), jnp.array([[0.9, 0.5, 0.1]]), jnp.array([[0, 0, 1]]))
+    assert third.compute()["mrr"] == 1 / 3
+    scores = jnp.array([[0.9, 0.5, 0.1, 0.0]] * 3)
+    relevance = jnp.array([[0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]])
+    host = update(mk.MetricStore(), scores, relevance).compute()
+    assert host["mrr"] == (1 / 3 + 1 / 4) / 3
+
+
+def test_bad_k_and_mask_shapes_are_clear_errors():
+    scores, relevance = jnp.zeros((2, 3)), jnp.ones((2, 3))
+    for k in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=rf"k={k!r}.*positive int"):
+            mk.tasks.ndcg(scores, relevance, k=k)
+    for fn in (mk.tasks.mrr, mk.tasks.ndcg):
+        for bad in (jnp.ones(3, bool), jnp.ones((2, 3, 1), bool), jnp.ones((3, 2), bool)):
+            with pytest.raises(
+                ValueError,
+                match=rf"mask has shape {re.escape(str(bad.shape))}.*\(2,\) mask.*\(2, 3\) mask",
+            ):
+                fn(scores, relevance, mask=bad)
+        with pytest.raises(ValueError, match=r"scores have shape \(2, 3\) and relevance \(2, 4\)"):
+            fn(scores, jnp.ones((2, 4)))
+        with pytest.raises(ValueError, match=r"scores have shape \(3,\)"):
+            fn(jnp.zeros(3), jnp.ones(3))
+
+
+def test_candidate_counts_are_fixed_per_key_for_mrr():
+    store = mk.MetricStore().update({"mrr": mk.tasks.mrr(jnp.zeros((1, 3)), jnp.ones((1, 3)))})
+    with pytest.raises(ValueError, match="shapes are fixed"):
+        store.update({"mrr": mk.tasks.mrr(jnp.zeros((1, 4)), jnp.ones((1, 4)))})

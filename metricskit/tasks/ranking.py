@@ -1,10 +1,17 @@
 """Ranking: mean reciprocal rank and NDCG@k, per query, averaged over queries.
 
-``scores`` and ``relevance`` are ``(Q, L)``: Q queries with L candidates each; ``mask``
-``(Q,)`` marks the queries that count. Each query's value is computed on the device and the
-mean over queries is the exact ``mean`` mode. Ties in ``scores`` are broken by position (the
+``scores`` and ``relevance`` are ``(Q, L)``: Q queries with L candidates each. ``mask`` is
+either ``(Q,)`` (the queries that count) or ``(Q, L)`` (the candidates that count: a masked
+candidate neither ranks nor counts as relevant, as if it were not there; a query whose
+candidates are all masked does not count). Ties in ``scores`` are broken by position (the
 first candidate ranks higher); scikit-learn's ``ndcg_score`` averages over ties instead, so the
 two agree when scores are distinct.
+
+MRR is exact: a step counts, per rank ``r``, the queries whose first relevant candidate is at
+``r`` (integers), and the host finishes ``sum_r count_r / r / queries`` in float64. NDCG is
+computed per query in double-float arithmetic (the discounts ``1 / log2(i + 2)`` are float64
+constants split into two float32s) and summed over the batch's queries in double-float, so
+it is exact to about 2^-46 relative whatever the batch size. Scores are compared as float32.
 """
 
 from __future__ import annotations
@@ -13,26 +20,72 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from metricskit.tasks.modes import counted, step_item
+from metricskit import exact
+from metricskit.tasks.modes import step_item, summing_mode
+from metricskit.tasks.moments import as_pairs, packed_pair, pair_sum_mode, pair_total
 
 __all__ = ["mrr", "ndcg"]
 
 
-def _ranked(scores: Any, relevance: Any) -> jax.Array:
-    """Relevance in the order of descending scores, ``(Q, L)``."""
-    order = jnp.argsort(-jnp.asarray(scores, jnp.float32), axis=-1, stable=True)
-    return jnp.take_along_axis(jnp.asarray(relevance, jnp.float32), order, axis=-1)
+def _inputs(function: str, scores: Any, relevance: Any, mask: Any) -> tuple[Any, Any, Any, Any]:
+    """``(scores, relevance, candidates, queries)``: the checked ``(Q, L)`` arrays, the
+    ``(Q, L)`` candidates that count and the ``(Q,)`` queries that count."""
+    s, rel = jnp.asarray(scores), jnp.asarray(relevance)
+    if s.ndim != 2 or s.shape != rel.shape:
+        raise ValueError(
+            f"{function}: scores have shape {s.shape} and relevance {rel.shape}; both must be "
+            "(queries, candidates) of one shape: pad ragged candidate lists to one length and "
+            "mask the padding out with a (queries, candidates) mask="
+        )
+    q, n = s.shape
+    if mask is None:
+        return s, rel, jnp.ones((q, n), bool), jnp.ones((q,), bool)
+    m = jnp.asarray(mask).astype(bool)
+    if m.shape == (q,):
+        return s, rel, jnp.broadcast_to(m[:, None], (q, n)), m
+    if m.shape == (q, n):
+        return s, rel, m, jnp.any(m, axis=-1)
+    raise ValueError(
+        f"{function}: mask has shape {m.shape}, but scores and relevance have shape {s.shape}; "
+        f"pass a ({q},) mask of the queries that count or a ({q}, {n}) mask of the candidates "
+        "that count"
+    )
 
 
-def _mean_item(per_query: jax.Array, mask: Any) -> dict[str, Any]:
-    which = counted(mask, per_query.shape)
-    total = jnp.sum(jnp.where(which, per_query, 0.0))
-    return step_item(total, jnp.sum(which, dtype=jnp.int32), "mean_nopostfix")
+def _ranked(scores: Any, relevance: Any, candidates: Any) -> jax.Array:
+    """Relevance in the order of descending scores, masked candidates last with relevance
+    0, ``(Q, L)``."""
+    by_score = jnp.argsort(-jnp.asarray(scores, jnp.float32), axis=-1, stable=True)
+    out = jnp.take_along_axis(~candidates, by_score, axis=-1)
+    order = jnp.take_along_axis(by_score, jnp.argsort(out, axis=-1, stable=True), axis=-1)
+    kept = jnp.where(candidates, relevance, jnp.zeros_like(relevance))
+    return jnp.take_along_axis(kept, order, axis=-1)
+
+
+def _mrr_finish(sums: np.ndarray, count: np.ndarray) -> float:
+    ranks = np.arange(1, len(sums) + 1, dtype=np.float64)
+    return float(np.sum(np.asarray(sums, np.float64) / ranks) / np.float64(count))
 
 
 def mrr(scores: Any, relevance: Any, *, mask: Any = None) -> dict[str, Any]:
     """Mean reciprocal rank of the first relevant candidate (a query with none counts 0).
+
+    Args:
+        scores: ``(Q, L)`` scores (higher ranks first).
+        relevance: ``(Q, L)``: a candidate is relevant when its relevance is above 0.
+        mask: ``(Q,)`` booleans (the queries that count) or ``(Q, L)`` (the candidates that
+            count).
+
+    Returns:
+        A step item, reported as the key: the exact mean of ``1 / rank`` over the counted
+        queries, in float64. Its statistics are ``(L,)`` integers, so every batch of one key
+        must have the same number of candidates ``L`` (pad with a candidate mask).
+
+    Raises:
+        ValueError: If scores and relevance are not ``(Q, L)`` of one shape, or the mask has
+            another shape than ``(Q,)`` or ``(Q, L)``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -42,20 +95,72 @@ def mrr(scores: Any, relevance: Any, *, mask: Any = None) -> dict[str, Any]:
         >>> mk.MetricStore().update({"mrr": mk.tasks.mrr(scores, relevant)}).compute()
         {'mrr': 0.75}
     """
-    hits = _ranked(scores, relevance) > 0
+    s, rel, candidates, queries = _inputs("mrr", scores, relevance, mask)
+    hits = _ranked(s, rel, candidates) > 0
     first = jnp.argmax(hits, axis=-1)
-    per_query = jnp.where(jnp.any(hits, axis=-1), 1.0 / (first + 1.0), 0.0)
-    return _mean_item(per_query, mask)
+    found = jnp.any(hits, axis=-1) & queries
+    histogram = jnp.sum(
+        (first[:, None] == jnp.arange(s.shape[1])) & found[:, None], axis=0, dtype=jnp.int32
+    )
+    mode = summing_mode("mrr", _mrr_finish)
+    return step_item(histogram, jnp.sum(queries, dtype=jnp.int32), mode)
+
+
+def _discounts(k: int) -> exact.Pair:
+    """``1 / log2(i + 2)`` for ``i < k``, float64 constants as float32 Pairs."""
+    d = 1.0 / np.log2(np.arange(k, dtype=np.float64) + 2.0)
+    hi = d.astype(np.float32)
+    return exact.Pair(jnp.asarray(hi), jnp.asarray((d - hi).astype(np.float32)))
+
+
+def _gain(relevance: exact.Pair, discounts: exact.Pair) -> exact.Pair:
+    """``sum_i rel_i * discount_i`` per query (``(Q, k)`` -> ``(Q,)``), in double-float."""
+    terms = exact.mul(relevance, discounts)
+    return pair_total(exact.Pair(terms.hi.T, terms.lo.T))
+
+
+def _ndcg_finish(sums: np.ndarray, count: np.ndarray) -> float:
+    total = np.asarray(sums, np.float64)
+    return float((total[0] + total[1]) / np.float64(count))
 
 
 def ndcg(scores: Any, relevance: Any, *, k: int | None = None, mask: Any = None) -> dict[str, Any]:
-    """Normalized discounted cumulative gain at ``k`` (linear gains, as scikit-learn's
-    ``ndcg_score``): ``DCG@k / IDCG@k`` with ``DCG = sum_i rel_i / log2(i + 2)``; a query
-    without relevant candidates counts 0."""
-    rel = jnp.asarray(relevance, jnp.float32)
-    k = rel.shape[-1] if k is None else min(k, rel.shape[-1])
-    discount = 1.0 / jnp.log2(jnp.arange(k, dtype=jnp.float32) + 2.0)
-    dcg = jnp.sum(_ranked(scores, rel)[..., :k] * discount, axis=-1)
-    ideal = jnp.sum(-jnp.sort(-rel, axis=-1)[..., :k] * discount, axis=-1)
-    per_query = jnp.where(ideal > 0, dcg / jnp.where(ideal > 0, ideal, 1.0), 0.0)
-    return _mean_item(per_query, mask)
+    """Normalized discounted cumulative gain at ``k`` (scikit-learn's ``ndcg_score``).
+
+    Linear gains: ``DCG@k / IDCG@k`` with ``DCG = sum_{i < k} rel_i / log2(i + 2)`` over the
+    candidates ranked by score and ``IDCG`` the same over the candidates ranked by relevance;
+    a query without relevant candidates counts 0.
+
+    Args:
+        scores: ``(Q, L)`` scores (higher ranks first).
+        relevance: ``(Q, L)`` non-negative gains (ints or floats).
+        k: Only the top ``k`` ranks count (a positive int; ``None``: all ``L``).
+        mask: ``(Q,)`` booleans (the queries that count) or ``(Q, L)`` (the candidates that
+            count).
+
+    Returns:
+        A step item, reported as the key: the mean over the counted queries.
+
+    Raises:
+        ValueError: If ``k`` is not a positive int or None, if scores and relevance are not
+            ``(Q, L)`` of one shape, or the mask has another shape than ``(Q,)`` or ``(Q, L)``.
+    """
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
+        raise ValueError(f"ndcg: k={k!r}; pass a positive int (the ranks that count) or None")
+    s, rel, candidates, queries = _inputs("ndcg", scores, relevance, mask)
+    top = s.shape[1] if k is None else min(int(k), s.shape[1])
+    discounts = _discounts(top)
+    kept = jnp.where(candidates, rel, jnp.zeros_like(rel))
+    ranked = _ranked(s, rel, candidates)[:, :top]
+    ideal_order = jnp.argsort(-jnp.asarray(kept, jnp.float32), axis=-1, stable=True)[:, :top]
+    ideal = jnp.take_along_axis(kept, ideal_order, axis=-1)
+    dcg = _gain(as_pairs(ranked), discounts)
+    idcg = _gain(as_pairs(ideal), discounts)
+    positive = (idcg.hi > 0) & queries
+    one = jnp.ones_like(idcg.hi)
+    ratio = exact.div(
+        dcg, exact.Pair(jnp.where(positive, idcg.hi, one), jnp.where(positive, idcg.lo, 0.0))
+    )
+    per_query = exact.Pair(jnp.where(positive, ratio.hi, 0.0), jnp.where(positive, ratio.lo, 0.0))
+    mode = pair_sum_mode("ndcg", _ndcg_finish)
+    return step_item(packed_pair(pair_total(per_query)), jnp.sum(queries, dtype=jnp.int32), mode)

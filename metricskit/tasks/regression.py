@@ -1,45 +1,123 @@
 """Regression: MSE, RMSE, MAE (exact sums), R², explained variance, Pearson (co-moments).
 
-Each function takes ``predictions`` and ``targets`` of shape ``(N,)`` (one output) and an
-optional ``mask`` of the samples that count, and returns a step item for a key of a step
-dict. The references are scikit-learn's ``mean_squared_error``, ``root_mean_squared_error``,
+Each function takes ``predictions`` and ``targets`` of one shape and an optional ``mask`` of
+the samples that count, and returns a step item for a key of a step dict. ``mse``, ``rmse``
+and ``mae`` take any shape (every element is a sample); ``r2``, ``explained_variance`` and
+``pearson`` take one output, ``(N,)`` (or ``(N, 1)``): for ``k`` outputs log one key per
+output, e.g. ``tasks.r2(predictions[:, j], targets[:, j])``.
+
+Integer inputs are exact; floats are converted to float32 on the device (float64 with
+``jax_enable_x64`` is split into two float32s). The errors ``y - p``, their squares, and the
+batch's sums are computed in double-float arithmetic (relative error about 2^-46), the batches,
+devices and processes merged exactly, and the number finished on the host in float64: the
+result does not depend on how the samples were split.
+
+The references are scikit-learn's ``mean_squared_error``, ``root_mean_squared_error``,
 ``mean_absolute_error``, ``r2_score`` and ``explained_variance_score`` (with their default
-``force_finite=True``: a constant target gives 1.0 for a perfect fit, else 0.0) and
-``scipy.stats.pearsonr`` (a constant input gives ``nan``).
+``force_finite=True``: a constant target gives 1.0 for a perfect fit, else 0.0; ``r2_score``
+of fewer than two samples is ``nan``) and ``scipy.stats.pearsonr`` (a constant input, or fewer
+than two samples, gives ``nan``, as ``numpy.corrcoef``). A key with no samples at all reports
+``0.0`` (the store's convention, with a warning naming it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.tasks.modes import counted, step_item, summing_mode
-from metricskit.tasks.moments import batch_moments, comoment_mode
+from metricskit import exact
+from metricskit.tasks.modes import counted, step_item
+from metricskit.tasks.moments import (
+    as_pairs,
+    batch_moments,
+    comoment_mode,
+    packed_pair,
+    pair_sum_mode,
+    pair_total,
+)
 
 __all__ = ["explained_variance", "mae", "mse", "pearson", "r2", "rmse"]
 
 
-def _errors(predictions: Any, targets: Any) -> Any:
-    return jnp.asarray(targets, jnp.float32) - jnp.asarray(predictions, jnp.float32)
+def _shapes(function: str, predictions: Any, targets: Any) -> tuple[jax.Array, jax.Array]:
+    """``predictions`` and ``targets`` as arrays of one shape (a static check: works under
+    ``jit``)."""
+    p, y = jnp.asarray(predictions), jnp.asarray(targets)
+    if p.shape != y.shape:
+        raise ValueError(
+            f"{function}: predictions have shape {p.shape} but targets have shape {y.shape}; "
+            f"they must match (one prediction per target, no broadcasting): reshape "
+            f"predictions to targets' shape {y.shape}"
+        )
+    return p, y
+
+
+def _which(function: str, mask: Any, shape: tuple[int, ...]) -> jax.Array:
+    """The counted samples of ``shape``; ``mask`` must have the targets' shape or a leading
+    part of it."""
+    if mask is not None:
+        m_shape = np.shape(mask)
+        if m_shape != shape[: len(m_shape)]:
+            raise ValueError(
+                f"{function}: mask has shape {m_shape} but targets have shape {shape}; pass a "
+                f"mask of the targets' shape {shape} (or of its leading axes, e.g. {shape[:1]})"
+            )
+    return counted(mask, shape)
+
+
+def _one_output(function: str, p: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(N,)`` predictions and targets (``(N, 1)`` squeezed); anything else is an error."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        return p[:, 0], y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{function} takes one output, predictions and targets of shape (N,), but they "
+            f"have shape {y.shape}; pass one output per key, e.g. "
+            f"{{'{function}/j': tasks.{function}(predictions[:, j], targets[:, j])}}"
+        )
+    return p, y
+
+
+def _errors(p: jax.Array, y: jax.Array) -> exact.Pair:
+    """``y - p`` as a double-float (exact for integers and float32)."""
+    return exact.sub(as_pairs(y), as_pairs(p))
+
+
+def _sum_item(function: str, per_sample: exact.Pair, mask: Any, mode: str) -> dict[str, Any]:
+    shape = jnp.shape(per_sample.hi)
+    which = _which(function, mask, shape).reshape(-1)
+    flat = exact.Pair(
+        jnp.where(which, per_sample.hi.reshape(-1), 0.0),
+        jnp.where(which, per_sample.lo.reshape(-1), 0.0),
+    )
+    return step_item(packed_pair(pair_total(flat)), jnp.sum(which, dtype=jnp.int32), mode)
 
 
 def _mean(sums: np.ndarray, count: np.ndarray) -> float:
-    return float(np.asarray(sums, np.float64) / np.asarray(count, np.float64))
+    total = np.asarray(sums, np.float64)
+    return float((total[0] + total[1]) / np.float64(count))
 
 
 def _root_mean(sums: np.ndarray, count: np.ndarray) -> float:
     return float(np.sqrt(_mean(sums, count)))
 
 
-def _sum_item(per_sample: Any, which: Any, mode: str) -> dict[str, Any]:
-    total = jnp.sum(jnp.where(which, per_sample, 0.0))
-    return step_item(total, jnp.sum(which, dtype=jnp.int32), mode)
-
-
 def mse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
-    """Mean squared error ``mean((y - p)^2)``.
+    """Mean squared error ``mean((y - p)^2)`` (scikit-learn's ``mean_squared_error``).
+
+    Args:
+        predictions: Any shape, the targets' (every element is a sample); ints or floats.
+        targets: The same shape.
+        mask: Booleans of the targets' shape (or of its leading axes): which samples count.
+
+    Returns:
+        A step item, reported as the key (a float).
+
+    Raises:
+        ValueError: If the shapes of predictions, targets and mask do not match.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -48,32 +126,37 @@ def mse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
         >>> mk.MetricStore().update(step).compute()
         {'mse': 0.625}
     """
-    return _sum_item(
-        _errors(predictions, targets) ** 2,
-        counted(mask, jnp.shape(targets)),
-        summing_mode("mse", _mean),
-    )
+    p, y = _shapes("mse", predictions, targets)
+    e = _errors(p, y)
+    return _sum_item("mse", exact.mul(e, e), mask, pair_sum_mode("mse", _mean))
 
 
 def rmse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
-    """Root mean squared error (the square root of the exact mean, taken on the host)."""
-    return _sum_item(
-        _errors(predictions, targets) ** 2,
-        counted(mask, jnp.shape(targets)),
-        summing_mode("rmse", _root_mean),
-    )
+    """Root mean squared error: the square root, taken on the host, of :func:`mse`.
+
+    Arguments, result and errors as :func:`mse` (scikit-learn's
+    ``root_mean_squared_error``).
+    """
+    p, y = _shapes("rmse", predictions, targets)
+    e = _errors(p, y)
+    return _sum_item("rmse", exact.mul(e, e), mask, pair_sum_mode("rmse", _root_mean))
 
 
 def mae(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
-    """Mean absolute error ``mean(|y - p|)``."""
-    return _sum_item(
-        jnp.abs(_errors(predictions, targets)),
-        counted(mask, jnp.shape(targets)),
-        summing_mode("mae", _mean),
-    )
+    """Mean absolute error ``mean(|y - p|)`` (scikit-learn's ``mean_absolute_error``).
+
+    Arguments, result and errors as :func:`mse`.
+    """
+    p, y = _shapes("mae", predictions, targets)
+    e = _errors(p, y)
+    negative = e.hi < 0
+    magnitude = exact.Pair(jnp.where(negative, -e.hi, e.hi), jnp.where(negative, -e.lo, e.lo))
+    return _sum_item("mae", magnitude, mask, pair_sum_mode("mae", _mean))
 
 
 def _r2(count: np.ndarray, mean: np.ndarray, c: np.ndarray) -> float:
+    if count < 2:
+        return float("nan")  # scikit-learn: not well-defined with fewer than two samples
     sse = c[1, 1] + count * mean[1] ** 2  # residuals r = y - p: sum r^2 = C_rr + n mean_r^2
     sst = c[0, 0]
     if sst == 0:
@@ -82,37 +165,66 @@ def _r2(count: np.ndarray, mean: np.ndarray, c: np.ndarray) -> float:
 
 
 def _explained_variance(count: np.ndarray, mean: np.ndarray, c: np.ndarray) -> float:
-    if c[0, 0] == 0:
+    if c[0, 0] == 0:  # a constant target (one sample included): scikit-learn's force_finite
         return 1.0 if c[1, 1] == 0 else 0.0
     return float(1.0 - c[1, 1] / c[0, 0])
 
 
 def _pearson(count: np.ndarray, mean: np.ndarray, c: np.ndarray) -> float:
     denominator = np.sqrt(c[0, 0] * c[1, 1])
-    return float(c[0, 1] / denominator) if denominator > 0 else float("nan")
+    if count < 2 or not denominator > 0:
+        return float("nan")
+    return float(np.clip(c[0, 1] / denominator, -1.0, 1.0))
 
 
-def _moments_item(variables: Any, which: Any, mode: str) -> dict[str, Any]:
+def _moments_item(
+    function: str, first: exact.Pair, second: exact.Pair, mask: Any, mode: str
+) -> dict[str, Any]:
+    variables = exact.Pair(
+        jnp.stack([first.hi, second.hi], axis=-1), jnp.stack([first.lo, second.lo], axis=-1)
+    )
+    which = _which(function, mask, jnp.shape(first.hi))
     return step_item(*batch_moments(variables, which), mode)
 
 
 def r2(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
-    """The coefficient of determination ``1 - SSE / SST``, from merged co-moments."""
-    y = jnp.asarray(targets, jnp.float32)
-    variables = jnp.stack([y, _errors(predictions, targets)], axis=-1)
-    return _moments_item(variables, counted(mask, jnp.shape(targets)), comoment_mode("r2", _r2))
+    """The coefficient of determination ``1 - SSE / SST`` (scikit-learn's ``r2_score``).
+
+    Computed from the exactly merged co-moments of the targets and the errors ``y - p``.
+
+    Args:
+        predictions: ``(N,)`` (or ``(N, 1)``), ints or floats.
+        targets: The same shape.
+        mask: ``(N,)`` booleans: which samples count.
+
+    Returns:
+        A step item, reported as the key: ``nan`` for fewer than two samples; for constant
+        targets 1.0 if every prediction is right, else 0.0 (``force_finite=True``).
+
+    Raises:
+        ValueError: If the shapes differ, or the inputs hold several outputs ``(N, k)`` (log
+            one key per output: ``r2(predictions[:, j], targets[:, j])``).
+    """
+    p, y = _one_output("r2", *_shapes("r2", predictions, targets))
+    return _moments_item("r2", as_pairs(y), _errors(p, y), mask, comoment_mode("r2", _r2))
 
 
 def explained_variance(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
-    """Explained variance ``1 - Var(y - p) / Var(y)``, from merged co-moments."""
-    y = jnp.asarray(targets, jnp.float32)
-    variables = jnp.stack([y, _errors(predictions, targets)], axis=-1)
+    """Explained variance ``1 - Var(y - p) / Var(y)`` (``explained_variance_score``).
+
+    Arguments and errors as :func:`r2`. A constant target (a single sample included) gives
+    1.0 if the errors are constant, else 0.0 (``force_finite=True``).
+    """
+    p, y = _one_output("explained_variance", *_shapes("explained_variance", predictions, targets))
     mode = comoment_mode("explained_variance", _explained_variance)
-    return _moments_item(variables, counted(mask, jnp.shape(targets)), mode)
+    return _moments_item("explained_variance", as_pairs(y), _errors(p, y), mask, mode)
 
 
 def pearson(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
-    """Pearson's correlation of predictions and targets, from merged co-moments.
+    """Pearson's correlation of predictions and targets (``scipy.stats.pearsonr``).
+
+    Arguments and errors as :func:`r2`. A constant input or fewer than two samples give
+    ``nan``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -121,9 +233,6 @@ def pearson(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, An
         >>> round(mk.MetricStore().update(step).compute()["r"], 6)
         0.993399
     """
-    variables = jnp.stack(
-        [jnp.asarray(predictions, jnp.float32), jnp.asarray(targets, jnp.float32)], axis=-1
-    )
-    return _moments_item(
-        variables, counted(mask, jnp.shape(targets)), comoment_mode("pearson", _pearson)
-    )
+    p, y = _one_output("pearson", *_shapes("pearson", predictions, targets))
+    mode = comoment_mode("pearson", _pearson)
+    return _moments_item("pearson", as_pairs(p), as_pairs(y), mask, mode)
