@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import hypothesis.strategies as st
 import jax
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 
 import metricskit as mk
+from metricskit.exact import Pair
 from metricskit.tasks.moments import (
     as_pairs,
     batch_moments,
@@ -54,6 +56,17 @@ def _store(x):
     return mk.MetricStore().update({"m": {"value": packed, "count": n, "log_modes": [MODE]}})
 
 
+_PAD = 64  # every part is padded to one shape and masked: one compile serves every example
+_padded_moments = jax.jit(batch_moments)
+
+
+def _padded_store(x):
+    padded = np.zeros((_PAD, x.shape[1]), np.float32)
+    padded[: len(x)] = x
+    packed, n = _padded_moments(jnp.asarray(padded), jnp.arange(_PAD) < len(x))
+    return mk.MetricStore().update({"m": {"value": packed, "count": n, "log_modes": [MODE]}})
+
+
 @pytest.mark.extended
 @settings(max_examples=20)
 @given(st.integers(3, 60), st.lists(st.integers(1, 59), max_size=4, unique=True), st.integers())
@@ -61,7 +74,7 @@ def test_any_split_merges_to_the_moments_of_all_samples(n, cuts, seed):
     rng = np.random.default_rng(seed % 2**32)
     x = (1e4 + rng.normal(size=(n, 3))).astype(np.float32)  # far from zero: naive sums fail
     bounds = [0, *sorted(c for c in cuts if c < n), n]
-    parts = [_store(x[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+    parts = [_padded_store(x[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
     merged = functools.reduce(mk.MetricStore.aggregate, parts).compute()["m"]
     _check(merged, x, rtol=1e-11)
 
@@ -117,3 +130,63 @@ def test_pair_total_sums_in_double_float(rng):
     np.testing.assert_allclose(got, x.astype(np.float64).sum(0), rtol=1e-13)
     empty = pair_total(as_pairs(jnp.zeros((0, 2))))
     assert empty.hi.shape == (2,) and not np.asarray(empty.hi).any()
+
+
+def _fsum_moments(x):
+    """Exact (fsum) float64 means and co-moments of float32 samples ``(N, d)``."""
+    x = x.astype(np.float64)
+    n = len(x)
+    mean = np.array([math.fsum(c) / n for c in x.T])
+    c = np.array(
+        [
+            [math.fsum((x[:, i] - mean[i]) * (x[:, j] - mean[j])) for j in range(x.shape[1])]
+            for i in range(x.shape[1])
+        ]
+    )
+    return n, mean, c
+
+
+@pytest.mark.parametrize("case", ["near_1e4", "mixed_magnitudes", "one_outlier"])
+def test_one_large_batch_is_exact_to_2_to_the_minus_40_on_adversarial_data(case, rng):
+    n = 2**16
+    if case == "near_1e4":  # values near 1e4 with a spread of a few float32 ulps
+        x = 1e4 + 1e-3 * rng.normal(size=(n, 2))
+    elif case == "mixed_magnitudes":
+        x = rng.normal(size=(n, 2)) * 10.0 ** rng.uniform(-6, 6, size=(n, 2))
+    else:  # almost constant, one sample far away
+        x = np.full((n, 2), 3.0e3) + rng.normal(size=(n, 2)) * 1e-2
+        x[12345] = [-7.5e6, 2.5e7]
+    x = x.astype(np.float32)
+    packed, count = jax.jit(batch_moments)(jnp.asarray(x), jnp.ones(n, bool))
+    got = _unpacked(packed, count)
+    _, mean, c = _fsum_moments(x)
+    assert got[0] == n
+    np.testing.assert_allclose(got[1], mean, rtol=2.0**-40)
+    scale = np.sqrt(np.outer(np.diag(c), np.diag(c)))  # the co-moments' natural scale
+    assert np.all(np.abs(got[2] - c) <= 2.0**-40 * scale), (got[2] - c) / scale
+
+
+def test_pair_total_is_exact_to_2_to_the_minus_40_for_large_adversarial_sums(rng):
+    n = 2**16
+    columns = [
+        1e4 + 1e-3 * rng.normal(size=n),  # far from zero
+        rng.normal(size=n) * 10.0 ** rng.uniform(-20, 20, size=n),  # mixed magnitudes
+        np.concatenate([v := rng.normal(size=n // 2), -v]) + 1e-7,  # cancelling
+        rng.normal(size=n) ** 2,  # one sign
+    ]
+    x64 = np.stack(columns, axis=1)
+    hi = x64.astype(np.float32)
+    lo = (x64 - hi.astype(np.float64)).astype(np.float32)
+    total = jax.jit(pair_total)(Pair(jnp.asarray(hi), jnp.asarray(lo)))
+    got = np.asarray(total.hi, np.float64) + np.asarray(total.lo, np.float64)
+    terms = np.concatenate([hi, lo]).astype(np.float64)
+    want = np.array([math.fsum(col) for col in terms.T])
+    bound = 2.0**-40 * np.maximum(np.abs(want), np.abs(terms).max(0))
+    assert np.all(np.abs(got - want) <= bound), (got - want) / bound
+
+
+def test_pair_total_carries_infinities_and_nan():
+    x = jnp.array([[1.0, np.inf, np.nan, 1.0, -np.inf], [np.inf, -np.inf, 2.0, 3.0, -np.inf]])
+    total = pair_total(as_pairs(x))
+    np.testing.assert_array_equal(np.asarray(total.hi), [np.inf, np.nan, np.nan, 4.0, -np.inf])
+    assert not np.asarray(total.lo).any()

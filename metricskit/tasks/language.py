@@ -9,11 +9,12 @@ known when the step is traced, so the caller must pass valid ids, and an unmaske
 ``[0, V)`` gives a NaN negative log-likelihood (perplexity and bits report ``nan``).
 
 Each token's negative log-likelihood is a float32 (``log_softmax`` of float32 logits); a
-batch's tokens are summed pairwise in double-float (:func:`~metricskit.tasks.moments.pair_total`,
-so the batch size costs no precision), batches, devices and processes exactly; token counts
-are exact (carried integers), and the final exponential or division happens on the host in
-float64, so a perplexity never overflows float32 (it is ``inf`` only beyond float64's range).
-The per-sequence sums of :func:`sequence_log_likelihood` are float32 sums over the tokens.
+batch's tokens are summed nearly exactly (:func:`~metricskit.tasks.moments.pair_total`: about
+2^-43 of the largest term plus 2^-47 of the sum, so the batch size costs no precision),
+batches, devices and processes exactly; token counts are exact (carried integers), and the
+final exponential or division happens on the host in float64, so a perplexity never overflows
+float32 (it is ``inf`` only beyond float64's range). The per-sequence sums of
+:func:`sequence_log_likelihood` are float32 sums over the tokens.
 """
 
 from __future__ import annotations

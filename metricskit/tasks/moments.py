@@ -1,11 +1,10 @@
 """Co-moments merged exactly: the state behind R², explained variance and Pearson correlation.
 
-A step gives the count, means and co-moment matrix ``C = sum (x - mean)(x - mean)^T`` of a
-few variables over its batch (summed pairwise in double-float around a float32 pivot, the
-batch mean, so neither the batch size nor values far from zero cost precision: about 2^-46
-relative); the state merges them with Chan's parallel
-formula in double-float arithmetic (Chan, Golub and LeVeque, "Algorithms for computing the
-sample variance", 1983):
+A step gives the count, means and co-moment matrix ``C = sum (x - mean)(x - mean)^T`` of a few
+variables over its batch (:func:`batch_moments`: the batch's exact means, then the co-moments
+about them, each sum nearly exact, so neither the batch size nor values far from zero cost
+precision); the state merges them with Chan's parallel formula in double-float arithmetic
+(Chan, Golub and LeVeque, "Algorithms for computing the sample variance", 1983):
 
     n = n_a + n_b,  d = mean_b - mean_a,  mean = mean_a + d n_b / n,
     C = C_a + C_b + d d^T n_a n_b / n.
@@ -14,8 +13,9 @@ The same merge combines devices, processes and evaluation batches, so the result
 of all the samples at once, whichever way they were split. The reported number is finished on
 the host in float64 (:class:`~metricskit.exact.Finish`).
 
-The same double-float within-batch sums (:func:`pair_total`) back the summing modes of
-:class:`PairSums` (:func:`pair_sum_mode`): sums of squared errors, NDCG values.
+The same nearly exact within-batch sums (:func:`pair_total`: integer digits on a grid set by
+the largest term) back the summing modes of :class:`PairSums` (:func:`pair_sum_mode`): sums
+of squared errors, NDCG values, token log-likelihoods.
 """
 
 from __future__ import annotations
@@ -44,13 +44,18 @@ __all__ = [
     "pair_total",
 ]
 
+_INT = {4: jnp.int32, 8: jnp.int64}  # the integers of a float's width
+_EMIN = {4: -100, 8: -900}  # the finest grid exponent: keeps 2^(b - E) normal
+
 
 def as_pairs(x: Any) -> exact.Pair:
     """Numbers as float32 double-floats, exactly where the input allows.
 
     Integers (int32 and narrower; wider ones within 48 bits) and booleans are exact, float32
     and narrower floats are exact, float64 (with ``jax_enable_x64``) is split into two
-    float32s (48 of its 53 bits).
+    float32s (48 of its 53 bits). A float input passes through
+    :func:`~metricskit.doublefloat.rounded`, so that the error-free transformations applied
+    to it cannot be contracted with the expression that computed it.
 
     Args:
         x: An array (or :class:`~metricskit.exact.Pair`) of any shape.
@@ -63,45 +68,200 @@ def as_pairs(x: Any) -> exact.Pair:
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize > 4:
         hi = x.astype(jnp.float32)
-        return exact.Pair(hi, (x - hi.astype(x.dtype)).astype(jnp.float32))
+        lo = jnp.where(jnp.isfinite(hi), x - hi.astype(x.dtype), 0.0).astype(jnp.float32)
+        return exact.Pair(hi, lo)
     if jnp.issubdtype(x.dtype, jnp.floating):
-        return exact.as_pair(x.astype(jnp.float32), jnp.float32)
+        hi = exact.rounded(x.astype(jnp.float32))
+        return exact.Pair(hi, jnp.zeros_like(hi))
+    if x.dtype == jnp.bool_ or (
+        jnp.issubdtype(x.dtype, jnp.signedinteger) and x.dtype.itemsize <= 4
+    ):
+        x = x.astype(jnp.int32)  # the top 16 bits and the low 15, each exact in float32
+        high, low = ((x >> 15) << 15).astype(jnp.float32), (x & 0x7FFF).astype(jnp.float32)
+        return exact.Pair(*_fast_two_sum(high, low))
     return exact.as_pair(x, jnp.float32)
 
 
-def pair_total(x: exact.Pair) -> exact.Pair:
-    """The sum over the leading axis of a double-float array, pairwise in double-float.
+# -- double-float arithmetic of finite numbers, lean --------------------------------------------
+# The batch statistics below use these instead of :mod:`metricskit.doublefloat`'s, which carry
+# infinities and guard every operand with ``rounded``: here a non-finite input only has to make
+# the batch's sums non-finite (which :func:`pair_total` does), and only products (rounded
+# where they are formed) could be contracted. A third of the operations: faster to compile.
 
-    ``log2(N)`` levels: each adds the leading parts of two halves with TwoSum (Knuth) and
-    carries the rounding error, with the trailing parts, in a plain float sum (Ogita, Rump and
-    Oishi's cascaded summation, pairwise). The relative error of a sum of ``N`` numbers of
-    one sign is about ``2^-46 + log2(N) * 2^-48`` (float32 sums: ``N * 2^-24`` in the worst
-    case), at a few times the cost of ``jnp.sum``. Runs eagerly and under ``jit``.
+
+def _two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+    """TwoSum (Knuth): ``a + b = s + e`` exactly, for finite ``a`` and ``b``."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _fast_two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+    """Fast2Sum (Dekker): ``a + b = s + e`` exactly where ``|a| >= |b|`` (or ``a`` is 0)."""
+    s = a + b
+    return s, b - (s - a)
+
+
+def _add(a: exact.Pair, b: exact.Pair) -> exact.Pair:
+    """``a + b``, accurate double-float addition (Joldes, Muller and Popescu's
+    AccurateDWPlusDW: relative error below ``3 * 2^-48``, whatever the cancellation)."""
+    s, e = _two_sum(a.hi, b.hi)
+    t, f = _two_sum(a.lo, b.lo)
+    s, e = _fast_two_sum(s, e + t)
+    return exact.Pair(*_fast_two_sum(s, e + f))
+
+
+def _sub(a: exact.Pair, b: exact.Pair) -> exact.Pair:
+    return _add(a, exact.Pair(-b.hi, -b.lo))
+
+
+def _mul(a: exact.Pair, b: exact.Pair) -> exact.Pair:
+    """``a * b`` in double-float (relative error about ``2^-47``); the product of the leading
+    parts is rounded once (:func:`~metricskit.doublefloat.rounded`), so no contraction sees
+    it unrounded."""
+    p = exact.rounded(a.hi * b.hi)
+    ah, al = _split(a.hi)
+    bh, bl = _split(b.hi)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl  # a.hi * b.hi = p + e exactly
+    e = jnp.where(jnp.isfinite(p), e + (a.hi * b.lo + a.lo * b.hi), 0.0)  # inf stays inf
+    return exact.Pair(*_fast_two_sum(p, e))
+
+
+def _split(a: Any) -> tuple[Any, Any]:
+    """Veltkamp's split without the multiplication: 12 leading bits and the rest."""
+    info: Any = jnp.finfo(a.dtype)  # type: ignore[no-untyped-call,unused-ignore]
+    hi = jax.lax.reduce_precision(a, exponent_bits=info.nexp, mantissa_bits=info.nmant // 2)
+    return hi, a - hi
+
+
+def _div_count(a: exact.Pair, n: jax.Array) -> exact.Pair:
+    """``a / n`` in double-float for a positive integer count ``n`` (int32)."""
+    n_hi = n.astype(jnp.float32)
+    n_lo = (n - n_hi.astype(jnp.int32)).astype(jnp.float32)  # nonzero only past 2^24
+    q = a.hi / n_hi
+    p, e = _mul_exact(q, n_hi)
+    r = (((a.hi - p) - e) - q * n_lo) + a.lo  # a - q n, nearly exactly
+    return exact.Pair(*_fast_two_sum(q, r / n_hi))
+
+
+def _mul_exact(a: Any, b: Any) -> tuple[Any, Any]:
+    """TwoProduct: ``a * b = p + e`` exactly (``p`` rounded once)."""
+    p = exact.rounded(a * b)
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _params(n: int, dtype: Any) -> tuple[int, int]:
+    """``(b, digits)`` for sums of ``n`` terms of ``dtype``: ``digits`` integer digits of ``b``
+    bits per term, so that ``n`` digits (each below ``1.25 * 2^b``) add up exactly in the
+    integer type of ``dtype``'s width (``n <= 2^h``, ``h + b <= 30`` for int32), and
+    ``digits * b >= h + p + 21`` (``p`` the significand's bits, 24): what is dropped below the
+    last digit, less than ``1.25 n`` units of it, is below ``2^-44`` of the grid's top."""
+    info: Any = jnp.finfo(dtype)  # type: ignore[no-untyped-call,unused-ignore]
+    p = int(info.nmant) + 1  # 24 for float32
+    h = (n - 1).bit_length()  # n <= 2^h
+    b = min(p - 2, 8 * jnp.dtype(dtype).itemsize - 2 - h)  # n * 1.25 * 2^b < 2^31 (int32)
+    if b < 2:
+        raise ValueError(f"pair_total: {n} terms are too many to sum exactly at once")
+    return b, -(-(h + p + 21) // b)
+
+
+def _pow2(k: Any, dtype: Any) -> jax.Array:
+    """``2.0**k`` for integers ``k`` in the normal range of ``dtype`` (by its bits)."""
+    info: Any = jnp.finfo(dtype)  # type: ignore[no-untyped-call,unused-ignore]
+    itype = _INT[jnp.dtype(dtype).itemsize]
+    bits = (jnp.asarray(k, itype) + (info.maxexp - 1)) << int(info.nmant)
+    return jax.lax.bitcast_convert_type(bits, dtype)
+
+
+def _exponent(m: jax.Array) -> jax.Array:
+    """The least ``E`` with ``m < 2^E`` for ``m >= 0``, clipped to ``[EMIN, maxexp]`` so that
+    ``2^(b - E)`` is a normal number (``b`` in ``[2, p - 2]``)."""
+    info: Any = jnp.finfo(m.dtype)  # type: ignore[no-untyped-call,unused-ignore]
+    itype = _INT[m.dtype.itemsize]
+    biased = (jax.lax.bitcast_convert_type(m, itype) >> int(info.nmant)) & (2 * info.maxexp - 1)
+    return jnp.clip(biased - (info.maxexp - 2), _EMIN[m.dtype.itemsize], info.maxexp)
+
+
+def pair_total(x: exact.Pair) -> exact.Pair:
+    """The sum over the leading axis of a double-float array, nearly exact, in two passes
+    over the terms (a maximum, then integer sums).
+
+    Each column is cut on a grid set by its largest term, ``max|x| < 2^E`` (an error-free
+    extraction as in Rump, Ogita and Oishi's "Accurate floating-point summation", 2008, with
+    integer digits): every term, scaled by ``2^(b - E)``, is cut into integer digits of ``b``
+    bits (truncated, the rest carried exactly with TwoSum), and each digit is summed over the
+    ``N`` terms exactly in int32. ``b`` and the number of digits depend on ``N`` only
+    (``N = 1024``: three digits of 20 bits; ``N = 2^16``: five of 14; ``N = 2^20``: seven of
+    10). What is dropped below the last digit is less than ``2^-44 * 2^E`` in all, and the
+    digits' sums are added in double-float: the error is at most about ``2^-43 max|x| +
+    2^-47 |sum|``, for ``N`` up to ``2^28`` (float32 parts; a column whose largest term is
+    below 2^-100 is cut on the grid of 2^-100, and subnormal terms are flushed where the
+    device flushes them). Non-finite terms give the IEEE sum of the non-finite terms
+    (``inf``, ``-inf`` or NaN, with ``lo`` zero). Runs eagerly and under ``jit``.
 
     Args:
-        x: A :class:`~metricskit.exact.Pair` of shape ``(N, ...)``.
+        x: A :class:`~metricskit.exact.Pair` of shape ``(N, ...)``, ``|lo| <= ulp(hi)``.
 
     Returns:
         The Pair of shape ``(...)``.
     """
-    n = x.hi.shape[0]
-    if n == 0:
-        zero = jnp.zeros(x.hi.shape[1:], x.hi.dtype)
+    hi = jnp.asarray(x.hi)
+    if hi.shape[0] == 0:
+        zero = jnp.zeros(hi.shape[1:], hi.dtype)
         return exact.Pair(zero, zero)
-    size = 1 << (n - 1).bit_length()
-    hi, lo = x.hi, x.lo
-    if size != n:  # pad with zeros to a power of two
-        pad = [(0, size - n)] + [(0, 0)] * (hi.ndim - 1)
-        hi, lo = jnp.pad(hi, pad), jnp.pad(lo, pad)
-    while size > 1:
-        size //= 2
-        a, b = hi[:size], hi[size:]
-        s = a + b
-        bb = s - a
-        error = (a - (s - bb)) + (b - bb)  # TwoSum: a + b = s + error exactly
-        hi, lo = s, (lo[:size] + lo[size:]) + error
-    total, rest = hi[0], jnp.where(jnp.isfinite(hi[0]), lo[0], 0.0)
-    return exact.add_float(exact.Pair(rest, jnp.zeros_like(rest)), total)
+    last = exact.Pair(jnp.moveaxis(hi, 0, -1), jnp.moveaxis(jnp.asarray(x.lo), 0, -1))
+    top = jnp.max(jnp.where(jnp.isfinite(last.hi), jnp.abs(last.hi), 0.0), axis=-1)
+    return _grid_total(last, _exponent(top))[0]
+
+
+def _grid_total(x: exact.Pair, e: Any, *counts: Any) -> tuple[exact.Pair, list[jax.Array]]:
+    """The sum over the last axis (the terms: summed along contiguous memory), as
+    :func:`pair_total`, on the grid of ``2^e`` (``|hi + lo| < 2^e`` for every finite term,
+    ``e`` of the leading shape, in ``[EMIN, maxexp]``); also the int32 sums of ``counts``
+    (integer or boolean arrays of ``x``'s shape), in the same pass."""
+    hi, lo = jnp.asarray(x.hi), jnp.asarray(x.lo)
+    dtype = hi.dtype
+    itype = _INT[dtype.itemsize]
+    b, count = _params(hi.shape[-1], dtype)
+    finite = jnp.isfinite(hi)
+    scale = _pow2(b - e, dtype)[..., None]
+    y = jnp.where(finite, hi, 0.0) * scale  # |y + z| < 2^b, exact (or flushed far below)
+    z = jnp.where(finite, lo, 0.0) * scale
+    slabs = []
+    for k in range(count):
+        t = y.astype(itype)  # toward zero: |t| <= 1.25 * 2^b
+        slabs.append(t)
+        if k + 1 < count:
+            y, z = _two_sum(y - t.astype(dtype), z)  # |y| < 1.25, exact
+            y, z = y * 2.0**b, z * 2.0**b
+    # the non-finite terms, counted in the same sums: +inf or NaN, -inf or NaN
+    nan = jnp.isnan(hi)
+    slabs += [(hi == jnp.inf) | nan, (hi == -jnp.inf) | nan, *counts]
+    sums = list(jnp.sum(jnp.stack([s.astype(itype) for s in slabs]), axis=-1))
+    extra = [sums.pop() for _ in counts][::-1]
+    down, up = sums.pop() > 0, sums.pop() > 0
+    # carry the digits (the lower ones into [0, 2^b)), then add them from the lowest up
+    for k in range(count - 1, 0, -1):
+        carry = sums[k] >> b
+        sums[k] = sums[k] - (carry << b)
+        sums[k - 1] = sums[k - 1] + carry
+    acc = exact.Pair(sums[-1].astype(dtype) * 2.0 ** (-b * count), jnp.zeros(e.shape, dtype))
+    for k in range(count - 2, 0, -1):  # digits in [0, 2^b): exact floats, of one sign
+        s, f = _two_sum(acc.hi, sums[k].astype(dtype) * 2.0 ** (-b * (k + 1)))
+        acc = exact.Pair(*_fast_two_sum(s, f + acc.lo))
+    top_hi = sums[0].astype(dtype)
+    top_lo = (sums[0] - top_hi.astype(itype)).astype(dtype)
+    acc = _add(acc, exact.Pair(top_hi * 2.0**-b, top_lo * 2.0**-b))
+    half = e // 2
+    high, low = _pow2(half, dtype), _pow2(e - half, dtype)
+    total_hi = acc.hi * high * low
+    total_lo = jnp.where(jnp.isfinite(total_hi), acc.lo * high * low, 0.0)
+    special = jnp.where(up, jnp.where(down, jnp.nan, jnp.inf), -jnp.inf)
+    regular = ~(up | down)
+    total = exact.Pair(jnp.where(regular, total_hi, special), jnp.where(regular, total_lo, 0.0))
+    return total, extra
 
 
 def packed_pair(p: exact.Pair, dtype: Any = jnp.float32) -> jax.Array:
@@ -111,19 +271,17 @@ def packed_pair(p: exact.Pair, dtype: Any = jnp.float32) -> jax.Array:
     return jnp.stack([hi, lo], axis=-1)
 
 
-def _where(cond: Any, p: exact.Pair) -> exact.Pair:
-    """``p`` where ``cond``, else zero."""
-    return exact.Pair(jnp.where(cond, p.hi, 0.0), jnp.where(cond, p.lo, 0.0))
-
-
 def batch_moments(variables: Any, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
     """A batch's count and its ``[means, co-moments]`` packed in one vector.
 
-    The batch's sums are taken in double-float arithmetic around a pivot (the batch mean in
-    float32): ``S1 = sum (x - pivot)`` and ``S2 = sum (x - pivot)(x - pivot)^T``
-    summed pairwise (:func:`pair_total`), then ``mean = pivot + S1 / n`` and ``C = S2 - S1
-    S1^T / n``. So a batch's moments are as exact as the merge of batches (about 2^-46
-    relative), however many samples it holds and however far from zero they are.
+    Three passes over the samples: their extremes; their sums (nearly exact, as
+    :func:`pair_total`), so the means as double-floats; the ``d (d + 1) / 2`` distinct
+    co-moments ``C = sum (x - mean)(x - mean)^T``, each term in double-float (relative error
+    about ``2^-47``), summed nearly exactly on a grid set by the extremes' distances from the
+    mean. So a co-moment errs by about ``2^-43`` of the largest squared (or product of)
+    deviations from the mean, plus ``2^-46`` of ``sqrt(C_ii C_jj)``; a mean by about
+    ``2^-43 max|x| / n + 2^-47 |mean|``: for any batch size up to ``2^28`` and values however
+    far from zero.
 
     Args:
         variables: ``(N, d)`` samples: an array (integers are exact, floats converted to
@@ -136,25 +294,38 @@ def batch_moments(variables: Any, weights: jax.Array) -> tuple[jax.Array, jax.Ar
         count.
     """
     x = as_pairs(variables)
-    which = jnp.asarray(weights).astype(bool)[:, None]
-    count = jnp.sum(which, dtype=jnp.int32)
-    n = exact.as_pair(jnp.maximum(count, 1), jnp.float32)
-    x = _where(which, x)
-    # the pivot: the batch mean to float32 accuracy (a plain sum: it need not be exact)
-    pivot = jnp.sum(x.hi, axis=0) / jnp.maximum(count, 1).astype(jnp.float32)
-    shape = jnp.shape(x.hi)
-    r = _where(which, exact.sub(x, exact.Pair(jnp.broadcast_to(pivot, shape), jnp.zeros(shape))))
-    s1 = pair_total(r)  # (d,)
-    s2 = pair_total(
-        exact.mul(
-            exact.Pair(r.hi[:, :, None], r.lo[:, :, None]), exact.Pair(r.hi[:, None], r.lo[:, None])
-        )
-    )  # (d, d)
-    shift = exact.div(s1, _bcast(n, s1))
-    mean = exact.add(exact.Pair(pivot, jnp.zeros_like(pivot)), shift)
-    outer = exact.mul(_col(s1), _row(shift))
-    comoments = exact.sub(s2, outer)
-    packed = jnp.concatenate([mean.hi, mean.lo, comoments.hi.reshape(-1), comoments.lo.reshape(-1)])
+    which = jnp.asarray(weights).astype(bool)
+    hi, lo = jnp.where(which, x.hi.T, 0.0), jnp.where(which, x.lo.T, 0.0)  # (d, N)
+    d, size = hi.shape
+    if size == 0:
+        return jnp.zeros(2 * d + 2 * d * d, jnp.float32), jnp.int32(0)
+    # pass 1: the extremes (of the counted samples) and the grid of the sums
+    finite = jnp.where(jnp.isfinite(hi), hi, 0.0)
+    big = jnp.where(which, finite, -jnp.inf)
+    small = jnp.where(which, -finite, -jnp.inf)
+    largest, smallest = jnp.max(jnp.stack([big, small]), axis=-1)  # max and -min
+    smallest = -smallest
+    e = _exponent(jnp.maximum(jnp.abs(largest), jnp.abs(smallest)))
+    # pass 2: the sums and the count, so the means
+    total, (count,) = _grid_total(exact.Pair(hi, lo), e, jnp.broadcast_to(which, hi.shape))
+    count = count[0]
+    n = jnp.maximum(count, 1)
+    mean = _div_count(total, n)
+    # pass 3: the co-moments about the mean, on the grid of the largest deviations
+    m = mean.hi
+    reach = jnp.maximum(largest - m, m - smallest)
+    reach = reach * (1 + 2.0**-20) + jnp.maximum(jnp.abs(largest), jnp.abs(smallest)) * 2.0**-22
+    er = _exponent(jnp.where(count > 0, reach, 0.0))
+    r = _sub(exact.Pair(hi, lo), exact.Pair(mean.hi[:, None], mean.lo[:, None]))
+    r = exact.Pair(jnp.where(which, r.hi, 0.0), jnp.where(which, r.lo, 0.0))
+    # the products of every pair of deviations, (d, d, N), by broadcasting (cheaper to compile
+    # than picking the d (d + 1) / 2 distinct ones)
+    shape = (d, d, size)
+    left = _bcast(exact.Pair(r.hi[:, None], r.lo[:, None]), shape)
+    right = _bcast(exact.Pair(r.hi[None], r.lo[None]), shape)
+    grid = jnp.clip(er[:, None] + er[None, :], _EMIN[4], 128)
+    c, _ = _grid_total(_mul(left, right), grid)
+    packed = jnp.concatenate([mean.hi, mean.lo, c.hi.reshape(-1), c.lo.reshape(-1)])
     return packed.astype(jnp.float32), count
 
 
@@ -178,14 +349,19 @@ def chan_merge(a: Moments, b: Moments) -> Moments:
 
 def _unpack(packed: Any, count: Any) -> Moments:
     """A step's packed ``(value, count)`` as double-float moments."""
-    p = exact.as_pair(packed)
-    d = _dims(p.hi.shape[-1])
+    d = _dims(jnp.shape(packed.hi if isinstance(packed, exact.Pair) else packed)[-1])
+    if isinstance(packed, exact.Pair):  # each entry itself a double-float: add the parts
+        p = packed
 
-    def part(start: int, stop: int) -> exact.Pair:
-        return exact.Pair(p.hi[start:stop], p.lo[start:stop])
+        def part(start: int, stop: int) -> exact.Pair:
+            return exact.Pair(p.hi[start:stop], p.lo[start:stop])
 
-    mean = exact.add(part(0, d), part(d, 2 * d))
-    c = exact.add(part(2 * d, 2 * d + d * d), part(2 * d + d * d, 2 * d + 2 * d * d))
+        mean = exact.add(part(0, d), part(d, 2 * d))
+        c = exact.add(part(2 * d, 2 * d + d * d), part(2 * d + d * d, 2 * d + 2 * d * d))
+    else:  # the parts of a packed batch are normalized double-floats already
+        v = jnp.asarray(packed)
+        mean = exact.Pair(v[:d], v[d : 2 * d])
+        c = exact.Pair(v[2 * d : 2 * d + d * d], v[2 * d + d * d :])
     return exact.as_pair(count), mean, exact.Pair(c.hi.reshape(d, d), c.lo.reshape(d, d))
 
 
@@ -264,8 +440,8 @@ class CoMoments(Metric):
         return exact.Finish(Unpacked(type(self).finish), (self.count, self.mean, self.comoments))
 
 
-def _bcast(p: exact.Pair, like: exact.Pair) -> exact.Pair:
-    shape = jnp.shape(like.hi)
+def _bcast(p: exact.Pair, like: Any) -> exact.Pair:
+    shape = like if isinstance(like, tuple) else jnp.shape(like.hi)
     return exact.Pair(jnp.broadcast_to(p.hi, shape), jnp.broadcast_to(p.lo, shape))
 
 

@@ -10,8 +10,9 @@ two agree when scores are distinct.
 MRR is exact: a step counts, per rank ``r``, the queries whose first relevant candidate is at
 ``r`` (integers), and the host finishes ``sum_r count_r / r / queries`` in float64. NDCG is
 computed per query in double-float arithmetic (the discounts ``1 / log2(i + 2)`` are float64
-constants split into two float32s) and summed over the batch's queries in double-float, so
-it is exact to about 2^-46 relative whatever the batch size. Scores are compared as float32.
+constants split into two float32s) and summed over the batch's queries nearly exactly
+(:func:`~metricskit.tasks.moments.pair_total`: about 2^-43 of the largest term plus 2^-47 of
+the sum), whatever the batch size. Scores are compared as float32.
 """
 
 from __future__ import annotations
