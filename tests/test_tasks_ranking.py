@@ -82,8 +82,7 @@ def test_the_newcomers_candidate_mask():
     assert host["ndcg"] == pytest.approx(1 / np.log2(3), rel=1e-14)
 
 
-@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("k", [None, 1, 3])
+@pytest.mark.parametrize(("k", "use_jit"), [(None, False), (1, True), (3, True)])
 def test_candidate_masks_remove_candidates_and_empty_queries(k, use_jit, rng):
     scores = rng.normal(size=(40, 6)).astype(np.float32)
     relevance = rng.integers(0, 4, size=(40, 6)) * (rng.random((40, 6)) < 0.4)
