@@ -192,3 +192,18 @@ def test_multiple_choice_checks_its_arguments():
         mca([-1, -3], [0, 1], [0], choices=2, normalize=True)
     assert mca([-1.0, -3.0, -2.0, -1.0], [1] * 4, [0, 1], choices=2) == 1.0
     assert mca([-5.0], [1], [0], choices=1) == 1.0
+
+
+def test_bits_per_byte_takes_a_python_byte_count_inside_jit():
+    # the demo's pattern: num_bytes=targets.size, a Python int, inside the jitted step
+    logits = jnp.zeros((2, 3, 4))
+    targets = jnp.array([[0, 1, 2], [3, 0, 1]])
+
+    @jax.jit
+    def step(store, logits, targets):
+        return store.update({"bpb": mk.tasks.bits_per_byte(logits, targets, targets.size)})
+
+    host = step(mk.MetricStore(), logits, targets).compute()
+    assert host["bpb"] == pytest.approx(2.0, rel=1e-7)  # uniform over 4: 2 bits (float32 logs)
+    with pytest.raises(ValueError, match="num_bytes=-1"):
+        jax.jit(lambda z, t: mk.tasks.bits_per_byte(z, t, -1)["value"])(logits, targets)

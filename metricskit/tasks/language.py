@@ -158,10 +158,12 @@ def _nll_item(
             "non-negative integer scalar (e.g. jnp.int32(n)), the number of bytes of this "
             "batch's unmasked target text"
         )
-    if _concrete(num_bytes) and int(n) < 0:
+    # a Python or NumPy number is known even under jit (where jnp.asarray makes a tracer)
+    known = np.asarray(num_bytes) if _concrete(num_bytes) else None
+    if known is not None and int(known) < 0:
         raise ValueError(
-            f"{function}: num_bytes={int(n)}; pass the (non-negative) number of bytes of this "
-            "batch's unmasked target text"
+            f"{function}: num_bytes={int(known)}; pass the (non-negative) number of bytes of "
+            "this batch's unmasked target text"
         )
     total = jnp.where(n >= 0, total, jnp.nan)  # under jit: a negative count reports nan
     return step_item(total, n.astype(jnp.int32), mode)
