@@ -395,3 +395,29 @@ def test_summing_mode_refuses_a_second_finish_under_one_name():
         summing_mode("test_collision", second)
     with pytest.raises(ValueError, match="already registered as"):
         summing_mode("mean", first)
+
+
+def test_zero_division_nan_written_afresh_each_step_is_one_mode():
+    # float("nan") is a new object each time, and nan != nan: still one registered mode
+    logits, labels = jnp.array([[2.0, 0.0], [0.0, 2.0]]), jnp.array([0, 0])
+    store = mk.MetricStore()
+    for _ in range(2):
+        item = mk.tasks.precision(
+            logits, labels, num_classes=2, average="macro", zero_division=float("nan")
+        )
+        store = store.update({"p": item})
+    assert store.compute()["p"] == skm.precision_score(
+        [0, 0, 0, 0], [0, 1, 0, 1], average="macro", zero_division=np.nan
+    )
+
+
+@pytest.mark.parametrize("name", ["precision", "recall", "f1", "fbeta"])
+def test_an_empty_batch_adds_nothing_to_precision_recall_and_f_scores(name):
+    fn = getattr(mk.tasks, name)
+    extra = {"beta": 2.0} if name == "fbeta" else {}
+    empty = fn(jnp.zeros((0, 3)), jnp.zeros((0,), jnp.int32), num_classes=3, **extra)
+    full = fn(jnp.eye(3)[jnp.array([0, 1, 2, 1])], jnp.array([0, 1, 2, 2]), num_classes=3, **extra)
+    both = mk.MetricStore().update({"s": empty}).update({"s": full}).compute()
+    assert both == mk.MetricStore().update({"s": full}).compute()
+    multilabel = fn(jnp.zeros((0, 3)), jnp.zeros((0, 3), jnp.int32), num_classes=3, **extra)
+    assert int(multilabel["count"]) == 0

@@ -207,3 +207,20 @@ def test_bits_per_byte_takes_a_python_byte_count_inside_jit():
     assert host["bpb"] == pytest.approx(2.0, rel=1e-7)  # uniform over 4: 2 bits (float32 logs)
     with pytest.raises(ValueError, match="num_bytes=-1"):
         jax.jit(lambda z, t: mk.tasks.bits_per_byte(z, t, -1)["value"])(logits, targets)
+
+
+def test_a_minus_inf_logit_on_the_target_reports_inf_perplexity():
+    # a vocabulary masked with -inf: the target's probability is 0, its NLL inf
+    logits, targets = jnp.array([[[0.0, -jnp.inf, 0.0]]]), jnp.array([[1]])
+    host = (
+        mk.MetricStore()
+        .update(
+            {
+                "ppl": mk.tasks.perplexity(logits, targets),
+                "bits": mk.tasks.bits_per_token(logits, targets),
+                "bpb": mk.tasks.bits_per_byte(logits, targets, 3),
+            }
+        )
+        .compute()
+    )
+    assert host == {"bits": math.inf, "bpb": math.inf, "ppl": math.inf}

@@ -156,3 +156,14 @@ def test_candidate_counts_are_fixed_per_key_for_mrr():
     store = mk.MetricStore().update({"mrr": mk.tasks.mrr(jnp.zeros((1, 3)), jnp.ones((1, 3)))})
     with pytest.raises(ValueError, match="shapes are fixed"):
         store.update({"mrr": mk.tasks.mrr(jnp.zeros((1, 4)), jnp.ones((1, 4)))})
+
+
+def test_negative_gains_are_refused_eagerly_as_scikit_learn_does():
+    scores, relevance = jnp.array([[1.0, 2.0]]), jnp.array([[-1, 2]])
+    with pytest.raises(ValueError, match="ndcg: relevance holds negative gains"):
+        mk.tasks.ndcg(scores, relevance)
+    with pytest.raises(ValueError, match="negative"):
+        skm.ndcg_score(np.asarray(relevance), np.asarray(scores))
+    # a masked (padded) candidate may hold anything
+    masked = mk.tasks.ndcg(scores, relevance, mask=jnp.array([[False, True]]))
+    assert mk.MetricStore().update({"n": masked}).compute() == {"n": 1.0}

@@ -224,3 +224,29 @@ def test_eight_devices_give_one_devices_numbers(rng):
         for name in ("mse", "r2"):  # one of each state: pair sums, co-moments
             assert host[name] == pytest.approx(one[name], rel=1e-11, abs=1e-11), (how, name)
             assert host[name] == pytest.approx(want[name], rel=1e-11, abs=1e-11), (how, name)
+
+
+def test_infinite_errors_report_inf_as_float64_would():
+    p, y = jnp.array([1.0, jnp.inf]), jnp.zeros(2)
+    host = (
+        mk.MetricStore()
+        .update(
+            {"mse": mk.tasks.mse(p, y), "rmse": mk.tasks.rmse(p, y), "mae": mk.tasks.mae(-p, y)}
+        )
+        .compute()
+    )
+    assert host == {"mae": np.inf, "mse": np.inf, "rmse": np.inf}
+    nan = mk.MetricStore().update({"mse": mk.tasks.mse(jnp.array([1.0, jnp.nan]), y)})
+    assert np.isnan(nan.compute()["mse"])
+
+
+def test_a_mask_of_the_targets_shape_works_for_one_column_outputs():
+    p = jnp.array([[1.0], [2.0], [3.0], [9.0]])
+    y = jnp.array([[1.0], [2.0], [5.0], [0.0]])
+    mask = jnp.array([[True], [True], [True], [False]])
+    for name in ("r2", "explained_variance", "pearson"):
+        fn = getattr(mk.tasks, name)
+        host = mk.MetricStore().update({"a": fn(p, y, mask=mask), "b": fn(p, y, mask=mask[:, 0])})
+        got = host.compute()
+        assert got["a"] == got["b"], name
+    assert got["a"] == pytest.approx(stats.pearsonr([1, 2, 3], [1, 2, 5])[0], rel=1e-12)

@@ -85,3 +85,17 @@ def test_a_histogram_counts_nan_values_apart_instead_of_dropping_them():
     assert summarize({"h": h})["h/nan_count"] == 2
     clean = mk.MetricStore().update({"h": mk.tasks.histogram(jnp.array([1.0]))}).compute()["h"]
     assert clean.nan_count == 0 and "h/nan_count" not in summarize({"h": clean})
+
+
+def test_a_mask_over_the_leading_axes_selects_whole_rows():
+    values = jnp.arange(12.0).reshape(3, 4)
+    rows = jnp.array([True, False, True])
+    by_rows = mk.tasks.quantiles(values, q=(0.5,), mask=rows)
+    by_elements = mk.tasks.quantiles(values, q=(0.5,), mask=jnp.repeat(rows[:, None], 4, axis=1))
+    store = mk.MetricStore().update(
+        {"a": by_rows, "b": by_elements, "h": mk.tasks.histogram(values, mask=rows)}
+    )
+    host = store.compute()
+    assert host["a_p50"] == host["b_p50"] and int(host["h"].counts.sum()) == 8
+    with pytest.raises(ValueError, match=r"mask has shape \(5,\).*leading axes"):
+        mk.tasks.quantiles(values, mask=jnp.ones(5, bool))

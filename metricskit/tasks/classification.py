@@ -23,6 +23,7 @@ default, as scikit-learn's default after its warning).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Literal
 
 import jax
@@ -291,9 +292,11 @@ def _prf_item(
             f"zero_division={zero_division!r}: pass a number (0.0, 1.0) or float('nan'); "
             "metricskit does not warn from the device"
         )
+    if zero_division != zero_division:  # every NaN is one (each float("nan") is a new object)
+        zero_division = math.nan
     counts = class_counts(predictions, labels, num_classes, mask=mask, threshold=threshold)
     kind_, p, y = inputs(predictions, labels, num_classes, mask)
-    per_sample = (*y.shape[:1], -1)
+    per_sample = (y.shape[0], math.prod(y.shape[1:]))  # explicit: a batch may be empty
     which = counted(mask, y.shape).reshape(per_sample).any(-1)
     bad = _nonfinite_rows(p, kind_, y.shape).reshape(per_sample).any(-1) & which
     nan = jnp.zeros((1, num_classes), jnp.int32).at[0, 0].set(jnp.sum(bad, dtype=jnp.int32))

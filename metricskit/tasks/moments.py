@@ -268,6 +268,7 @@ def packed_pair(p: exact.Pair, dtype: Any = jnp.float32) -> jax.Array:
     """A Pair as one array ``[..., (hi, lo)]`` of ``dtype`` (the parts re-split if wider)."""
     hi = p.hi.astype(dtype)
     lo = ((p.hi - hi.astype(p.hi.dtype)) + p.lo).astype(dtype)
+    lo = jnp.where(jnp.isfinite(hi), lo, jnp.zeros_like(lo))  # inf carries no error term
     return jnp.stack([hi, lo], axis=-1)
 
 

@@ -144,11 +144,19 @@ def ndcg(scores: Any, relevance: Any, *, k: int | None = None, mask: Any = None)
 
     Raises:
         ValueError: If ``k`` is not a positive int or None, if scores and relevance are not
-            ``(Q, L)`` of one shape, or the mask has another shape than ``(Q,)`` or ``(Q, L)``.
+            ``(Q, L)`` of one shape, the mask has another shape than ``(Q,)`` or ``(Q, L)``,
+            or (eager calls) an unmasked relevance is negative.
     """
     if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
         raise ValueError(f"ndcg: k={k!r}; pass a positive int (the ranks that count) or None")
     s, rel, candidates, queries = _inputs("ndcg", scores, relevance, mask)
+    if not isinstance(relevance, jax.core.Tracer):  # eager: the values are known
+        known = np.asarray(relevance)
+        if known.size and np.any(known[np.asarray(candidates, bool)] < 0):
+            raise ValueError(
+                "ndcg: relevance holds negative gains; NDCG is defined for non-negative gains "
+                "(scikit-learn's ndcg_score refuses them too): shift or clip the relevance"
+            )
     top = s.shape[1] if k is None else min(int(k), s.shape[1])
     discounts = _discounts(top)
     kept = jnp.where(candidates, rel, jnp.zeros_like(rel))

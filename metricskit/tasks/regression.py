@@ -193,7 +193,10 @@ def _moments_item(
     variables = exact.Pair(
         jnp.stack([first.hi, second.hi], axis=-1), jnp.stack([first.lo, second.lo], axis=-1)
     )
-    which = _which(function, mask, jnp.shape(first.hi))
+    shape = jnp.shape(first.hi)
+    if mask is not None and jnp.shape(mask) == (*shape, 1):  # the mask of (N, 1) inputs
+        mask = jnp.asarray(mask)[:, 0]
+    which = _which(function, mask, shape)
     return step_item(*batch_moments(variables, which), mode)
 
 

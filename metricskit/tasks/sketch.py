@@ -60,6 +60,24 @@ def _geometry(accuracy: float) -> tuple[float, int, int]:
     return log_gamma, low, high - low + 1
 
 
+def _samples_mask(mask: Any, shape: tuple[int, ...]) -> jax.Array:
+    """``mask`` over the values (their shape, or their leading axes) as booleans of ``shape``.
+
+    Raises:
+        ValueError: For a mask of another shape.
+    """
+    m = jnp.asarray(mask, bool)
+    if m.shape == shape[: m.ndim]:  # over the leading axes (e.g. the sequences of a batch)
+        m = m.reshape(m.shape + (1,) * (len(shape) - m.ndim))
+    try:
+        return jnp.broadcast_to(m, shape)
+    except ValueError:
+        raise ValueError(
+            f"mask has shape {jnp.shape(mask)}, but the values have shape {shape}; pass a mask "
+            "of the values' shape or of their leading axes"
+        ) from None
+
+
 def sketch_counts(values: Any, accuracy: float, mask: Any = None) -> Any:
     """Bucket counts of ``values``: ``(2 m + 1,)`` int32, negative buckets (largest
     magnitude first), zero, positive buckets (smallest first)."""
@@ -67,7 +85,7 @@ def sketch_counts(values: Any, accuracy: float, mask: Any = None) -> Any:
     x = jnp.asarray(values, jnp.float32).reshape(-1)
     counted = ~jnp.isnan(x)
     if mask is not None:
-        counted = counted & jnp.broadcast_to(jnp.asarray(mask, bool), jnp.shape(values)).reshape(-1)
+        counted = counted & _samples_mask(mask, jnp.shape(values)).reshape(-1)
     magnitude = jnp.clip(jnp.abs(x), SMALLEST, LARGEST)
     i = jnp.clip(jnp.ceil(jnp.log(magnitude) / log_gamma).astype(jnp.int32) - low, 0, m - 1)
     bucket = jnp.where(x > 0, m + 1 + i, jnp.where(x < 0, m - 1 - i, m))
@@ -144,7 +162,7 @@ def quantiles(
     counts = sketch_counts(values, relative_accuracy, mask)
     shape = jnp.shape(values)
     which = (
-        jnp.ones(shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), shape)
+        jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
     )
     return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
 
@@ -173,6 +191,6 @@ def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None)
     counts = sketch_counts(values, relative_accuracy, mask)
     shape = jnp.shape(values)
     which = (
-        jnp.ones(shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), shape)
+        jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
     )
     return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
