@@ -60,7 +60,7 @@ def _geometry(accuracy: float) -> tuple[float, int, int]:
     return log_gamma, low, high - low + 1
 
 
-def _samples_mask(mask: Any, shape: tuple[int, ...]) -> jax.Array:
+def _samples_mask(mask: Any, shape: tuple[int, ...]) -> Any:
     """``mask`` over the values (their shape, or their leading axes) as booleans of ``shape``.
 
     Raises:
@@ -161,9 +161,7 @@ def quantiles(
     mode = summing_mode(name, finish, parts=parts)
     counts = sketch_counts(values, relative_accuracy, mask)
     shape = jnp.shape(values)
-    which = (
-        jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
-    )
+    which = jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
     return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
 
 
@@ -190,7 +188,5 @@ def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None)
     mode = summing_mode(f"histogram_a{relative_accuracy:g}", finish)
     counts = sketch_counts(values, relative_accuracy, mask)
     shape = jnp.shape(values)
-    which = (
-        jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
-    )
+    which = jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
     return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
