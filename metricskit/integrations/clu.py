@@ -99,12 +99,9 @@ class CluWriterSink:
         self._closed = False
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
-        """Write every summarized metric at ``step`` (and, with ``histograms``, the arrays).
-
-        Args:
-            step: The training step.
-            metrics: What :meth:`MetricStore.compute <metricskit.MetricStore.compute>`
-                returns.
+        """Write every summarized metric at ``step`` (and, with ``histograms``, the arrays):
+        ``step`` is the training step and ``metrics`` what :meth:`MetricStore.compute
+        <metricskit.MetricStore.compute>` returns.
 
         Raises:
             ValueError: For a step that is not a non-negative whole number, or after

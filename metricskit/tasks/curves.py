@@ -102,13 +102,7 @@ def exact_average_precision(scores: Any, labels: Any) -> float:
     """Average precision ``sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds.
 
     scikit-learn's ``average_precision_score`` (no interpolation). NaN without positives.
-
-    Args:
-        scores: Floats, any shape (flattened).
-        labels: ``0``/``1`` per score; ``-1`` marks a masked sample, which is ignored.
-
-    Raises:
-        ValueError: If the shapes differ or a score is NaN.
+    Arguments and errors as :func:`exact_roc_auc`.
 
     Examples:
         >>> from metricskit.tasks import exact_average_precision

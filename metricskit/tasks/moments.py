@@ -454,16 +454,21 @@ def _row(p: exact.Pair) -> exact.Pair:
     return exact.Pair(p.hi[None, :], p.lo[None, :])
 
 
-def comoment_mode(name: str, finish: Callable[[np.ndarray, np.ndarray, np.ndarray], Any]) -> str:
-    """The registered mode ``name`` over :class:`CoMoments` reporting ``finish`` (made once)."""
+def _mode_over(base: type[Metric], name: str, finish: Callable[..., Any]) -> str:
+    """The registered mode ``name``: a subclass of ``base`` reporting ``finish`` (made once)."""
     if name not in registered_modes():
         cls = type(
-            f"CoMoments_{name}",
-            (CoMoments,),
+            f"{base.__name__}_{name}",
+            (base,),
             {"finish": staticmethod(finish), "__module__": __name__},
         )
         register_metric(name, postfix="")(cls)
     return name
+
+
+def comoment_mode(name: str, finish: Callable[[np.ndarray, np.ndarray, np.ndarray], Any]) -> str:
+    """The registered mode ``name`` over :class:`CoMoments` reporting ``finish`` (made once)."""
+    return _mode_over(CoMoments, name, finish)
 
 
 def merge_pair_sums(values: jax.Array, counts: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -483,11 +488,4 @@ class PairSums(SumsMetric):
 
 def pair_sum_mode(name: str, finish: Callable[[np.ndarray, np.ndarray], Any]) -> str:
     """The registered mode ``name`` over :class:`PairSums` reporting ``finish`` (made once)."""
-    if name not in registered_modes():
-        cls = type(
-            f"PairSums_{name}",
-            (PairSums,),
-            {"finish": staticmethod(finish), "__module__": __name__},
-        )
-        register_metric(name, postfix="")(cls)
-    return name
+    return _mode_over(PairSums, name, finish)
