@@ -12,6 +12,7 @@ are scikit-learn's on all the samples (see each family's module for its referenc
 """
 
 from metricskit.tasks.classification import (
+    ScoreOptions,
     accuracy,
     class_counts,
     confusion_matrix,
@@ -44,6 +45,7 @@ from metricskit.tasks.sketch import Histogram, histogram, quantiles
 
 __all__ = [
     "Histogram",
+    "ScoreOptions",
     "accuracy",
     "average_precision",
     "binned_average_precision",

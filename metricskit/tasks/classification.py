@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,7 @@ import numpy as np
 from metricskit.tasks.modes import counted, step_item, summing_mode
 
 __all__ = [
+    "ScoreOptions",
     "accuracy",
     "class_counts",
     "confusion_matrix",
@@ -268,16 +269,39 @@ def _prf(
     return float(score[0])
 
 
+class ScoreOptions(TypedDict, total=False):
+    """The options of :func:`precision`, :func:`recall`, :func:`fbeta` and :func:`f1`
+    (described at :func:`precision`), each optional."""
+
+    average: Average  # default "macro"
+    zero_division: float  # default 0.0
+    mask: Any  # default None
+    threshold: float  # default 0.5
+
+
 def _prf_item(
+    kind: str, predictions: Any, labels: Any, num_classes: int, beta: float, **options: Any
+) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(ScoreOptions.__annotations__))
+    if unknown:
+        raise TypeError(
+            f"{kind}() got unknown options {unknown}; its options are "
+            f"{list(ScoreOptions.__annotations__)}"
+        )
+    return _prf_step(kind, predictions, labels, num_classes, beta, **options)
+
+
+def _prf_step(
     kind: str,
     predictions: Any,
     labels: Any,
     num_classes: int,
-    average: Average,
     beta: float,
-    zero_division: float,
-    mask: Any,
-    threshold: float,
+    *,
+    average: Average = "macro",
+    zero_division: float = 0.0,
+    mask: Any = None,
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
     if average not in ("binary", "micro", "macro", "weighted", "none"):
         raise ValueError(
@@ -325,14 +349,7 @@ def _check_classes(num_classes: int) -> None:
 
 
 def precision(
-    predictions: Any,
-    labels: Any,
-    *,
-    num_classes: int,
-    average: Average = "macro",
-    zero_division: float = 0.0,
-    mask: Any = None,
-    threshold: float = 0.5,
+    predictions: Any, labels: Any, *, num_classes: int, **options: Unpack[ScoreOptions]
 ) -> dict[str, Any]:
     """Precision ``tp / (tp + fp)`` (scikit-learn's ``precision_score``, ``labels=range(C)``).
 
@@ -341,38 +358,35 @@ def precision(
             (binary, with ``num_classes=2``), or ``(N, L)`` scores (multilabel).
         labels: ``(N,)`` class ids, or ``(N, L)`` in {0, 1}.
         num_classes: ``C`` (2 for binary, ``L`` for multilabel).
-        average: ``"micro"`` (counts summed over classes), ``"macro"`` (mean of the classes'
-            scores, every class of ``range(C)`` included), ``"weighted"`` (by support),
-            ``"binary"`` (class 1), or ``"none"`` (one score per class).
-        zero_division: The score of a class with nothing to divide by.
-        mask: ``(N,)`` booleans: which samples count.
-        threshold: For float binary and multilabel predictions.
+        **options: Keywords of :class:`ScoreOptions`, each optional: ``average``:
+            ``"micro"`` (counts summed over classes), ``"macro"`` (the default: mean of the
+            classes' scores, every class of ``range(C)`` included), ``"weighted"`` (by
+            support), ``"binary"`` (class 1), or ``"none"`` (one score per class);
+            ``zero_division`` (default ``0.0``): the score of a class with nothing to divide
+            by (a number or ``float("nan")``); ``mask`` (default ``None``): ``(N,)`` booleans,
+            which samples count; ``threshold`` (default ``0.5``): for float binary and
+            multilabel predictions.
 
     Returns:
         A step item, reported as the key (a float, or an array for ``"none"``).
+
+    Raises:
+        TypeError: For an unknown option.
+        ValueError: For an unknown ``average``, ``"binary"`` with ``num_classes != 2``, a
+            ``zero_division`` that is not a number, or inputs of other shapes (see
+            :func:`accuracy`).
     """
-    return _prf_item(
-        "precision", predictions, labels, num_classes, average, 1.0, zero_division, mask, threshold
-    )
+    return _prf_item("precision", predictions, labels, num_classes, 1.0, **options)
 
 
 def recall(
-    predictions: Any,
-    labels: Any,
-    *,
-    num_classes: int,
-    average: Average = "macro",
-    zero_division: float = 0.0,
-    mask: Any = None,
-    threshold: float = 0.5,
+    predictions: Any, labels: Any, *, num_classes: int, **options: Unpack[ScoreOptions]
 ) -> dict[str, Any]:
     """Recall ``tp / (tp + fn)`` (scikit-learn's ``recall_score``).
 
-    Arguments as :func:`precision`.
+    Arguments as :func:`precision` (the options: :class:`ScoreOptions`).
     """
-    return _prf_item(
-        "recall", predictions, labels, num_classes, average, 1.0, zero_division, mask, threshold
-    )
+    return _prf_item("recall", predictions, labels, num_classes, 1.0, **options)
 
 
 def fbeta(
@@ -381,33 +395,22 @@ def fbeta(
     *,
     num_classes: int,
     beta: float,
-    average: Average = "macro",
-    zero_division: float = 0.0,
-    mask: Any = None,
-    threshold: float = 0.5,
+    **options: Unpack[ScoreOptions],
 ) -> dict[str, Any]:
     """F-beta ``(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)`` (scikit-learn's ``fbeta_score``).
 
-    Arguments as :func:`precision`; ``beta`` weighs recall ``beta`` times as much as precision.
+    Arguments as :func:`precision` (the options: :class:`ScoreOptions`); ``beta`` weighs
+    recall ``beta`` times as much as precision.
     """
-    return _prf_item(
-        "fbeta", predictions, labels, num_classes, average, beta, zero_division, mask, threshold
-    )
+    return _prf_item("fbeta", predictions, labels, num_classes, beta, **options)
 
 
 def f1(
-    predictions: Any,
-    labels: Any,
-    *,
-    num_classes: int,
-    average: Average = "macro",
-    zero_division: float = 0.0,
-    mask: Any = None,
-    threshold: float = 0.5,
+    predictions: Any, labels: Any, *, num_classes: int, **options: Unpack[ScoreOptions]
 ) -> dict[str, Any]:
     """F1, the harmonic mean of precision and recall (scikit-learn's ``f1_score``).
 
-    Arguments as :func:`precision`.
+    Arguments as :func:`precision` (the options: :class:`ScoreOptions`).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -417,9 +420,7 @@ def f1(
         >>> round(mk.MetricStore().update(step).compute()["f1"], 6)
         0.777778
     """
-    return _prf_item(
-        "f1", predictions, labels, num_classes, average, 1.0, zero_division, mask, threshold
-    )
+    return _prf_item("f1", predictions, labels, num_classes, 1.0, **options)
 
 
 def _confusion_finish(sums: np.ndarray, count: np.ndarray) -> np.ndarray:
