@@ -248,7 +248,7 @@ def accumulate(acc: Accumulator, x: Any) -> Accumulator:
     Returns:
         The accumulator, with ``acc``'s shape.
     """
-    shape = jnp.shape(acc.lo)
+    shape = np.shape(acc.lo)
     if isinstance(acc, Words):
         w = as_words(x)
         return _words_add(acc, Words(*(jnp.broadcast_to(p, shape) for p in (w.lo, w.hi))))

@@ -31,7 +31,7 @@ def _store(x: Any, like: Any) -> Any:
         x = exact.as_words(x)
     else:
         x = jnp.asarray(x).astype(like.dtype)
-    shape = jnp.shape(like.lo if isinstance(like, exact.Pair | exact.Words) else like)
+    shape = np.shape(like.lo if isinstance(like, exact.Pair | exact.Words) else like)
     return jax.tree.map(lambda p: jnp.broadcast_to(p, shape), x)
 
 
@@ -110,7 +110,7 @@ class NoReduceWCountMetric(Metric):
     def is_empty(self) -> jax.Array:
         # As the documented module: only a single zero count (or no sample at all) is empty.
         count = self.count.lo if isinstance(self.count, exact.Pair | exact.Words) else self.count
-        size = int(np.prod(jnp.shape(count)))
+        size = int(np.prod(np.shape(count)))
         if size == 0:
             return jnp.ones((), bool)
         if size > 1:

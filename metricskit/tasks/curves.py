@@ -47,7 +47,7 @@ def scored_samples(scores: Any, labels: Any, *, mask: Any = None) -> dict[str, A
     """
     s = jnp.asarray(scores, jnp.float32).reshape(-1)
     y = jnp.asarray(labels).astype(jnp.int32).reshape(-1)
-    which = counted(mask, jnp.shape(scores)).reshape(-1)
+    which = counted(mask, np.shape(scores)).reshape(-1)
     return step_item(s, jnp.where(which, y, -1), "single_noreduce_wcount")
 
 

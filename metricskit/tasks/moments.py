@@ -108,7 +108,10 @@ def _add(a: exact.Pair, b: exact.Pair) -> exact.Pair:
     s, e = _two_sum(a.hi, b.hi)
     t, f = _two_sum(a.lo, b.lo)
     s, e = _fast_two_sum(s, e + t)
-    return exact.Pair(*_fast_two_sum(s, e + f))
+    hi, lo = _fast_two_sum(s, e + f)
+    # IEEE for non-finite sums: the leading sum alone (its error terms are inf - inf)
+    finite = jnp.isfinite(hi)
+    return exact.Pair(jnp.where(finite, hi, a.hi + b.hi), jnp.where(finite, lo, 0.0))
 
 
 def _sub(a: exact.Pair, b: exact.Pair) -> exact.Pair:
@@ -350,7 +353,7 @@ def chan_merge(a: Moments, b: Moments) -> Moments:
 
 def _unpack(packed: Any, count: Any) -> Moments:
     """A step's packed ``(value, count)`` as double-float moments."""
-    d = _dims(jnp.shape(packed.hi if isinstance(packed, exact.Pair) else packed)[-1])
+    d = _dims(np.shape(packed.hi if isinstance(packed, exact.Pair) else packed)[-1])
     if isinstance(packed, exact.Pair):  # each entry itself a double-float: add the parts
         p = packed
 
@@ -442,7 +445,7 @@ class CoMoments(Metric):
 
 
 def _bcast(p: exact.Pair, like: Any) -> exact.Pair:
-    shape = like if isinstance(like, tuple) else jnp.shape(like.hi)
+    shape = like if isinstance(like, tuple) else np.shape(like.hi)
     return exact.Pair(jnp.broadcast_to(p.hi, shape), jnp.broadcast_to(p.lo, shape))
 
 

@@ -97,7 +97,7 @@ def _errors(p: jax.Array, y: jax.Array) -> exact.Pair:
 
 
 def _sum_item(function: str, per_sample: exact.Pair, mask: Any, mode: str) -> dict[str, Any]:
-    shape = jnp.shape(per_sample.hi)
+    shape = np.shape(per_sample.hi)
     which = _which(function, mask, shape).reshape(-1)
     flat = exact.Pair(
         jnp.where(which, per_sample.hi.reshape(-1), 0.0),
@@ -193,8 +193,8 @@ def _moments_item(
     variables = exact.Pair(
         jnp.stack([first.hi, second.hi], axis=-1), jnp.stack([first.lo, second.lo], axis=-1)
     )
-    shape = jnp.shape(first.hi)
-    if mask is not None and jnp.shape(mask) == (*shape, 1):  # the mask of (N, 1) inputs
+    shape = np.shape(first.hi)
+    if mask is not None and np.shape(mask) == (*shape, 1):  # the mask of (N, 1) inputs
         mask = jnp.asarray(mask)[:, 0]
     which = _which(function, mask, shape)
     return step_item(*batch_moments(variables, which), mode)

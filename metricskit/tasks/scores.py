@@ -37,7 +37,7 @@ def score_histograms(scores: Any, labels: Any, bins: int, mask: Any = None) -> j
     """
     s = jnp.clip(jnp.asarray(scores, jnp.float32).reshape(-1), 0.0, 1.0)
     y = jnp.asarray(labels).reshape(-1).astype(bool)
-    which = counted(mask, jnp.shape(scores)).reshape(-1) & ~jnp.isnan(s)  # NaN: in no bin
+    which = counted(mask, np.shape(scores)).reshape(-1) & ~jnp.isnan(s)  # NaN: in no bin
     b = jnp.clip((jnp.nan_to_num(s) * bins).astype(jnp.int32), 0, bins - 1)
     return jnp.stack(
         [
@@ -137,7 +137,7 @@ def _score_item(scores: Any, labels: Any, bins: int, mask: Any, mode: str) -> di
     kind, s, _ = inputs(scores, labels, 2, mask)
     if kind != "binary":
         raise ValueError(
-            f"scores of shape {s.shape} with labels of shape {jnp.shape(labels)}: pass (N,) "
+            f"scores of shape {s.shape} with labels of shape {np.shape(labels)}: pass (N,) "
             "probabilities of the positive class and (N,) labels in {0, 1}"
         )
     _check_probabilities("scores", s, mask)

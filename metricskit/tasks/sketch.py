@@ -73,7 +73,7 @@ def _samples_mask(mask: Any, shape: tuple[int, ...]) -> Any:
         return jnp.broadcast_to(m, shape)
     except ValueError:
         raise ValueError(
-            f"mask has shape {jnp.shape(mask)}, but the values have shape {shape}; pass a mask "
+            f"mask has shape {np.shape(mask)}, but the values have shape {shape}; pass a mask "
             "of the values' shape or of their leading axes"
         ) from None
 
@@ -85,7 +85,7 @@ def sketch_counts(values: Any, accuracy: float, mask: Any = None) -> Any:
     x = jnp.asarray(values, jnp.float32).reshape(-1)
     counted = ~jnp.isnan(x)
     if mask is not None:
-        counted = counted & _samples_mask(mask, jnp.shape(values)).reshape(-1)
+        counted = counted & _samples_mask(mask, np.shape(values)).reshape(-1)
     magnitude = jnp.clip(jnp.abs(x), SMALLEST, LARGEST)
     i = jnp.clip(jnp.ceil(jnp.log(magnitude) / log_gamma).astype(jnp.int32) - low, 0, m - 1)
     bucket = jnp.where(x > 0, m + 1 + i, jnp.where(x < 0, m - 1 - i, m))
@@ -160,7 +160,7 @@ def quantiles(
     name = f"quantiles_a{relative_accuracy:g}_" + "_".join(f"{v:.12g}" for v in qs)
     mode = summing_mode(name, finish, parts=parts)
     counts = sketch_counts(values, relative_accuracy, mask)
-    shape = jnp.shape(values)
+    shape = np.shape(values)
     which = jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
     return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
 
@@ -187,6 +187,6 @@ def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None)
     finish = functools.partial(_finish_histogram, accuracy=relative_accuracy)
     mode = summing_mode(f"histogram_a{relative_accuracy:g}", finish)
     counts = sketch_counts(values, relative_accuracy, mask)
-    shape = jnp.shape(values)
+    shape = np.shape(values)
     which = jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
     return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
