@@ -6,13 +6,11 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import jax
-
 from metricskit import checkpoint, nan_policy
 from metricskit.compat import AxisName
 from metricskit.distributed import local_copy, process_sync, reduce_entries, sync_metric
 from metricskit.metric import Metric, zeros_like
-from metricskit.store import combine, engine, host, leaves, results
+from metricskit.store import combine, engine, host, leaves, results, tree
 from metricskit.store.entries import KeyMetrics, Row, on_host, stack
 from metricskit.store.layout import Layout, index, key_modes, names, rows
 from metricskit.store.pack import pack
@@ -77,7 +75,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
             if default_log_modes is None
             else normalize_log_modes(default_log_modes, "default_log_modes")
         )
-        _build(self, modes, _check_policy(nan_policy), _EMPTY, ())
+        tree.build(self, modes, _check_policy(nan_policy), _EMPTY, ())
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(
@@ -89,12 +87,12 @@ class MetricStore(Mapping[str, KeyMetrics]):
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # copy, deepcopy and pickle rebuild through the pytree (leaves and static structure)
-        flat, aux = _flatten(self)
-        return _unflatten, (aux, flat)
+        flat, aux = tree.flatten(self)
+        return tree.unflatten, (MetricStore, aux, flat)
 
     def _evolve(self, metrics: Sequence[Metric], layout: Layout | None = None) -> MetricStore:
         new = object.__new__(MetricStore)
-        return _build(
+        return tree.build(
             new, self.default_log_modes, self.nan_policy, layout or self.layout, tuple(metrics)
         )
 
@@ -414,39 +412,4 @@ def _check_policy(policy: Any) -> str:
     return nan_policy.check(policy, "the store")
 
 
-def _build(
-    store: MetricStore,
-    default_log_modes: tuple[str, ...] | None,
-    policy: str,
-    layout: Layout,
-    metrics: tuple[Metric, ...],
-) -> MetricStore:
-    """Set a store's attributes, once (as unflattening does: no checks, tracer-safe)."""
-    for name, value in zip(
-        ("default_log_modes", "nan_policy", "layout", "metrics"),
-        (default_log_modes, policy, layout, metrics),
-        strict=True,
-    ):
-        object.__setattr__(store, name, value)
-    return store
-
-
-def _flatten(store: MetricStore) -> tuple[list[Any], tuple[Any, ...]]:
-    aux = (store.default_log_modes, store.nan_policy, store.layout)
-    return leaves.flatten(store.metrics, store.layout), aux
-
-
-def _flatten_with_keys(store: MetricStore) -> tuple[list[Any], tuple[Any, ...]]:
-    flat, aux = _flatten(store)
-    keys = (jax.tree_util.GetAttrKey(p) for p in leaves.paths(store.layout))
-    return list(zip(keys, flat, strict=True)), aux
-
-
-def _unflatten(aux: tuple[Any, ...], children: Any) -> MetricStore:
-    modes, policy, layout = aux
-    return _build(
-        object.__new__(MetricStore), modes, policy, layout, leaves.unflatten(layout, children)
-    )
-
-
-jax.tree_util.register_pytree_with_keys(MetricStore, _flatten_with_keys, _unflatten, _flatten)
+tree.register(MetricStore)

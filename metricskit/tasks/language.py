@@ -9,7 +9,7 @@ known when the step is traced, so the caller must pass valid ids, and an unmaske
 ``[0, V)`` gives a NaN negative log-likelihood (perplexity and bits report ``nan``).
 
 Each token's negative log-likelihood is a float32 (``log_softmax`` of float32 logits); a
-batch's tokens are summed nearly exactly (:func:`~metricskit.tasks.moments.pair_total`: about
+batch's tokens are summed nearly exactly (:func:`~metricskit.tasks.batchsums.pair_total`: about
 2^-43 of the largest term plus 2^-47 of the sum, so the batch size costs no precision),
 batches, devices and processes exactly; token counts are exact (carried integers), and the
 final exponential or division happens on the host in float64, so a perplexity never overflows
@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.tasks.batchsums import as_pairs, packed_pair, pair_total
 from metricskit.tasks.classification import accuracy
 from metricskit.tasks.modes import counted, step_item
-from metricskit.tasks.moments import as_pairs, packed_pair, pair_sum_mode, pair_total
+from metricskit.tasks.moments import pair_sum_mode
 
 __all__ = [
     "bits_per_byte",

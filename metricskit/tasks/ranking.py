@@ -11,7 +11,7 @@ MRR is exact: a step counts, per rank ``r``, the queries whose first relevant ca
 ``r`` (integers), and the host finishes ``sum_r count_r / r / queries`` in float64. NDCG is
 computed per query in double-float arithmetic (the discounts ``1 / log2(i + 2)`` are float64
 constants split into two float32s) and summed over the batch's queries nearly exactly
-(:func:`~metricskit.tasks.moments.pair_total`: about 2^-43 of the largest term plus 2^-47 of
+(:func:`~metricskit.tasks.batchsums.pair_total`: about 2^-43 of the largest term plus 2^-47 of
 the sum), whatever the batch size. Scores are compared as float32.
 """
 
@@ -24,8 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
+from metricskit.tasks.batchsums import as_pairs, packed_pair, pair_total
 from metricskit.tasks.modes import step_item, summing_mode
-from metricskit.tasks.moments import as_pairs, packed_pair, pair_sum_mode, pair_total
+from metricskit.tasks.moments import pair_sum_mode
 
 __all__ = ["mrr", "ndcg"]
 

@@ -10,7 +10,7 @@ Integer inputs are exact; floats are converted to float32 on the device (float64
 ``jax_enable_x64`` is split into two float32s). The errors ``y - p`` and their squares are
 computed in double-float arithmetic and the batch's sums nearly exactly (integer digits on a
 grid set by the largest term: at most about 2^-43 of the largest term plus 2^-47 of the sum,
-:func:`~metricskit.tasks.moments.pair_total`; co-moments about the batch's exact means,
+:func:`~metricskit.tasks.batchsums.pair_total`; co-moments about the batch's exact means,
 :func:`~metricskit.tasks.moments.batch_moments`), the batches, devices and processes merged
 exactly, and the number finished on the host in float64: the result does not depend on how
 the samples were split.
@@ -32,18 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
+from metricskit.tasks.batchsums import as_pairs, dd_mul, dd_sub, packed_pair, pair_total, two_sum
 from metricskit.tasks.modes import counted, step_item
-from metricskit.tasks.moments import (
-    _mul,
-    _sub,
-    _two_sum,
-    as_pairs,
-    batch_moments,
-    comoment_mode,
-    packed_pair,
-    pair_sum_mode,
-    pair_total,
-)
+from metricskit.tasks.moments import batch_moments, comoment_mode, pair_sum_mode
 
 __all__ = ["explained_variance", "mae", "mse", "pearson", "r2", "rmse"]
 
@@ -91,9 +82,9 @@ def _errors(p: jax.Array, y: jax.Array) -> exact.Pair:
     """``y - p`` as a double-float (exact for integers and float32; infinite, with a zero
     ``lo``, where ``y - p`` is)."""
     if all(jnp.issubdtype(v.dtype, jnp.floating) and v.dtype.itemsize <= 4 for v in (p, y)):
-        s, e = _two_sum(as_pairs(y).hi, -as_pairs(p).hi)  # the common case: one TwoSum
+        s, e = two_sum(as_pairs(y).hi, -as_pairs(p).hi)  # the common case: one TwoSum
         return exact.Pair(s, jnp.where(jnp.isfinite(s), e, 0.0))
-    return _sub(as_pairs(y), as_pairs(p))
+    return dd_sub(as_pairs(y), as_pairs(p))
 
 
 def _sum_item(function: str, per_sample: exact.Pair, mask: Any, mode: str) -> dict[str, Any]:
@@ -138,7 +129,7 @@ def mse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
     """
     p, y = _shapes("mse", predictions, targets)
     e = _errors(p, y)
-    return _sum_item("mse", _mul(e, e), mask, pair_sum_mode("mse", _mean))
+    return _sum_item("mse", dd_mul(e, e), mask, pair_sum_mode("mse", _mean))
 
 
 def rmse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -149,7 +140,7 @@ def rmse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
     """
     p, y = _shapes("rmse", predictions, targets)
     e = _errors(p, y)
-    return _sum_item("rmse", _mul(e, e), mask, pair_sum_mode("rmse", _root_mean))
+    return _sum_item("rmse", dd_mul(e, e), mask, pair_sum_mode("rmse", _root_mean))
 
 
 def mae(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:

@@ -1,0 +1,64 @@
+"""A store as a pytree: its four attributes set once, its state flattened by its layout.
+
+:class:`~metricskit.MetricStore` is registered here (:func:`register`): its leaves are the
+stacked metrics' arrays (:mod:`metricskit.store.leaves`), its static structure the default
+log modes, the NaN policy and the layout. Unflattening sets the attributes directly (no
+``__init__``, no checks), so it is cheap and safe with tracers; copy, deepcopy and pickle
+rebuild a store the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, TypeVar
+
+import jax
+
+from metricskit.metric import Metric
+from metricskit.store import leaves
+from metricskit.store.layout import Layout
+
+__all__ = ["FIELDS", "build", "flatten", "register", "unflatten"]
+
+FIELDS = ("default_log_modes", "nan_policy", "layout", "metrics")
+"""A store's attributes, in the order :func:`build` takes them."""
+
+S = TypeVar("S")
+
+
+def build(
+    store: S,
+    default_log_modes: tuple[str, ...] | None,
+    policy: str,
+    layout: Layout,
+    metrics: tuple[Metric, ...],
+) -> S:
+    """Set a store's attributes, once (as unflattening does: no checks, tracer-safe)."""
+    for name, value in zip(FIELDS, (default_log_modes, policy, layout, metrics), strict=True):
+        object.__setattr__(store, name, value)
+    return store
+
+
+def flatten(store: Any) -> tuple[list[Any], tuple[Any, ...]]:
+    """``(leaves, static structure)`` of a store."""
+    aux = (store.default_log_modes, store.nan_policy, store.layout)
+    return leaves.flatten(store.metrics, store.layout), aux
+
+
+def _flatten_with_keys(store: Any) -> tuple[list[Any], tuple[Any, ...]]:
+    flat, aux = flatten(store)
+    keys = (jax.tree_util.GetAttrKey(p) for p in leaves.paths(store.layout))
+    return list(zip(keys, flat, strict=True)), aux
+
+
+def unflatten(cls: type[S], aux: tuple[Any, ...], children: Any) -> S:
+    """The store of class ``cls`` with static structure ``aux`` and leaves ``children``."""
+    modes, policy, layout = aux
+    return build(object.__new__(cls), modes, policy, layout, leaves.unflatten(layout, children))
+
+
+def register(cls: type) -> None:
+    """Register the store class ``cls`` as a pytree (leaves with their paths as keys)."""
+    jax.tree_util.register_pytree_with_keys(
+        cls, _flatten_with_keys, functools.partial(unflatten, cls), flatten
+    )
