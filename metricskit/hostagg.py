@@ -33,6 +33,7 @@ from metricskit.pytree import replace
 from metricskit.reductions import REDUCTIONS
 from metricskit.registry import get_log_mode
 from metricskit.store import MetricStore
+from metricskit.store.combine import differ_in_samples_only
 from metricskit.store.entries import KeyMetrics, Row, Source, Whole, row_of, sources_of
 from metricskit.store.layout import Signature, signature_of
 from metricskit.transfer import device_get_many, stack_to_host
@@ -314,11 +315,7 @@ def _check_appendable(key: str, first: Signature, new: Signature) -> None:
     """Per-sample batches of one key may differ in their number of samples only."""
     if first is new or first == new:
         return
-    same = first.statics == new.statics and all(
-        fa.storage == fb.storage and len(fa.shape) == len(fb.shape) and fa.shape[1:] == fb.shape[1:]
-        for (_, fa), (_, fb) in zip(first.fields, new.fields, strict=True)
-    )
-    if not same:
+    if not differ_in_samples_only(first, new):
         shapes = ", ".join(
             f"{name} {fa.shape} {fa.storage} then {fb.shape} {fb.storage}"
             for (name, fa), (_, fb) in zip(first.fields, new.fields, strict=True)

@@ -24,6 +24,7 @@ from metricskit.fields import Spec, reduction_of
 from metricskit.metric import Metric, per_sample, state_fields
 from metricskit.registry import get_log_mode
 from metricskit.store import MetricStore
+from metricskit.store.combine import is_all_zero
 
 __all__ = [
     "assert_results_close",
@@ -121,10 +122,6 @@ def _feed(mode: str, values: Any, counts: Any, store: MetricStore | None = None)
     return store
 
 
-def _all_zero(tree: Any) -> bool:
-    return all(not np.any(np.asarray(x)) for x in _leaves(tree))
-
-
 _WINNING = {"max": 1.0, "min": -1.0}  # the sign of a fill that would win the reduction
 
 
@@ -204,7 +201,7 @@ def check_empty_is_zeros(mode: str, shape: tuple[int, ...] = (4,), steps: int = 
     cls = get_log_mode(mode).cls
     for dtype in ("float32", "int32", "float64"):
         empty: Metric = cls.empty(Spec(shape, dtype), Spec((), "int32"))
-        assert _all_zero(empty), (
+        assert is_all_zero(empty), (
             f"{mode}: empty() is not all zeros for {dtype} steps; declare each field's empty "
             "value as zero (derive emptiness from a count field)"
         )
@@ -214,7 +211,7 @@ def check_empty_is_zeros(mode: str, shape: tuple[int, ...] = (4,), steps: int = 
         fed = _feed(mode, shifted, counts)
         fresh = MetricStore().init(_item(mode, shifted[0], counts[0]))
         reset = fed.reset()
-        assert _all_zero(reset), f"{mode}: reset() is not all zeros"
+        assert is_all_zero(reset), f"{mode}: reset() is not all zeros"
         assert _signature(reset) == _signature(fresh), f"{mode}: reset() changed the structure"
         for a, b in zip(_leaves(reset), _leaves(fresh), strict=True):
             np.testing.assert_array_equal(

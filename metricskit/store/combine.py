@@ -12,9 +12,15 @@ import numpy as np
 from metricskit.metric import Metric, per_sample
 from metricskit.store import host
 from metricskit.store.entries import KeyMetrics
-from metricskit.store.layout import signature_of
+from metricskit.store.layout import Signature, signature_of
 
-__all__ = ["aggregate_entries", "combinable", "drops_empty", "is_all_zero"]
+__all__ = [
+    "aggregate_entries",
+    "combinable",
+    "differ_in_samples_only",
+    "drops_empty",
+    "is_all_zero",
+]
 
 
 def aggregate_entries(
@@ -51,7 +57,7 @@ def _union(
 
 
 def _aggregate(key: str, mode: str, x: Metric, y: Metric) -> Metric:
-    if per_sample(type(x)) and not _traced((x, y)):
+    if per_sample(type(x)) and not host.traced((x, y)):
         # an empty (all-zeros: reset or zero-filled) per-sample state holds no samples
         if is_all_zero(x):
             return y
@@ -70,26 +76,24 @@ def combinable(a: Metric, b: Metric) -> bool:
     """Whether two states of one mode can be aggregated: the same structure, or per-sample
     states that differ only in their number of samples."""
     sa, sb = signature_of(a), signature_of(b)
-    if sa == sb:
-        return True
-    if not per_sample(type(a)) or sa.statics != sb.statics:
-        return False
-    return all(
-        fa.storage == fb.storage and fa.shape[1:] == fb.shape[1:]
-        for (_, fa), (_, fb) in zip(sa.fields, sb.fields, strict=True)
+    return sa == sb or (per_sample(type(a)) and differ_in_samples_only(sa, sb))
+
+
+def differ_in_samples_only(a: Signature, b: Signature) -> bool:
+    """Whether two per-sample signatures are equal but for their number of samples (the
+    leading axis of each field): same statics, storages, ranks and sample shapes."""
+    return a.statics == b.statics and all(
+        fa.storage == fb.storage and len(fa.shape) == len(fb.shape) and fa.shape[1:] == fb.shape[1:]
+        for (_, fa), (_, fb) in zip(a.fields, b.fields, strict=True)
     )
 
 
-def _traced(tree: Any) -> bool:
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
-
-
-def is_all_zero(metric: Metric) -> bool:
-    """Whether every leaf of a (concrete) state is zero: the empty state."""
-    return not any(np.any(np.asarray(x)) for x in jax.tree.leaves(metric))
+def is_all_zero(tree: Any) -> bool:
+    """Whether every leaf of a (concrete) state, or store, is zero: the empty state."""
+    return not any(np.any(np.asarray(x)) for x in jax.tree.leaves(tree))
 
 
 def drops_empty(*metrics: Sequence[Metric]) -> bool:
     """Whether aggregating these stores' metrics eagerly may drop an empty per-sample state
     (so the result's layout is not the concatenated one): any per-sample metric, no tracer."""
-    return any(per_sample(type(m)) for ms in metrics for m in ms) and not _traced(metrics)
+    return any(per_sample(type(m)) for ms in metrics for m in ms) and not host.traced(metrics)

@@ -14,7 +14,7 @@ import jax
 
 from metricskit.store.entries import on_host
 
-__all__ = ["device_for", "refuse_tracers"]
+__all__ = ["device_for", "refuse_tracers", "traced"]
 
 
 def device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
@@ -30,6 +30,11 @@ def device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
 _TRACER = jax.core.Tracer
 
 
+def traced(tree: Any) -> bool:
+    """Whether a leaf of ``tree`` is a tracer (the call runs inside ``jax.jit`` or a map)."""
+    return any(isinstance(x, _TRACER) for x in jax.tree.leaves(tree))
+
+
 def refuse_tracers(tree: Any, call: str) -> None:
     """Host-only calls say so when they meet a tracer (instead of JAX's concretization error).
 
@@ -40,7 +45,7 @@ def refuse_tracers(tree: Any, call: str) -> None:
     Raises:
         TypeError: If a leaf of ``tree`` is a tracer.
     """
-    if any(isinstance(x, _TRACER) for x in jax.tree.leaves(tree)):
+    if traced(tree):
         short = call.rsplit(".", 1)[-1]
         raise TypeError(
             f"{call}() was called inside a jax.jit (or other transformed) function, on traced "
