@@ -242,7 +242,6 @@ def get_metrics(
         >>> host
         {'acc': 0.75}
     """
-    refuse_tracers(global_metrics, "get_metrics")
     if isinstance(global_metrics, MetricStore):
         store, passthrough = global_metrics, {}
     elif isinstance(global_metrics, Mapping):
@@ -255,6 +254,7 @@ def get_metrics(
             f"their entries; got {type(global_metrics).__name__} (nothing to report: call "
             "update_metrics first)"
         )
+    refuse_tracers(store.first_leaf(), "get_metrics")  # one leaf tells: no flattening
     host = store.compute()
     for key, value in passthrough.items():  # plain values pass through, as documented
         host[key] = host_value(jax.device_get(value)) if _numeric(value) else value

@@ -394,3 +394,12 @@ def test_reported_names_must_not_collide():
     metrics = update_metrics(None, {"loss": {"value": 1.0, "log_modes": ["mean"]}})
     with pytest.raises(ValueError, match=r"'loss_mean'"):
         update_metrics(metrics, {"loss_mean": 2.0})
+
+
+def test_get_metrics_under_jit_names_itself_and_none_is_refused():
+    metrics = update_metrics(None, {"x": 1.0})
+    for given in (metrics, dict(metrics.items())):  # the store, or a dict of its entries
+        with pytest.raises(TypeError, match=r"get_metrics\(\) was called inside a jax.jit"):
+            jax.jit(lambda m: get_metrics(m)[1]["x"])(given)
+    with pytest.raises(TypeError, match=r"got NoneType.*call update_metrics first"):
+        get_metrics(None)
