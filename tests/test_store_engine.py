@@ -71,3 +71,34 @@ def test_compute_and_aggregate_run_over_every_group_at_once():
     assert len(computed) == len(store.metrics)
     doubled = engine.aggregate_jit(store.metrics, store.metrics)
     assert jax.tree.structure(doubled) == jax.tree.structure(store.metrics)
+
+
+def _nested_calls(jaxpr):
+    """The names of the jitted functions called by ``jaxpr`` (at any depth)."""
+    names = []
+    for eqn in jaxpr.eqns:
+        if "jaxpr" in eqn.params:  # pjit (named "jit" or "pjit" across JAX versions)
+            names.append(eqn.params.get("name"))
+            inner = eqn.params["jaxpr"]
+            names += _nested_calls(getattr(inner, "jaxpr", inner))
+    return names
+
+
+def test_an_update_in_a_trace_is_inlined_and_an_eager_one_is_one_compiled_call():
+    # Nested, the K values of a step would reach XLA as K operands of one call (a K=10,000
+    # step compiled in twice the hand-written time); inlined they are stacked in the step.
+    keys = [f"m{i}" for i in range(50)]
+    store = mk.MetricStore(default_log_modes=["mean", "max"]).init(dict.fromkeys(keys, 0.0))
+
+    def step(store, x):
+        vector = jnp.tanh(x * jnp.arange(len(keys), dtype=jnp.float32))
+        return store.update({k: vector[i] for i, k in enumerate(keys)})
+
+    jaxpr = jax.make_jaxpr(step)(store, jnp.float32(0.5))
+    assert "update" not in _nested_calls(jaxpr.jaxpr)
+    jitted = jax.jit(step)(store, jnp.float32(0.5)).compute()
+    eager = step(store, jnp.float32(0.5)).compute()
+    assert jitted == eager  # the same kernel, traced in the step or compiled on its own
+    before = engine.update_jit._cache_size()
+    step(store, jnp.float32(0.25))
+    assert engine.update_jit._cache_size() == before  # eager: the cached compiled call

@@ -1,4 +1,5 @@
-"""Packing: host values stacked once, 64-bit values split exactly, default counts shared."""
+"""Packing: host values stacked once, 64-bit values split exactly, default counts made in the
+kernel."""
 
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ def _packed(step, modes=("mean",)):
     return pack(entries, make_plan(Layout(), step_signature(entries)))
 
 
-def test_host_values_stack_into_one_array_and_default_counts_are_shared():
+def test_host_values_stack_into_one_array_and_default_counts_are_no_input():
     (values,), (counts,) = _packed({f"k{i}": np.float32(i) for i in range(5)})
     assert isinstance(values, np.ndarray) and values.shape == (5,) and values.dtype == np.float32
-    assert not counts.flags.writeable and counts.tolist() == [1] * 5
-    assert _packed({f"k{i}": np.float32(i) for i in range(5)})[1][0] is counts
+    assert counts is None  # nothing crosses to the device: decode makes the ones
+    spec = parse({"k": 1.0}, ("mean",))[0].count_spec
+    ones = decode(counts, spec, 5)
+    assert ones.dtype == jnp.int32 and ones.tolist() == [1] * 5
+    (_,), (given,) = _packed({"a": {"value": 1.0, "count": 1}, "b": {"value": 1.0, "count": 3}})
+    assert given.tolist() == [1, 3]
 
 
 def test_64_bit_host_values_are_split_exactly():
@@ -45,9 +50,23 @@ def test_device_values_pass_as_a_tuple_and_decode_stacks_them():
     assert isinstance(values, tuple) and isinstance(values[0], jax.Array)
     assert isinstance(values[1], np.ndarray)
     spec = parse({"b": np.float32(2.0)}, ("mean",))[0].value_spec
-    stacked = decode(values, spec)
+    stacked = decode(values, spec, 2)
     got = exact.to_host(stacked) if isinstance(stacked, exact.Pair) else np.asarray(stacked)
     np.testing.assert_array_equal(got, [1.0, 2.0])
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.int8])
+def test_device_values_of_one_dtype_are_converted_once_after_stacking(dtype):
+    # one conversion of the stacked values, with the narrow format's rounding kept
+    xs = {f"k{i}": jnp.asarray(v, dtype) for i, v in enumerate([1.0, 3.0, 0.1, 100.0])}
+    (values,), _ = _packed(xs)
+    spec = parse({"k0": xs["k0"]}, ("mean",))[0].value_spec
+    eager = decode(values, spec, 4)
+    jitted = jax.jit(lambda v: decode(v, spec, 4))(values)
+    want = np.array([np.asarray(x).astype(np.float32) for x in xs.values()])
+    for got in (eager, jitted):
+        host = exact.to_host(got) if isinstance(got, exact.Pair | exact.Words) else np.asarray(got)
+        np.testing.assert_array_equal(host, want)
 
 
 def test_integers_beyond_the_exact_range_name_the_key():

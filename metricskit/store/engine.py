@@ -23,6 +23,7 @@ from metricskit.store.plan import Plan
 
 __all__ = [
     "aggregate_jit",
+    "apply_update",
     "compute_jit",
     "grow",
     "grow_jit",
@@ -70,7 +71,7 @@ def update(
     """Grow the state to the plan's layout, then update every routed group (one vmap each)."""
     out = grow(metrics, plan)
     inputs = [
-        (decode(v, slot.value), decode(c, slot.count))
+        (decode(v, slot.value, len(slot.entries)), decode(c, slot.count, len(slot.entries)))
         for v, c, slot in zip(values, counts, plan.slots, strict=True)
     ]
     for route in plan.routes:
@@ -93,6 +94,30 @@ def update(
 
 
 update_jit = jax.jit(update, static_argnames="plan")
+
+
+def _traced(*slots: Any) -> bool:
+    """Whether the first leaf of any of ``slots`` is a tracer (one leaf per slot: cheap)."""
+    for slot in slots:
+        first = jax.tree.leaves(slot[0] if isinstance(slot, tuple) and slot else slot)[:1]
+        if first and isinstance(first[0], jax.core.Tracer):
+            return True
+    return False
+
+
+def apply_update(
+    metrics: tuple[Metric, ...], values: tuple[Any, ...], counts: tuple[Any, ...], plan: Plan
+) -> tuple[Metric, ...]:
+    """:func:`update`: eagerly one compiled call; inside a trace, inlined into the caller's.
+
+    A nested ``jit`` would receive a step's K metrics as K operands of one call, which XLA
+    simplifies only after inlining it: at K=10,000 that took 3.6 s to compile against 1.9 s
+    for the same step written by hand. Inlined, the stacking of the K values is simplified
+    with the step that computes them.
+    """
+    if _traced(metrics, *values, *counts):
+        return tuple(update(metrics, values, counts, plan))
+    return cast(tuple[Metric, ...], update_jit(metrics, values, counts, plan=plan))
 grow_jit = jax.jit(lambda metrics, plan: tuple(grow(metrics, plan)), static_argnames="plan")
 
 

@@ -9,7 +9,6 @@ tuple and stacked inside the compiled update by :func:`decode`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,14 +26,6 @@ from metricskit.store.plan import Plan
 __all__ = ["decode", "pack", "plain"]
 
 _WARNED: set[str] = set()
-
-
-@functools.lru_cache(maxsize=64)
-def _ones(n: int) -> np.ndarray:
-    """``n`` default counts (int32 ones), read-only and shared."""
-    ones = np.ones(n, np.int32)
-    ones.setflags(write=False)
-    return ones
 
 
 def _host_dtype(spec: Spec) -> Any:
@@ -95,7 +86,9 @@ def _stack_host(xs: Sequence[Any], spec: Spec, keys: Sequence[str], what: str) -
 def _slot_input(entries: Sequence[Entry], spec: Spec, what: str) -> Any:
     xs = [getattr(e, what) for e in entries]
     if what == "count" and spec == Spec((), "int32") and all(type(x) is int for x in xs):
-        return _ones(len(xs)) if all(x == 1 for x in xs) else np.asarray(xs, np.int32)
+        # default counts (all 1) are no input at all: the kernel makes them (one less
+        # argument and host-to-device copy per eager call; ``None`` is part of the jit key)
+        return None if all(x == 1 for x in xs) else np.asarray(xs, np.int32)
     if not any(map(is_jax, xs)):
         return _stack_host(xs, spec, [e.key for e in entries], what)
     return tuple(
@@ -111,7 +104,8 @@ def pack(entries: Sequence[Entry], plan: Plan) -> tuple[tuple[Any, ...], tuple[A
 
     Returns:
         ``(values, counts)``: per slot, a stacked host array (or exact Pair/Words of them),
-        or a tuple of per-entry items when some are JAX arrays.
+        a tuple of per-entry items when some are JAX arrays, or (for counts that are all the
+        default 1) ``None``.
 
     Raises:
         ValueError: If an integer is beyond the exact range (±2**60 with x64 off).
@@ -131,10 +125,14 @@ def _device(x: Any, spec: Spec) -> Any:
     return upcast(x, _host_dtype(spec))
 
 
-def decode(packed: Any, spec: Spec) -> Any:
-    """A slot's input as one stacked array (or Pair/Words) with a leading entry axis."""
+def decode(packed: Any, spec: Spec, n: int) -> Any:
+    """A slot's input as one stacked array (or Pair/Words) with a leading axis of ``n`` entries."""
+    if packed is None:  # default counts
+        return jnp.ones((n, *spec.shape), _host_dtype(spec))
     if not isinstance(packed, tuple):
         return jax.tree.map(jnp.asarray, packed)
+    if all(map(is_jax, packed)) and len({p.dtype for p in packed}) == 1:
+        return _device(jnp.stack(packed), spec)  # one conversion, not one per entry
     items = [_device(p, spec) if is_jax(p) else p for p in packed]
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
 

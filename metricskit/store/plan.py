@@ -189,12 +189,15 @@ def make_plan(before: Layout, step: StepSignature) -> Plan:
         (g.mode, g.signature): set(g.keys) for g in before.groups
     }
     targets: dict[tuple[str, Signature], list[tuple[str, int, Spec, Spec, bool]]] = {}
+    signatures: dict[tuple[str, Spec, Spec], Signature] = {}  # K keys share a few
     for i, (key, modes, vspec, cspec, skip) in enumerate(step):
         for mode in modes:
-            try:
-                new = _signature(mode, vspec, cspec)
-            except ValueError as e:
-                raise ValueError(f"Metric {key!r} (log mode {mode!r}): {e}") from None
+            new = signatures.get((mode, vspec, cspec))
+            if new is None:
+                try:
+                    new = signatures[(mode, vspec, cspec)] = _signature(mode, vspec, cspec)
+                except ValueError as e:
+                    raise ValueError(f"Metric {key!r} (log mode {mode!r}): {e}") from None
             target = (mode, new)
             if (key, mode) in where:
                 g, _ = where[(key, mode)]

@@ -254,7 +254,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         plan = make_plan(self.layout, step_signature(entries))
         values, counts = pack(entries, plan)
         with host.device_for(self.metrics):
-            metrics = engine.update_jit(self.metrics, values, counts, plan=plan)
+            metrics = engine.apply_update(self.metrics, values, counts, plan)
         return self._evolve(metrics, plan.after)
 
     # -- combining -------------------------------------------------------------------------
