@@ -118,6 +118,8 @@ def apply_update(
     if _traced(metrics, *values, *counts):
         return tuple(update(metrics, values, counts, plan))
     return cast(tuple[Metric, ...], update_jit(metrics, values, counts, plan=plan))
+
+
 grow_jit = jax.jit(lambda metrics, plan: tuple(grow(metrics, plan)), static_argnames="plan")
 
 
