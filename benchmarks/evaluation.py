@@ -105,8 +105,19 @@ def _data(kind: str, n: int, size: int) -> list[Any]:
     return [np.asarray(x) for x in raw] if kind == "host" else raw
 
 
-def run(table: Table, batches: list[int], size: int, repeats: int, peers: bool) -> None:
-    """The aggregation workloads (us per batch), linearity, memory and the whole loop."""
+def run(
+    table: Table,
+    batches: list[int],
+    size: int,
+    repeats: int,
+    peers: bool,
+    memory_peers: bool = True,
+) -> None:
+    """The aggregation workloads (us per batch), linearity, memory and the whole loop.
+
+    ``memory_peers=False`` measures the peak memory of metricskit and the list floor only
+    (each measurement is a fresh process; the peer's costs seconds of imports).
+    """
     names = [n for n in WORKLOADS if peers or not n.startswith("torchmetrics")]
     if "torchmetrics CatMetric" in names and not installed("torchmetrics"):
         names.remove("torchmetrics CatMetric")
@@ -121,7 +132,7 @@ def run(table: Table, batches: list[int], size: int, repeats: int, peers: bool) 
             gc.collect()
     n = max(batches)
     for name in ("metricskit", "torchmetrics CatMetric", "floor: list + concatenate"):
-        if name in names:
+        if name in names and (memory_peers or not name.startswith("torchmetrics")):
             rise = memory(name, n, size)
             table.add("eval peak RSS rise / data", f"N={n}, {size}/batch", name, rise, "x")
     whole_loop(table, n, size, repeats)

@@ -20,16 +20,27 @@ def installed(module: str) -> bool:
 
 
 def median_time(
-    fn: Callable[[], Any], repeats: int, number: int = 1, sync: Callable[[], Any] = lambda: None
+    fn: Callable[[], Any],
+    repeats: int,
+    number: int = 1,
+    sync: Callable[[], Any] = lambda: None,
+    budget: float | None = None,
 ) -> float:
     """Median over ``repeats`` of the mean time of ``number`` calls of ``fn`` (seconds).
 
     ``sync`` (waiting for the device) runs once after each ``number`` calls, inside the timing:
     steps dispatch asynchronously, as in a training loop, and the total is measured. The
-    garbage collector runs before each repeat, not during it.
+    garbage collector runs before each repeat, not during it. With ``budget`` (seconds), a
+    repeat makes fewer than ``number`` calls where one call (timed after the warm-up) already
+    takes a good part of it, so that slow implementations do not dominate the run.
     """
     fn()  # warm up (compilation, caches)
     sync()
+    if budget is not None:
+        start = time.perf_counter()
+        fn()
+        sync()
+        number = max(1, min(number, int(budget / (time.perf_counter() - start))))
     times = []
     for _ in range(repeats):
         gc.collect()

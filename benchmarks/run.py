@@ -16,10 +16,12 @@ same workload and size, so above 1 means metricskit is faster):
 - task metrics (accuracy and macro F1, 10 classes, batch 1024) in a jitted evaluation loop,
   against metrax, torchmetrics and hand-written counts (``task_metrics.py``).
 
-Peers run where installed (``pip install "metricskit[bench]"``). ``--quick`` (K=100, 500 and
-2,000 evaluation batches, 30 task batches) takes about a minute and a half with every peer on
-2 CPU cores, most of it importing and compiling the peers; the full run takes tens of
-minutes.
+Peers run where installed (``pip install "metricskit[bench]"``). ``--quick`` (K=100 eager and
+K=30 in-graph without the MLP step, 500 and 2,000 evaluation batches with the peak memory of
+metricskit and the list only, 30 task batches) takes under a minute with every peer on 2 CPU
+cores, most of it importing and compiling the peers; the full run takes tens of minutes. Each
+repeat of an eager workload makes at most ``BUDGET`` seconds of calls (one call for the
+slowest peers).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import metricskit as mk
 
 PEER_LIMIT = {"clu": 1000, "flax.nnx": 1000, "torchmetrics": 10000}  # K beyond which a peer
 # takes minutes per step (one Python object per metric)
+BUDGET = 0.2  # seconds per repeat of the eager workloads: one call each for the slow peers
 
 
 def keyed(table: Table, keys: list[int], repeats: int, with_peers: bool) -> None:
@@ -63,9 +66,9 @@ def keyed(table: Table, keys: list[int], repeats: int, with_peers: bool) -> None
             impl = cls(k)
             number = max(1, 2000 // k)
             sync = getattr(impl, "sync", lambda: None)
-            eager = median_time(impl.eager, repeats, number, sync)
+            eager = median_time(impl.eager, repeats, number, sync, budget=BUDGET)
             table.add("eager update", f"K={k}", cls.name, eager * 1e3, "ms")
-            reset = median_time(impl.compute_reset, repeats, number)
+            reset = median_time(impl.compute_reset, repeats, number, budget=BUDGET)
             table.add("compute + reset", f"K={k}", cls.name, reset * 1e3, "ms")
 
 
@@ -85,14 +88,15 @@ def main() -> None:
     args = parser.parse_args()
     mk.LOGGER.setLevel(logging.ERROR)  # compute + reset reports empty states after a round
     warnings.filterwarnings("ignore")
-    if args.quick:
+    if args.quick:  # every workload and peer, at sizes that take well under a minute
         args.keys, args.ingraph_keys, args.batches, args.repeats, args.task_batches = (
             [100],
-            [100],
+            [30],
             [500, 2000],
             3,
             30,
         )
+        args.no_mlp = True
     with_peers = not args.no_peers
     print(f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s)")
     table = Table()
@@ -109,7 +113,9 @@ def main() -> None:
             "",
         )
     if "eval" in args.sections:
-        evaluation.run(table, args.batches, args.size, args.repeats, with_peers)
+        evaluation.run(
+            table, args.batches, args.size, args.repeats, with_peers, memory_peers=not args.quick
+        )
     if "tasks" in args.sections:
         computed = task_metrics.run(table, args.task_batches, args.repeats, with_peers)
         for name, values in computed.items():

@@ -55,9 +55,12 @@ count 0 (no samples); reporting 0.0.")``.
 Metrics = MetricStore | Mapping[str, Any]
 
 
+_EMPTY = MetricStore()  # immutable and leafless: one serves every ``None``
+
+
 def _as_store(global_metrics: Metrics | None) -> MetricStore:
     if global_metrics is None:
-        return MetricStore()
+        return _EMPTY
     if isinstance(global_metrics, MetricStore):
         return global_metrics
     if isinstance(global_metrics, Mapping):

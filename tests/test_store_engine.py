@@ -18,7 +18,7 @@ from metricskit.store.plan import make_plan, step_signature
 def _run(metrics, layout, step, modes=("mean",), policy="propagate"):
     entries = parse(step, modes, policy)
     plan = make_plan(layout, step_signature(entries))
-    return engine.update_jit(metrics, *pack(entries, plan), plan=plan), plan.after
+    return engine.apply_update(metrics, *pack(entries, plan), plan), plan.after
 
 
 def test_growing_keeps_existing_rows_and_inserts_zero_rows():

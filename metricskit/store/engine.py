@@ -17,6 +17,7 @@ import numpy as np
 from metricskit import nan_policy
 from metricskit.metric import Metric
 from metricskit.registry import get_log_mode
+from metricskit.store import leaves
 from metricskit.store.layout import build
 from metricskit.store.pack import decode, plain
 from metricskit.store.plan import Plan
@@ -93,7 +94,16 @@ def update(
     return tuple(out)
 
 
-update_jit = jax.jit(update, static_argnames="plan")
+def _update_flat(
+    flat: list[Any], values: tuple[Any, ...], counts: tuple[Any, ...], plan: Plan
+) -> list[Any]:
+    """:func:`update` on and to flat leaves (eagerly, the store's one-call unflattening is
+    cheaper than JAX's node by node: about 6 us a call for one per-sample key)."""
+    metrics = leaves.unflatten(plan.before, flat)
+    return leaves.flatten(update(metrics, values, counts, plan), plan.after)
+
+
+update_jit = jax.jit(_update_flat, static_argnames="plan")
 
 
 def _traced(*slots: Any) -> bool:
@@ -117,7 +127,8 @@ def apply_update(
     """
     if _traced(metrics, *values, *counts):
         return tuple(update(metrics, values, counts, plan))
-    return cast(tuple[Metric, ...], update_jit(metrics, values, counts, plan=plan))
+    flat = update_jit(leaves.flatten(metrics, plan.before), values, counts, plan=plan)
+    return leaves.unflatten(plan.after, flat)
 
 
 grow_jit = jax.jit(lambda metrics, plan: tuple(grow(metrics, plan)), static_argnames="plan")
