@@ -21,3 +21,22 @@ def test_tracers_are_refused_naming_the_call():
     refuse_tracers([jnp.ones(2)], "MetricStore.compute")
     with pytest.raises(TypeError, match=r"MetricStore\.compute\(\).*inside a jax\.jit.*outside"):
         jax.jit(lambda x: refuse_tracers([x], "MetricStore.compute"))(jnp.ones(2))
+
+
+def test_an_eager_update_across_devices_names_the_keys_and_their_devices_and_changes_nothing():
+    import metricskit as mk
+
+    devices = jax.devices()
+    assert len(devices) == 8
+    store = mk.MetricStore().init({"a": 0.0, "b": 0.0})
+    a = jax.device_put(jnp.float32(1.0), devices[3])
+    b = jax.device_put(jnp.float32(2.0), devices[5])
+    with pytest.raises(ValueError, match=r"'a' on \S+3, 'b' on \S+5\).*jax\.device_put"):
+        store.update({"a": a, "b": b})
+    placed = jax.device_put(store, devices[2])
+    with pytest.raises(ValueError, match=r"the store's state on \S+2, 'a' on \S+3"):
+        placed.update({"a": a})
+    assert (store.compute(), placed.compute()) == ({"a": 0.0, "b": 0.0},) * 2  # unchanged
+    # values on the store's device, or uncommitted ones, are fine
+    assert placed.update({"a": jax.device_put(jnp.float32(4.0), devices[2])}).compute()["a"] == 4.0
+    assert store.update({"a": jnp.float32(1.0), "b": 2.0}).compute() == {"a": 1.0, "b": 2.0}

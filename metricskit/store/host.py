@@ -8,13 +8,15 @@ their own message instead of JAX's concretization error.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any, cast
 
 import jax
 
 from metricskit.store.entries import on_host
+from metricskit.store.parse import Entry
 
-__all__ = ["device_for", "refuse_tracers", "traced"]
+__all__ = ["device_for", "device_mismatch", "refuse_tracers", "traced"]
 
 
 def device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
@@ -52,3 +54,34 @@ def refuse_tracers(tree: Any, call: str) -> None:
             f"values; {short}() is host-side: return the metrics from the jitted function and "
             f"call {short}() on them outside"
         )
+
+
+def _placement(x: Any) -> str:
+    devices = sorted(str(d) for d in x.devices())
+    return devices[0] if len(devices) == 1 else f"{len(devices)} devices"
+
+
+def device_mismatch(entries: Sequence[Entry], state_leaf: Any) -> str:
+    """The message for an eager update whose committed arrays lie on different devices.
+
+    Args:
+        entries: The step's parsed entries.
+        state_leaf: A leaf of the store's state (or ``None`` for an empty store).
+
+    Returns:
+        The message: where the store's state and each device-committed value lie, and the fix.
+    """
+    where = [
+        f"{e.key!r} on {_placement(x)}"
+        for e in entries
+        for x in (e.value, e.count)
+        if isinstance(x, jax.Array) and getattr(x, "committed", False)
+    ]
+    if isinstance(state_leaf, jax.Array) and getattr(state_leaf, "committed", False):
+        where.insert(0, f"the store's state on {_placement(state_leaf)}")
+    return (
+        "MetricStore.update: the step's values and the store's state are committed to different "
+        f"devices ({', '.join(where)}); an eager update is one computation on one placement. "
+        "Put them on one device (jax.device_put), or update the store inside the jitted or "
+        "sharded step that computes the values"
+    )

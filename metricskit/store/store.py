@@ -253,8 +253,13 @@ class MetricStore(Mapping[str, KeyMetrics]):
         entries = self._entries(step_metrics, default_log_modes, axis_name)
         plan = make_plan(self.layout, step_signature(entries))
         values, counts = pack(entries, plan)
-        with host.device_for(self.metrics):
-            metrics = engine.apply_update(self.metrics, values, counts, plan)
+        try:
+            with host.device_for(self.metrics):
+                metrics = engine.apply_update(self.metrics, values, counts, plan)
+        except ValueError as e:  # JAX's message names an internal function: name the keys
+            if "incompatible devices" not in str(e):
+                raise
+            raise ValueError(host.device_mismatch(entries, self.first_leaf())) from None
         return self._evolve(metrics, plan.after)
 
     # -- combining -------------------------------------------------------------------------
