@@ -27,7 +27,7 @@ import attrs
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.tasks.modes import step_item, summing_mode
+from metricskit.tasks.modes import counted, step_item, summing_mode
 
 __all__ = ["Histogram", "histogram", "quantiles", "sketch_counts"]
 
@@ -61,16 +61,16 @@ def _geometry(accuracy: float) -> tuple[float, int, int]:
 
 
 def _samples_mask(mask: Any, shape: tuple[int, ...]) -> Any:
-    """``mask`` over the values (their shape, or their leading axes) as booleans of ``shape``.
+    """``mask`` over the values (their shape, or their leading axes; ``None``: every value)
+    as booleans of ``shape``.
 
     Raises:
         ValueError: For a mask of another shape.
     """
-    m = jnp.asarray(mask, bool)
-    if m.shape == shape[: m.ndim]:  # over the leading axes (e.g. the sequences of a batch)
-        m = m.reshape(m.shape + (1,) * (len(shape) - m.ndim))
+    if mask is None or np.shape(mask) == shape[: np.ndim(mask)]:
+        return counted(mask, shape)  # over the leading axes (e.g. the sequences of a batch)
     try:
-        return jnp.broadcast_to(m, shape)
+        return jnp.broadcast_to(jnp.asarray(mask, bool), shape)
     except ValueError:
         raise ValueError(
             f"mask has shape {np.shape(mask)}, but the values have shape {shape}; pass a mask "
@@ -83,13 +83,21 @@ def sketch_counts(values: Any, accuracy: float, mask: Any = None) -> Any:
     magnitude first), zero, positive buckets (smallest first)."""
     log_gamma, low, m = _geometry(accuracy)
     x = jnp.asarray(values, jnp.float32).reshape(-1)
-    counted = ~jnp.isnan(x)
+    kept = ~jnp.isnan(x)
     if mask is not None:
-        counted = counted & _samples_mask(mask, np.shape(values)).reshape(-1)
+        kept = kept & _samples_mask(mask, np.shape(values)).reshape(-1)
     magnitude = jnp.clip(jnp.abs(x), SMALLEST, LARGEST)
     i = jnp.clip(jnp.ceil(jnp.log(magnitude) / log_gamma).astype(jnp.int32) - low, 0, m - 1)
     bucket = jnp.where(x > 0, m + 1 + i, jnp.where(x < 0, m - 1 - i, m))
-    return jnp.zeros(2 * m + 1, jnp.int32).at[bucket].add(counted.astype(jnp.int32))
+    return jnp.zeros(2 * m + 1, jnp.int32).at[bucket].add(kept.astype(jnp.int32))
+
+
+def _sketch_item(values: Any, accuracy: float, mask: Any, mode: str) -> dict[str, Any]:
+    """The step item of ``mode``: the values' bucket counts, and the number of unmasked values
+    (NaN included: they are the difference, reported by a histogram)."""
+    which = _samples_mask(mask, np.shape(values))
+    counts = sketch_counts(values, accuracy, mask)
+    return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
 
 
 def _values(accuracy: float) -> np.ndarray:
@@ -159,10 +167,7 @@ def quantiles(
     finish = functools.partial(_finish_quantiles, accuracy=relative_accuracy, qs=qs)
     name = f"quantiles_a{relative_accuracy:g}_" + "_".join(f"{v:.12g}" for v in qs)
     mode = summing_mode(name, finish, parts=parts)
-    counts = sketch_counts(values, relative_accuracy, mask)
-    shape = np.shape(values)
-    which = jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
-    return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
+    return _sketch_item(values, relative_accuracy, mask, mode)
 
 
 def _finish_quantiles(
@@ -186,7 +191,4 @@ def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None)
     """The distribution of a stream of values as a :class:`Histogram` (see :func:`quantiles`)."""
     finish = functools.partial(_finish_histogram, accuracy=relative_accuracy)
     mode = summing_mode(f"histogram_a{relative_accuracy:g}", finish)
-    counts = sketch_counts(values, relative_accuracy, mask)
-    shape = np.shape(values)
-    which = jnp.ones(shape, bool) if mask is None else _samples_mask(mask, shape)
-    return step_item(counts, jnp.sum(which, dtype=jnp.int32), mode)
+    return _sketch_item(values, relative_accuracy, mask, mode)
