@@ -17,7 +17,7 @@ import numpy as np
 from metricskit import nan_policy
 from metricskit.metric import Metric
 from metricskit.registry import get_log_mode
-from metricskit.store import leaves
+from metricskit.store import host, leaves
 from metricskit.store.layout import build
 from metricskit.store.pack import decode, plain
 from metricskit.store.plan import Plan
@@ -106,15 +106,6 @@ def _update_flat(
 update_jit = jax.jit(_update_flat, static_argnames="plan")
 
 
-def _traced(*slots: Any) -> bool:
-    """Whether the first leaf of any of ``slots`` is a tracer (one leaf per slot: cheap)."""
-    for slot in slots:
-        first = jax.tree.leaves(slot[0] if isinstance(slot, tuple) and slot else slot)[:1]
-        if first and isinstance(first[0], jax.core.Tracer):
-            return True
-    return False
-
-
 def apply_update(
     metrics: tuple[Metric, ...], values: tuple[Any, ...], counts: tuple[Any, ...], plan: Plan
 ) -> tuple[Metric, ...]:
@@ -125,7 +116,10 @@ def apply_update(
     for the same step written by hand. Inlined, the stacking of the K values is simplified
     with the step that computes them.
     """
-    if _traced(metrics, *values, *counts):
+    # one leaf tells for the state (traced together or not at all), and each slot's first
+    # entry for the step (a slot mixing tracers with concrete arrays takes the compiled call)
+    firsts = [slot[0] if isinstance(slot, tuple) and slot else slot for slot in (*values, *counts)]
+    if host.traced((leaves.first(metrics, plan.before), firsts)):
         return tuple(update(metrics, values, counts, plan))
     flat = update_jit(leaves.flatten(metrics, plan.before), values, counts, plan=plan)
     return leaves.unflatten(plan.after, flat)
