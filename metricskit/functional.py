@@ -135,7 +135,7 @@ def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics
         >>> get_metrics(agg)[1]["ll_single_noreduce"].tolist()
         [1.0, 2.0, 3.0]
     """
-    if not isinstance(batch_metrics, Mapping):
+    if not isinstance(batch_metrics, MetricStore | Mapping):  # a store answers first (cheap)
         raise TypeError(
             f"batch_metrics must be the metrics of one batch (update_metrics' result), got "
             f"{type(batch_metrics).__name__}"

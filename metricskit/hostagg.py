@@ -36,6 +36,7 @@ from metricskit.store import MetricStore
 from metricskit.store.combine import differ_in_samples_only
 from metricskit.store.entries import KeyMetrics, Row, Source, Whole, row_of, sources_of
 from metricskit.store.layout import Signature, signature_of
+from metricskit.store.leaves import PARTS
 from metricskit.transfer import device_get_many, stack_to_host
 
 __all__ = ["Appended", "HostCopy", "aggregate", "to_host"]
@@ -105,17 +106,18 @@ def _fold(metrics: Sequence[Metric]) -> Metric:
 def _runs(sources: Sequence[Source]) -> list[list[Source]]:
     """Consecutive sources that are the same row of stacked states of one structure."""
     runs: list[list[Source]] = []
+    last: Any = None
     for src in sources:
-        last = runs[-1][-1] if runs else None
         if (
-            isinstance(src, Row)
-            and isinstance(last, Row)
+            type(src) is Row
+            and type(last) is Row
             and src.row == last.row
             and (src.signature is last.signature or src.signature == last.signature)
         ):
             runs[-1].append(src)
         else:
             runs.append([src])
+        last = src
     return runs
 
 
@@ -126,11 +128,16 @@ def _stacked_fields(run: list[Source]) -> dict[str, Any]:
     is moved state by state.
     """
     first = run[0]
-    if isinstance(first, Row) and len(run) > 1:
+    if type(first) is Row and len(run) > 1:
         row, out = first.row, {}
-        for name, _ in first.signature.fields:
+        for name, spec in first.signature.fields:
             values = [getattr(cast(Row, s).stacked, name) for s in run]
-            out[name] = jax.tree.map(lambda *xs: stack_to_host(xs)[:, row], *values)
+            parts = PARTS.get(spec.storage)
+            if parts is None:
+                out[name] = stack_to_host(values)[:, row]
+            else:  # an exact Pair or Words: each of its two leaves
+                moved = {p: stack_to_host([getattr(v, p) for v in values])[:, row] for p in parts}
+                out[name] = replace(values[0], moved)
         return out
     states = to_host(run)
     return {
@@ -283,15 +290,16 @@ class Appended(Source):
         """
         if earlier is None:
             return cls(_Parts([batch]), 1)
-        first = earlier.parts.items[0] if isinstance(earlier, Appended) else earlier
-        _check_appendable(key, first.signature, batch.signature)
-        if isinstance(earlier, Appended):
-            parts = earlier.parts
-            if len(parts.items) == earlier.n:  # the latest result: extend the shared list
-                parts.items.append(batch)
-                return cls(parts, earlier.n + 1)
-            return cls(_Parts([*parts.items[: earlier.n], batch]), earlier.n + 1)
-        return cls(_Parts([earlier, batch]), 2)
+        if type(earlier) is not Appended:  # a type test: isinstance on an ABC is slow
+            _check_appendable(key, earlier.signature, batch.signature)
+            return cls(_Parts([earlier, batch]), 2)
+        appended = earlier
+        parts = appended.parts
+        _check_appendable(key, parts.items[0].signature, batch.signature)
+        if len(parts.items) == appended.n:  # the latest result: extend the shared list
+            parts.items.append(batch)
+            return cls(parts, appended.n + 1)
+        return cls(_Parts([*parts.items[: appended.n], batch]), appended.n + 1)
 
     def metric(self) -> Metric:
         parts = self.parts
@@ -369,7 +377,7 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
     Raises:
         TypeError: If an entry is a mapping but not one key's metrics.
     """
-    previous = aggregated if isinstance(aggregated, Mapping) else {}
+    previous = aggregated if type(aggregated) is dict or isinstance(aggregated, Mapping) else {}
     out: dict[str, Any] = {}
     pairs: Iterable[tuple[str, Any]]
     if isinstance(batch, MetricStore):  # the usual case: rows of the batch's groups, directly
@@ -377,23 +385,27 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
     else:
         pairs = ((key, _sources_or_value(key, entry)) for key, entry in batch.items())
     for key, sources in pairs:
-        if not isinstance(sources, dict):
+        if type(sources) is not dict:
             out[key] = jax.device_get(sources)  # a plain value passes through
             continue
         earlier = previous.get(key)
         earlier_sources = (
-            earlier.sources()
+            None
+            if earlier is None
+            else earlier.sources()
             if type(earlier) is KeyMetrics
-            else (sources_of(key, earlier) if earlier is not None else None)
+            else sources_of(key, earlier)
         )
         new: dict[str, Source] = {}
         for mode, src in sources.items():
+            if type(src) is not Row:
+                src = _intake(src)
             if _appends(mode):
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
-                new[mode] = Appended.after(prior, _intake(src), key)
+                new[mode] = Appended.after(prior, src, key)
             else:
-                new[mode] = HostCopy(_intake(src))
-        out[key] = KeyMetrics(new)
+                new[mode] = HostCopy(src)
+        out[key] = KeyMetrics.owning(new)
     return out
 
 

@@ -125,3 +125,26 @@ def test_per_sample_batches_of_another_sample_shape_are_refused_at_aggregate(fir
     # a smaller last batch is fine
     smaller = aggregate_metrics(agg, _ll(None, first[:1], ["single_noreduce"]))
     assert len(get_metrics(smaller)[1]["ll_single_noreduce"]) == len(first) + 1
+
+
+def test_runs_of_exact_per_sample_states_fold_both_words_of_each_field(rng):
+    # int64 beyond int32 and float64 values (with x64 off: Words and double-float Pairs,
+    # two leaves per field) appended over several eager steps: each part moved and folded
+    big = [rng.integers(-(2**40), 2**40, size=n) for n in (3, 1, 4)]
+    fine = [1.0 + rng.normal(size=n) * 1e-12 for n in (3, 1, 4)]
+    aggregated = None
+    for ints, floats in zip(big, fine, strict=True):
+        step = update_metrics(
+            None,
+            {
+                "ids": {"value": ints, "log_modes": ["single_noreduce"]},
+                "ll": {"value": floats, "count": ints, "log_modes": ["single_noreduce_wcount"]},
+            },
+        )
+        aggregated = hostagg.aggregate(aggregated, step)
+    host = get_metrics(aggregated)[1]
+    np.testing.assert_array_equal(host["ids_single_noreduce"], np.concatenate(big))
+    values, counts = host["ll_single_noreduce_wcount"]
+    np.testing.assert_array_equal(counts, np.concatenate(big))
+    np.testing.assert_allclose(values, np.concatenate(fine), rtol=2.0**-46, atol=0)
+    assert np.asarray(values).dtype == np.float64 and np.asarray(counts).dtype == np.int64

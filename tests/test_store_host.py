@@ -40,3 +40,23 @@ def test_an_eager_update_across_devices_names_the_keys_and_their_devices_and_cha
     # values on the store's device, or uncommitted ones, are fine
     assert placed.update({"a": jax.device_put(jnp.float32(4.0), devices[2])}).compute()["a"] == 4.0
     assert store.update({"a": jnp.float32(1.0), "b": 2.0}).compute() == {"a": 1.0, "b": 2.0}
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [jax.jit, jax.vmap, jax.grad, lambda f: (lambda x: jax.jvp(f, (x,), (x,))[1])],
+    ids=["jit", "vmap", "grad", "jvp"],
+)
+def test_traced_asks_one_leaf_or_a_whole_tree(transform):
+    from metricskit.store.host import traced
+
+    for concrete in (None, jnp.ones(()), np.ones(2), 1.5, (np.ones(2), [jnp.ones(())])):
+        assert not traced(concrete)
+    seen = []
+
+    def f(x):
+        seen.append((traced(x), traced((np.ones(2), [x])), traced({"a": 1.0, "b": x})))
+        return jnp.sum(x)
+
+    transform(f)(jnp.ones(()) if transform is jax.grad else jnp.ones(3))
+    assert seen == [(True, True, True)]

@@ -106,6 +106,18 @@ def _update_flat(
 update_jit = jax.jit(_update_flat, static_argnames="plan")
 
 
+def _traced(
+    metrics: tuple[Metric, ...], values: tuple[Any, ...], counts: tuple[Any, ...], plan: Plan
+) -> bool:
+    """Whether the update runs inside a trace, asked of one leaf of the state (traced together
+    or not at all) and of each slot's first entry (:func:`~metricskit.store.pack.pack` passes
+    JAX values only as entries of a tuple; a slot mixing tracers with concrete arrays takes the
+    compiled call). No flattening: this runs on every eager update."""
+    if host.traced(leaves.first(metrics, plan.before)):
+        return True
+    return any(type(s) is tuple and s and host.traced(s[0]) for s in (*values, *counts))
+
+
 def apply_update(
     metrics: tuple[Metric, ...], values: tuple[Any, ...], counts: tuple[Any, ...], plan: Plan
 ) -> tuple[Metric, ...]:
@@ -116,10 +128,7 @@ def apply_update(
     for the same step written by hand. Inlined, the stacking of the K values is simplified
     with the step that computes them.
     """
-    # one leaf tells for the state (traced together or not at all), and each slot's first
-    # entry for the step (a slot mixing tracers with concrete arrays takes the compiled call)
-    firsts = [slot[0] if isinstance(slot, tuple) and slot else slot for slot in (*values, *counts)]
-    if host.traced((leaves.first(metrics, plan.before), firsts)):
+    if _traced(metrics, values, counts, plan):
         return tuple(update(metrics, values, counts, plan))
     flat = update_jit(leaves.flatten(metrics, plan.before), values, counts, plan=plan)
     return leaves.unflatten(plan.after, flat)

@@ -103,6 +103,13 @@ class KeyMetrics(Mapping[str, Metric]):
         self._sources = dict(sources)
 
     @classmethod
+    def owning(cls, sources: dict[str, Source]) -> KeyMetrics:
+        """A ``KeyMetrics`` that takes ``sources`` itself (no copy; the caller lets it go)."""
+        km = object.__new__(cls)
+        km._sources = sources
+        return km
+
+    @classmethod
     def of(cls, metrics: Mapping[str, Metric]) -> KeyMetrics:
         """A ``KeyMetrics`` of states of their own (mode -> metric)."""
         return cls({mode: Whole(m) for mode, m in metrics.items()})

@@ -14,7 +14,7 @@ from typing import Any, cast
 import jax
 
 from metricskit.store.entries import on_host
-from metricskit.store.parse import Entry
+from metricskit.store.parse import Entry, is_jax
 
 __all__ = ["device_for", "device_mismatch", "refuse_tracers", "traced"]
 
@@ -34,6 +34,10 @@ _TRACER = jax.core.Tracer
 
 def traced(tree: Any) -> bool:
     """Whether a leaf of ``tree`` is a tracer (the call runs inside ``jax.jit`` or a map)."""
+    if isinstance(tree, _TRACER):
+        return True
+    if tree is None or is_jax(tree):  # one leaf (a store's first): no flattening
+        return False
     return any(isinstance(x, _TRACER) for x in jax.tree.leaves(tree))
 
 

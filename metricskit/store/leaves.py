@@ -20,7 +20,7 @@ from metricskit.metric import Metric
 from metricskit.registry import get_log_mode
 from metricskit.store.layout import Layout
 
-__all__ = ["check_shapes", "first", "flatten", "paths", "uncommitted", "unflatten"]
+__all__ = ["PARTS", "check_shapes", "first", "flatten", "paths", "uncommitted", "unflatten"]
 
 
 class _GroupRecipe(NamedTuple):
@@ -29,7 +29,8 @@ class _GroupRecipe(NamedTuple):
     statics: tuple[tuple[str, Any], ...]
 
 
-_PARTS = {"pair": ("hi", "lo"), "words": ("lo", "hi")}  # the pytree order of each
+PARTS = {"pair": ("hi", "lo"), "words": ("lo", "hi")}
+"""The leaves of each exact storage, by attribute, in pytree order."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -50,8 +51,8 @@ def flatten(metrics: Sequence[Metric], layout: Layout) -> list[Any]:
     for metric, recipe in zip(metrics, _recipes(layout), strict=True):
         for name, storage in recipe.fields:
             value = getattr(metric, name)
-            if storage in _PARTS:
-                leaves.extend(getattr(value, part) for part in _PARTS[storage])
+            if storage in PARTS:
+                leaves.extend(getattr(value, part) for part in PARTS[storage])
             else:
                 leaves.append(value)
     return leaves
@@ -91,7 +92,7 @@ def first(metrics: Sequence[Metric], layout: Layout) -> Any:
         return None
     name, storage = _recipes(layout)[0].fields[0]
     value = getattr(metrics[0], name)
-    return getattr(value, _PARTS[storage][0]) if storage in _PARTS else value
+    return getattr(value, PARTS[storage][0]) if storage in PARTS else value
 
 
 def uncommitted(metrics: Sequence[Metric], layout: Layout) -> bool:
@@ -110,7 +111,7 @@ def paths(layout: Layout) -> tuple[str, ...]:
     out = []
     for g, recipe in enumerate(_recipes(layout)):
         for name, storage in recipe.fields:
-            parts = _PARTS.get(storage)
+            parts = PARTS.get(storage)
             if parts is None:
                 out.append(f"metrics[{g}].{name}")
             else:
@@ -131,7 +132,7 @@ def check_shapes(metrics: Sequence[Metric], layout: Layout, call: str) -> None:
     for g, (group, metric) in enumerate(zip(layout.groups, metrics, strict=True)):
         for name, spec in group.signature.fields:
             value = getattr(metric, name)
-            leaf = getattr(value, _PARTS[spec.storage][0]) if spec.storage in _PARTS else value
+            leaf = getattr(value, PARTS[spec.storage][0]) if spec.storage in PARTS else value
             shape = tuple(getattr(leaf, "shape", ()))
             if len(shape) == 1 + len(spec.shape) and shape[0] == len(group.keys):
                 continue

@@ -26,6 +26,7 @@ from metricskit.store.plan import Plan
 __all__ = ["decode", "pack", "plain"]
 
 _WARNED: set[str] = set()
+_DEFAULT_COUNT = Spec((), "int32")  # the spec of the default count 1
 
 
 def _host_dtype(spec: Spec) -> Any:
@@ -85,11 +86,14 @@ def _stack_host(xs: Sequence[Any], spec: Spec, keys: Sequence[str], what: str) -
 
 def _slot_input(entries: Sequence[Entry], spec: Spec, what: str) -> Any:
     xs = [getattr(e, what) for e in entries]
-    if what == "count" and spec == Spec((), "int32") and all(type(x) is int for x in xs):
+    if what == "count" and spec == _DEFAULT_COUNT and all(type(x) is int for x in xs):
         # default counts (all 1) are no input at all: the kernel makes them (one less
         # argument and host-to-device copy per eager call; ``None`` is part of the jit key)
         return None if all(x == 1 for x in xs) else np.asarray(xs, np.int32)
-    if not any(map(is_jax, xs)):
+    on_device = list(map(is_jax, xs))
+    if all(on_device):
+        return tuple(xs)  # stacked in the kernel
+    if not any(on_device):
         return _stack_host(xs, spec, [e.key for e in entries], what)
     return tuple(
         x

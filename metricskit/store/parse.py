@@ -9,6 +9,7 @@ Entries come out sorted by key: the order of a step dict never matters.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
@@ -83,14 +84,12 @@ def _interned(shape: tuple[int, ...], dtype: str) -> Spec:
 
 
 @functools.lru_cache(maxsize=1024)
-def _checked_modes(modes: tuple[Any, ...], where: str) -> tuple[str, ...]:
+def _checked_modes(modes: tuple[Any, ...]) -> tuple[str, ...]:
+    """``modes`` if every name is registered and none repeats (cached: valid modes only)."""
     for mode in modes:
-        try:
-            get_log_mode(mode)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
+        get_log_mode(mode)
     if len(set(modes)) != len(modes):
-        raise ValueError(f"log_modes for {where} repeat a mode: {list(modes)}; list each mode once")
+        raise ValueError(f"repeat a mode: {list(modes)}; list each mode once")
     return modes
 
 
@@ -113,16 +112,33 @@ def normalize_log_modes(modes: Any, where: str) -> tuple[str, ...]:
         >>> normalize_log_modes(["mean", "max"], "key 'loss'")
         ('mean', 'max')
     """
-    if isinstance(modes, str) or not isinstance(modes, Sequence):
+    if (
+        type(modes) is not list
+        and type(modes) is not tuple
+        and (isinstance(modes, str) or not isinstance(modes, Sequence))
+    ):
         raise TypeError(
             f"log_modes for {where} must be a list of mode names, got {modes!r}; "
             f"write e.g. log_modes=[{modes!r}]"
         )
     out = tuple(modes)
     try:
-        return _checked_modes(out, where)
+        return _checked_modes(out)
     except TypeError:  # unhashable names: not strings
         raise TypeError(f"log_modes for {where} must be strings, got {list(out)!r}") from None
+    except ValueError as err:
+        if str(err).startswith("repeat"):
+            raise ValueError(f"log_modes for {where} {err}") from None
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _item_modes(given: Any, key: str) -> tuple[str, ...]:
+    """A step item's ``log_modes``: the cached check, and the full one (with the key named in
+    its message) only for what the cache does not hold."""
+    if type(given) is list or type(given) is tuple:
+        with contextlib.suppress(TypeError, ValueError):
+            return _checked_modes(tuple(given))
+    return normalize_log_modes(given, f"key {key!r}")
 
 
 def _spec(x: Any, key: str, what: str) -> tuple[Any, Spec]:
@@ -219,7 +235,7 @@ def parse(
             value, count = item["value"], item.get("count", 1)
             given = item.get("log_modes")
             if given is not None:
-                modes = normalize_log_modes(given, f"key {key!r}")
+                modes = _item_modes(given, key)
             item_policy = item.get("nan_policy")
             if item_policy is not None:
                 skip = nan_policy.check(item_policy, f"key {key!r}") == "skip"

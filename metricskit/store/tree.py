@@ -24,6 +24,7 @@ FIELDS = ("default_log_modes", "nan_policy", "layout", "metrics")
 """A store's attributes, in the order :func:`build` takes them."""
 
 S = TypeVar("S")
+_set = object.__setattr__
 
 
 def build(
@@ -33,9 +34,11 @@ def build(
     layout: Layout,
     metrics: tuple[Metric, ...],
 ) -> S:
-    """Set a store's attributes, once (as unflattening does: no checks, tracer-safe)."""
-    for name, value in zip(FIELDS, (default_log_modes, policy, layout, metrics), strict=True):
-        object.__setattr__(store, name, value)
+    """Set a store's attributes (:data:`FIELDS`), once: no checks, tracer-safe."""
+    _set(store, "default_log_modes", default_log_modes)
+    _set(store, "nan_policy", policy)
+    _set(store, "layout", layout)
+    _set(store, "metrics", metrics)
     return store
 
 
@@ -52,7 +55,11 @@ def _flatten_with_keys(store: Any) -> tuple[list[Any], tuple[Any, ...]]:
 
 
 def unflatten(cls: type[S], aux: tuple[Any, ...], children: Any) -> S:
-    """The store of class ``cls`` with static structure ``aux`` and leaves ``children``."""
+    """The store of class ``cls`` with static structure ``aux`` and leaves ``children``.
+
+    Every store a jitted step returns comes through here: the four attributes are set
+    without :func:`build`'s loop.
+    """
     modes, policy, layout = aux
     return build(object.__new__(cls), modes, policy, layout, leaves.unflatten(layout, children))
 
