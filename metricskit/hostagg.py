@@ -36,7 +36,7 @@ from metricskit.store import MetricStore
 from metricskit.store.combine import differ_in_samples_only
 from metricskit.store.entries import KeyMetrics, Row, Source, Whole, row_of, sources_of
 from metricskit.store.layout import Signature, signature_of
-from metricskit.store.leaves import PARTS
+from metricskit.store.leaves import of_metric, to_metric
 from metricskit.transfer import device_get_many, stack_to_host
 
 __all__ = ["Appended", "HostCopy", "aggregate", "to_host"]
@@ -75,6 +75,8 @@ def to_host(sources: Sequence[Source]) -> list[Metric]:
         elif isinstance(src, Whole):
             m = src.metric()
             wholes.setdefault(id(m), m)
+        elif type(src) is Kept:
+            stacks.setdefault(id(src[0]), src.leaves)
     moved = device_get_many([*stacks.values(), *wholes.values()])
     host_stacks = dict(zip(stacks, moved[: len(stacks)], strict=True))
     host_wholes = dict(zip(wholes, moved[len(stacks) :], strict=True))
@@ -87,6 +89,9 @@ def to_host(sources: Sequence[Source]) -> list[Metric]:
             )
         elif isinstance(src, Whole):
             out.append(host_wholes[id(src.metric())])
+        elif type(src) is Kept:
+            moved_leaves = [row_of(np.asarray(x), src.row) for x in host_stacks[id(src[0])]]
+            out.append(to_metric(src.cls, src.signature, moved_leaves))
         else:
             out.append(src.metric())  # already a host value (an appended or copied state)
     return [_read_only(m) for m in out]
@@ -104,13 +109,13 @@ def _fold(metrics: Sequence[Metric]) -> Metric:
 
 
 def _runs(sources: Sequence[Source]) -> list[list[Source]]:
-    """Consecutive sources that are the same row of stacked states of one structure."""
+    """Consecutive kept batches that are the same row of stacked states of one structure."""
     runs: list[list[Source]] = []
     last: Any = None
     for src in sources:
         if (
-            type(src) is Row
-            and type(last) is Row
+            type(src) is Kept
+            and type(last) is Kept
             and src.row == last.row
             and (src.signature is last.signature or src.signature == last.signature)
         ):
@@ -124,21 +129,15 @@ def _runs(sources: Sequence[Source]) -> list[list[Source]]:
 def _stacked_fields(run: list[Source]) -> dict[str, Any]:
     """Every state field of a run of batches, stacked along a new leading (parts) axis.
 
-    A run of rows of stacked states is moved with one bulk transfer per leaf; anything else
-    is moved state by state.
+    A run of kept batches is moved with one bulk transfer per leaf; anything else is moved
+    state by state.
     """
     first = run[0]
-    if type(first) is Row and len(run) > 1:
-        row, out = first.row, {}
-        for name, spec in first.signature.fields:
-            values = [getattr(cast(Row, s).stacked, name) for s in run]
-            parts = PARTS.get(spec.storage)
-            if parts is None:
-                out[name] = stack_to_host(values)[:, row]
-            else:  # an exact Pair or Words: each of its two leaves
-                moved = {p: stack_to_host([getattr(v, p) for v in values])[:, row] for p in parts}
-                out[name] = replace(values[0], moved)
-        return out
+    if type(first) is Kept and len(run) > 1:
+        kept, row = cast(list[Kept], run), first.row
+        moved = [stack_to_host([s[j] for s in kept])[:, row] for j in range(len(first) - 3)]
+        metric = to_metric(first.cls, first.signature, moved)
+        return {name: getattr(metric, name) for name, _ in first.signature.fields}
     states = to_host(run)
     return {
         f.name: jax.tree.map(lambda *xs: np.stack(xs), *(getattr(m, f.name) for m in states))
@@ -269,7 +268,47 @@ class _Parts:
 
 
 def _class_of(src: Source) -> type[Metric]:
-    return type(src.stacked) if isinstance(src, Row) else type(src.metric())
+    return src.cls if type(src) is Kept else type(src.metric())
+
+
+class Kept(tuple[Any, ...], Source):
+    """One batch's per-sample state, kept until it is appended: one tuple of the leaves of its
+    stacked group, its row, its structure and its class.
+
+    An evaluation keeps thousands of these until the first ``get_metrics``; as one tuple (and
+    the batch's arrays) each costs the garbage collector's passes a few objects, not the
+    nested metric, its dict and its exact accumulators a :class:`Row` holds.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, row: Row) -> Kept:
+        metric = row.stacked
+        return cls((*of_metric(metric, row.signature), row.row, row.signature, type(metric)))
+
+    @property
+    def leaves(self) -> tuple[Any, ...]:
+        """The leaves of the stacked group (every key's rows)."""
+        return self[:-3]
+
+    @property
+    def row(self) -> int:
+        """This key's row."""
+        return cast(int, self[-3])
+
+    @property
+    def signature(self) -> Signature:
+        return cast(Signature, self[-2])
+
+    @property
+    def cls(self) -> type[Metric]:
+        """The metric's class."""
+        return cast(type[Metric], self[-1])
+
+    def metric(self) -> Metric:
+        row = self.row
+        return to_metric(self.cls, self.signature, [row_of(x, row) for x in self.leaves])
 
 
 class Appended(Source):
@@ -292,7 +331,7 @@ class Appended(Source):
             return cls(_Parts([batch]), 1)
         if type(earlier) is not Appended:  # a type test: isinstance on an ABC is slow
             _check_appendable(key, earlier.signature, batch.signature)
-            return cls(_Parts([earlier, batch]), 2)
+            return cls(_Parts([_kept(earlier), batch]), 2)
         appended = earlier
         parts = appended.parts
         _check_appendable(key, parts.items[0].signature, batch.signature)
@@ -354,6 +393,11 @@ class HostCopy(Source):
         return self.source.signature
 
 
+def _kept(src: Source) -> Source:
+    """A per-sample batch's source as it is kept until appended (see :class:`Kept`)."""
+    return Kept.of(src) if type(src) is Row else _intake(src)
+
+
 def _intake(src: Source) -> Source:
     """A batch's source, with writable NumPy leaves copied (the caller may write into them)."""
     if type(src) is Whole:
@@ -398,13 +442,11 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
         )
         new: dict[str, Source] = {}
         for mode, src in sources.items():
-            if type(src) is not Row:
-                src = _intake(src)
             if _appends(mode):
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
-                new[mode] = Appended.after(prior, src, key)
+                new[mode] = Appended.after(prior, _kept(src), key)
             else:
-                new[mode] = HostCopy(src)
+                new[mode] = HostCopy(src if type(src) is Row else _intake(src))
         out[key] = KeyMetrics.owning(new)
     return out
 

@@ -148,3 +148,34 @@ def test_runs_of_exact_per_sample_states_fold_both_words_of_each_field(rng):
     np.testing.assert_array_equal(counts, np.concatenate(big))
     np.testing.assert_allclose(values, np.concatenate(fine), rtol=2.0**-46, atol=0)
     assert np.asarray(values).dtype == np.float64 and np.asarray(counts).dtype == np.int64
+
+
+def test_pending_batches_are_kept_as_their_leaves_without_copies(rng):
+    aggregated, steps = None, []
+    for v, c in _batches(rng, (3, 2)):
+        steps.append(_eval_step(v, c))
+        aggregated = hostagg.aggregate(aggregated, steps[-1])
+    items = aggregated["nll"].sources()["single_noreduce"].parts.items
+    assert [type(item) for item in items] == [hostagg.Kept, hostagg.Kept]
+    for item, step in zip(items, steps, strict=True):
+        group = step["nll"].sources()["single_noreduce"]
+        assert item.leaves[0] is group.stacked.value  # referenced, not copied or moved
+        assert item.signature is group.signature and item.row == group.row
+
+
+def test_a_key_that_moves_between_rows_and_a_store_as_the_earlier_aggregate_fold_exactly(rng):
+    # batch 1 has keys "a" and "z" in one group (z is row 1); batch 2 only "z" (row 0): runs
+    # of one batch each; the first aggregate is a store (its rows are kept as they come)
+    def step(keys, values):
+        return update_metrics(
+            None, {k: {"value": values, "log_modes": ["single_noreduce"]} for k in keys}
+        )
+
+    parts = [rng.normal(size=n).astype(np.float32) for n in (2, 3, 1)]
+    aggregated = step(["a", "z"], jnp.asarray(parts[0]))
+    aggregated = hostagg.aggregate(aggregated, step(["z"], jnp.asarray(parts[1])))
+    aggregated = hostagg.aggregate(aggregated, step(["a", "z"], jnp.asarray(parts[2])))
+    np.testing.assert_array_equal(
+        get_metrics(aggregated)[1]["z_single_noreduce"], np.concatenate(parts)
+    )
+    assert aggregated["z"]["single_noreduce"].value.shape == (6,)

@@ -44,7 +44,7 @@ def test_an_eager_update_across_devices_names_the_keys_and_their_devices_and_cha
 
 @pytest.mark.parametrize(
     "transform",
-    [jax.jit, jax.vmap, jax.grad, lambda f: (lambda x: jax.jvp(f, (x,), (x,))[1])],
+    [jax.jit, jax.vmap, jax.grad, lambda f: lambda x: jax.jvp(f, (x,), (x,))[1]],
     ids=["jit", "vmap", "grad", "jvp"],
 )
 def test_traced_asks_one_leaf_or_a_whole_tree(transform):

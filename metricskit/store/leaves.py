@@ -10,17 +10,28 @@ leaves costs. The leaves come in the order ``jax.tree.leaves`` gives for the met
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+import operator
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple, cast
 
 import jax
 
 from metricskit import exact
 from metricskit.metric import Metric
 from metricskit.registry import get_log_mode
-from metricskit.store.layout import Layout
+from metricskit.store.layout import Layout, Signature
 
-__all__ = ["PARTS", "check_shapes", "first", "flatten", "paths", "uncommitted", "unflatten"]
+__all__ = [
+    "PARTS",
+    "check_shapes",
+    "first",
+    "flatten",
+    "of_metric",
+    "paths",
+    "to_metric",
+    "uncommitted",
+    "unflatten",
+]
 
 
 class _GroupRecipe(NamedTuple):
@@ -31,30 +42,55 @@ class _GroupRecipe(NamedTuple):
 
 PARTS = {"pair": ("hi", "lo"), "words": ("lo", "hi")}
 """The leaves of each exact storage, by attribute, in pytree order."""
+_GET_PARTS = {storage: operator.attrgetter(*parts) for storage, parts in PARTS.items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _recipe(cls: type[Metric], signature: Signature) -> _GroupRecipe:
+    return _GroupRecipe(
+        cls, tuple((name, spec.storage) for name, spec in signature.fields), signature.statics
+    )
 
 
 @functools.lru_cache(maxsize=256)
 def _recipes(layout: Layout) -> tuple[_GroupRecipe, ...]:
-    return tuple(
-        _GroupRecipe(
-            get_log_mode(g.mode).cls,
-            tuple((name, spec.storage) for name, spec in g.signature.fields),
-            g.signature.statics,
-        )
-        for g in layout.groups
-    )
+    return tuple(_recipe(get_log_mode(g.mode).cls, g.signature) for g in layout.groups)
+
+
+def _append(leaves: list[Any], metric: Metric, fields: tuple[tuple[str, str], ...]) -> None:
+    for name, storage in fields:
+        value = getattr(metric, name)
+        get_parts = _GET_PARTS.get(storage)
+        if get_parts is None:
+            leaves.append(value)
+        else:
+            leaves.extend(get_parts(value))
+
+
+def _build(recipe: _GroupRecipe, it: Iterator[Any]) -> Metric:
+    metric: Any = object.__new__(recipe.cls)
+    for name, storage in recipe.fields:
+        if storage == "pair":
+            value: Any = object.__new__(exact.Pair)
+            object.__setattr__(value, "hi", next(it))
+            object.__setattr__(value, "lo", next(it))
+        elif storage == "words":
+            value = object.__new__(exact.Words)
+            object.__setattr__(value, "lo", next(it))
+            object.__setattr__(value, "hi", next(it))
+        else:
+            value = next(it)
+        object.__setattr__(metric, name, value)
+    for name, static in recipe.statics:
+        object.__setattr__(metric, name, static)
+    return cast(Metric, metric)
 
 
 def flatten(metrics: Sequence[Metric], layout: Layout) -> list[Any]:
     """Every leaf of ``metrics`` (one stacked metric per group of ``layout``), in order."""
     leaves: list[Any] = []
     for metric, recipe in zip(metrics, _recipes(layout), strict=True):
-        for name, storage in recipe.fields:
-            value = getattr(metric, name)
-            if storage in PARTS:
-                leaves.extend(getattr(value, part) for part in PARTS[storage])
-            else:
-                leaves.append(value)
+        _append(leaves, metric, recipe.fields)
     return leaves
 
 
@@ -65,25 +101,19 @@ def unflatten(layout: Layout, leaves: Sequence[Any]) -> tuple[Metric, ...]:
     checked or converted, as JAX requires of unflattening.
     """
     it = iter(leaves)
-    out = []
-    for recipe in _recipes(layout):
-        metric: Any = object.__new__(recipe.cls)
-        for name, storage in recipe.fields:
-            if storage == "pair":
-                value: Any = object.__new__(exact.Pair)
-                object.__setattr__(value, "hi", next(it))
-                object.__setattr__(value, "lo", next(it))
-            elif storage == "words":
-                value = object.__new__(exact.Words)
-                object.__setattr__(value, "lo", next(it))
-                object.__setattr__(value, "hi", next(it))
-            else:
-                value = next(it)
-            object.__setattr__(metric, name, value)
-        for name, static in recipe.statics:
-            object.__setattr__(metric, name, static)
-        out.append(metric)
-    return tuple(out)
+    return tuple(_build(recipe, it) for recipe in _recipes(layout))
+
+
+def of_metric(metric: Metric, signature: Signature) -> list[Any]:
+    """The leaves of one metric whose structure is ``signature`` (in pytree order)."""
+    leaves: list[Any] = []
+    _append(leaves, metric, _recipe(type(metric), signature).fields)
+    return leaves
+
+
+def to_metric(cls: type[Metric], signature: Signature, leaves: Sequence[Any]) -> Metric:
+    """The metric of class ``cls`` and structure ``signature`` built from its ``leaves``."""
+    return _build(_recipe(cls, signature), iter(leaves))
 
 
 def first(metrics: Sequence[Metric], layout: Layout) -> Any:
