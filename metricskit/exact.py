@@ -343,7 +343,8 @@ def to_host(x: Any) -> Any:
         True
     """
     if isinstance(x, Pair):
-        return np.asarray(x.hi, np.float64) + np.asarray(x.lo, np.float64)
+        hi, lo = np.asarray(x.hi, np.float64), np.asarray(x.lo, np.float64)
+        return np.where(lo == 0, hi, hi + lo)  # -0.0 + 0.0 would lose the sign of a -0.0
     if isinstance(x, Words):
         return _host_words(x)
     if isinstance(x, Ratio):

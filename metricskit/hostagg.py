@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from metricskit.fields import reduction_of
+from metricskit.log import warn_empty_parts
 from metricskit.metric import Metric, per_sample, state_fields
 from metricskit.pytree import replace
 from metricskit.reductions import REDUCTIONS
@@ -147,28 +148,35 @@ def _stacked_fields(run: list[Source]) -> dict[str, Any]:
 
 def _without_empty_parts(
     cls: type[Metric], fields: dict[str, Any], keep_one: bool
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[dict[str, Any], bool, int]:
     """Stacked parts without the empty ones (every leaf zero: a reset or zero-filled state
-    holds no samples), and whether any part is left. With ``keep_one`` and no part left,
-    the first part with its samples removed (a state with no samples)."""
+    holds no samples), whether any part is left, and how many parts that had samples (all
+    zero) were left out. With ``keep_one`` and no part left, the first part with its samples
+    removed (a state with no samples)."""
     leaves = sorted(jax.tree.leaves(fields), key=lambda x: x[0].size)  # cheap fields first
     empty = np.ones(len(leaves[0]), bool)
     for leaf in leaves:
         which = np.flatnonzero(empty)
         if not which.size:
-            return fields, True
+            return fields, True, 0
         empty[which] = ~np.any(leaf[which].reshape(which.size, -1), axis=1)
     if not empty.any():
-        return fields, True
-    if not empty.all():
-        return jax.tree.map(lambda x: x[~empty], fields), True
-    if not keep_one:
-        return fields, False
+        return fields, True, 0
     concat = {f.name for f in state_fields(cls) if reduction_of(f) == "concat"}
-    return {
-        name: jax.tree.map(lambda x, c=name in concat: x[:1, :0] if c else x[:1], value)
-        for name, value in fields.items()
-    }, False
+    has_samples = any(np.shape(jax.tree.leaves(fields[name])[0])[1] for name in concat)
+    dropped = int(empty.sum()) if has_samples else 0
+    if not empty.all():
+        return jax.tree.map(lambda x: x[~empty], fields), True, dropped
+    if not keep_one:
+        return fields, False, dropped
+    return (
+        {
+            name: jax.tree.map(lambda x, c=name in concat: x[:1, :0] if c else x[:1], value)
+            for name, value in fields.items()
+        },
+        False,
+        dropped,
+    )
 
 
 class _Growing:
@@ -228,18 +236,23 @@ def _is_prefix(view: np.ndarray, buffer: np.ndarray, filled: int) -> bool:
 class _Parts:
     """The shared, append-only list of one key's batches (and what is folded so far)."""
 
-    __slots__ = ("done", "folded", "growing", "items")
+    __slots__ = ("done", "folded", "growing", "items", "metric")
 
-    def __init__(self, items: list[Source]):
+    def __init__(self, items: list[Source], metric: str):
         self.items, self.done, self.folded = items, 0, cast(Metric | None, None)
         self.growing: dict[tuple[str, int], _Growing] = {}
+        self.metric = metric  # "'key' (log mode 'mode')", for warnings
 
     def fold(self, earlier: Metric | None, sources: Sequence[Source]) -> Metric:
-        """``earlier`` (or nothing) with ``sources`` appended, in runs, fields vectorized."""
-        state = earlier
+        """``earlier`` (or nothing) with ``sources`` appended, in runs, fields vectorized.
+
+        All-zero parts with samples are left out, and reported (:func:`warn_empty_parts`).
+        """
+        state, dropped = earlier, 0
         for run in _runs(sources):
             cls = type(state) if state is not None else _class_of(run[0])
-            fields, any_kept = _without_empty_parts(cls, _stacked_fields(run), state is None)
+            fields, any_kept, n = _without_empty_parts(cls, _stacked_fields(run), state is None)
+            dropped += n
             if not any_kept and state is not None:
                 continue  # only empty (reset or zero-filled) batches: no samples to append
             folded = {}
@@ -263,6 +276,8 @@ class _Parts:
                     )
             template = state if state is not None else to_host(run[-1:])[0]
             state = cast(Metric, _read_only(replace(template, folded)))
+        if dropped:
+            warn_empty_parts("aggregate_metrics", self.metric, dropped)
         assert state is not None
         return state
 
@@ -320,7 +335,9 @@ class Appended(Source):
         self.parts, self.n = parts, n
 
     @classmethod
-    def after(cls, earlier: Source | None, batch: Source, key: str = "") -> Appended:
+    def after(
+        cls, earlier: Source | None, batch: Source, key: str = "", mode: str = ""
+    ) -> Appended:
         """``earlier`` with ``batch`` appended, in O(1) when ``earlier`` is the latest result.
 
         Raises:
@@ -328,17 +345,17 @@ class Appended(Source):
                 their number), naming ``key``.
         """
         if earlier is None:
-            return cls(_Parts([batch]), 1)
+            return cls(_Parts([batch], f"{key!r} (log mode {mode!r})"), 1)
         if type(earlier) is not Appended:  # a type test: isinstance on an ABC is slow
             _check_appendable(key, earlier.signature, batch.signature)
-            return cls(_Parts([_kept(earlier), batch]), 2)
+            return cls(_Parts([_kept(earlier), batch], f"{key!r} (log mode {mode!r})"), 2)
         appended = earlier
         parts = appended.parts
         _check_appendable(key, parts.items[0].signature, batch.signature)
         if len(parts.items) == appended.n:  # the latest result: extend the shared list
             parts.items.append(batch)
             return cls(parts, appended.n + 1)
-        return cls(_Parts([*parts.items[: appended.n], batch]), appended.n + 1)
+        return cls(_Parts([*parts.items[: appended.n], batch], parts.metric), appended.n + 1)
 
     def metric(self) -> Metric:
         parts = self.parts
@@ -348,7 +365,8 @@ class Appended(Source):
             if parts.done <= self.n:  # the common case: fold what came since the last time
                 state = parts.fold(parts.folded, parts.items[parts.done : self.n])
             else:  # an older result, after a newer one was folded: on its own
-                state = _Parts(parts.items[: self.n]).fold(None, parts.items[: self.n])
+                older = _Parts(parts.items[: self.n], parts.metric)
+                state = older.fold(None, older.items)
         if self.n >= parts.done:
             parts.folded, parts.done = state, self.n
         return state
@@ -444,7 +462,7 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
         for mode, src in sources.items():
             if _appends(mode):
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
-                new[mode] = Appended.after(prior, _kept(src), key)
+                new[mode] = Appended.after(prior, _kept(src), key, mode)
             else:
                 new[mode] = HostCopy(src if type(src) is Row else _intake(src))
         out[key] = KeyMetrics.owning(new)

@@ -30,6 +30,11 @@ def _concat() -> Any:
 
 def _fetch(arrays: list[jax.Array]) -> list[np.ndarray]:
     """Host copies of same-shaped device arrays: stacked per chunk on the device, then moved."""
+    with jax.ensure_compile_time_eval():  # concrete arrays: run now, even inside a trace
+        return _fetch_now(arrays)
+
+
+def _fetch_now(arrays: list[jax.Array]) -> list[np.ndarray]:
     chunks = []
     for start in range(0, len(arrays), CHUNK):
         part = arrays[start : start + CHUNK]
@@ -63,6 +68,12 @@ def stack_to_host(arrays: Sequence[Any]) -> np.ndarray:
     if not _on_device(first) and not any(map(_on_device, arrays)):
         return np.stack([np.asarray(x) for x in arrays])
     out = np.empty((len(arrays), *np.shape(first)), np.dtype(first.dtype))
+    with jax.ensure_compile_time_eval():  # concrete arrays: run now, even inside a trace
+        _stack_into(out, arrays)
+    return out
+
+
+def _stack_into(out: np.ndarray, arrays: Sequence[Any]) -> None:
     try:
         for start in range(0, len(arrays), CHUNK):
             part = list(arrays[start : start + CHUNK])
@@ -72,7 +83,6 @@ def stack_to_host(arrays: Sequence[Any]) -> np.ndarray:
     except ValueError:  # arrays committed to different devices: fetch them one by one
         for i, x in enumerate(arrays):
             out[i] = np.asarray(jax.device_get(x))
-    return out
 
 
 _TRACER = jax.core.Tracer

@@ -266,3 +266,12 @@ def test_upcast_keeps_narrow_floats_exact():
         np.testing.assert_array_equal(got, x.astype(np.float32))
         np.testing.assert_array_equal(np.signbit(got), np.signbit(x.astype(np.float32)))
     assert upcast(jnp.int32(3), jnp.float32).dtype == jnp.float32
+
+
+def test_a_negative_zero_keeps_its_sign_on_the_host():
+    # hi + lo with lo = +0.0 would give +0.0; float64 per-sample values travel as pairs
+    pair = exact.Pair(np.float32([-0.0, 0.0, -1.5]), np.float32([0.0, 0.0, 0.0]))
+    assert np.signbit(exact.to_host(pair)).tolist() == [True, False, True]
+    step = {"k": {"value": np.array([-0.0, 1.0]), "log_modes": ["single_noreduce"]}}
+    reported = get_metrics(update_metrics(None, step))[1]["k_single_noreduce"]
+    assert np.signbit(reported).tolist() == [True, False]

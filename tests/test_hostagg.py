@@ -179,3 +179,52 @@ def test_a_key_that_moves_between_rows_and_a_store_as_the_earlier_aggregate_fold
         get_metrics(aggregated)[1]["z_single_noreduce"], np.concatenate(parts)
     )
     assert aggregated["z"]["single_noreduce"].value.shape == (6,)
+
+
+def test_a_fully_padded_batch_is_dropped_and_reported_with_its_count(caplog):
+    from metricskit.functional import aggregate_metrics
+
+    def step(values, counts):
+        item = {"value": np.float32(values), "count": np.int32(counts)}
+        return update_metrics(None, {"ll": {**item, "log_modes": ["single_noreduce_wcount"]}})
+
+    agg = {}
+    for values, counts in [([1, 2], [1, 1]), ([0, 0], [0, 0]), ([0, 0], [0, 0]), ([3], [1])]:
+        agg = aggregate_metrics(agg, step(values, counts))
+    with caplog.at_level("WARNING", logger="metricskit"):
+        values, counts = get_metrics(agg)[1]["ll_single_noreduce_wcount"]
+    np.testing.assert_array_equal(values, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(counts, [1, 1, 1])
+    assert "aggregate_metrics: 2 parts of metric 'll' (log mode 'single_noreduce_wcount')" in (
+        caplog.text
+    )
+    # a batch with no samples at all loses nothing: no warning
+    caplog.clear()
+    agg = aggregate_metrics(aggregate_metrics({}, step([], [])), step([4], [1]))
+    with caplog.at_level("WARNING", logger="metricskit"):
+        assert get_metrics(agg)[1]["ll_single_noreduce_wcount"][0].tolist() == [4.0]
+    assert "held only zeros" not in caplog.text
+
+
+@pytest.mark.parametrize("transform", ["jit", "eval_shape"])
+def test_an_aggregate_first_read_inside_a_trace_is_moved_eagerly(rng, transform):
+    # the aggregate's batches are concrete: reading them inside a trace moves them now
+    from metricskit.functional import aggregate_metrics
+
+    batches = _batches(rng, (3, 2))
+    agg = None
+    for v, c in batches:
+        agg = aggregate_metrics(agg, _eval_step(v, c))
+
+    def read(x):
+        store = mk.MetricStore.from_mapping(agg)
+        return store.update({"loss": {"value": x, "log_modes": ["mean"]}})
+
+    if transform == "jit":
+        out = jax.jit(read)(jnp.float32(1.0)).compute()
+        expected = np.concatenate([np.asarray(v) for v, _ in batches])
+        np.testing.assert_array_equal(out["nll_single_noreduce"], expected)
+    else:
+        shapes = jax.eval_shape(read, jnp.float32(1.0))  # an abstract store: per-key views too
+        assert shapes["nll"]["single_noreduce"].value.shape == (5,)
+        assert shapes["nll"]["single_noreduce"].value.dtype == np.float32

@@ -27,3 +27,16 @@ def test_per_sample_states_of_other_lengths_combine_and_others_do_not():
     b = mk.MetricStore(default_log_modes=["mean"]).update({"v": np.ones(3)})
     with pytest.raises(ValueError, match=r"'v'.*cannot be combined"):
         a.aggregate(b)
+
+
+def test_an_all_zero_per_sample_state_adds_nothing_and_is_reported(caplog):
+    padded = mk.MetricStore().update(
+        {"ll": {"value": np.zeros(3), "count": 0, "log_modes": ["single_noreduce"]}}
+    )
+    data = mk.MetricStore().update({"ll": {"value": np.ones(2), "log_modes": ["single_noreduce"]}})
+    with caplog.at_level("WARNING", logger="metricskit"):
+        out = data.aggregate(padded).compute()
+    np.testing.assert_array_equal(out["ll_single_noreduce"], [1.0, 1.0])
+    assert (
+        "MetricStore.aggregate: 1 part of metric 'll' (log mode 'single_noreduce')" in caplog.text
+    )

@@ -102,3 +102,25 @@ def test_an_update_in_a_trace_is_inlined_and_an_eager_one_is_one_compiled_call()
     before = engine.update_jit._cache_size()
     step(store, jnp.float32(0.25))
     assert engine.update_jit._cache_size() == before  # eager: the cached compiled call
+
+
+@pytest.mark.parametrize("transform", [jax.jit, jax.grad])
+def test_some_keys_of_a_host_store_update_inside_a_trace(transform):
+    # a host (NumPy) store closed over by a traced function: the updated rows are set on
+    # JAX arrays, the untouched rows kept
+    from metricskit.functional import aggregate_metrics
+
+    host = mk.MetricStore.from_mapping(
+        aggregate_metrics({}, mk.MetricStore().update({"a": 1.0, "z": 5.0}))
+    )
+    results = []
+
+    def f(x):
+        updated = host.update({"a": x})
+        results.append(updated)
+        return jnp.sum(jax.tree.leaves(updated)[0])
+
+    transform(f)(jnp.float32(3.0))
+    assert results and jax.tree.structure(results[0]) == jax.tree.structure(host.update({"a": 3.0}))
+    eager = jax.jit(lambda x: host.update({"a": x}))(jnp.float32(3.0)).compute()
+    assert eager == host.update({"a": 3.0}).compute() == {"a": 2.0, "z": 5.0}

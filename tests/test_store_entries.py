@@ -59,3 +59,15 @@ def test_plain_per_mode_dicts_and_own_states_are_accepted_and_checked():
     host = jax.device_get(state)
     assert isinstance(host.total.hi, np.ndarray)
     assert mk.MetricStore.from_mapping({"h": {"mean": host}}).compute() == {"h_mean": 1.5}
+
+
+def test_an_entry_with_an_unknown_log_mode_is_refused_naming_the_key():
+    from metricskit.functional import aggregate_metrics
+
+    metric = mk.MetricStore().update({"k": 1.0})["k"]["mean_nopostfix"]
+    for call in (
+        lambda: aggregate_metrics({}, {"val/k": {"meen": metric}}),
+        lambda: mk.MetricStore.from_mapping({"val/k": {"meen": metric}}),
+    ):
+        with pytest.raises(ValueError, match=r"metrics\['val/k'\]: unknown log mode 'meen'"):
+            call()

@@ -68,6 +68,12 @@ def test_tracers_are_parsed_on_their_static_information():
         ({"x": {"value": 1.0, "log_modes": "mean"}}, TypeError, r"'x'.*list of mode names"),
         ({"x": {"value": 1.0, "log_modes": ["mean", "mean"]}}, ValueError, r"'x'.*repeat"),
         ({"x": {"value": 1.0, "log_modes": ["meam"]}}, ValueError, r"Did you mean 'mean'"),
+        # a name that is not a string is a TypeError, hashable or not
+        ({"x": {"value": 1.0, "log_modes": ["mean", 3]}}, TypeError, r"'x'.*strings.*3"),
+        ({"x": {"value": 1.0, "log_modes": [None]}}, TypeError, r"'x'.*strings"),
+        ({"x": {"value": 1.0, "log_modes": [["max"]]}}, TypeError, r"'x'.*strings"),
+        # a container that is not a list: the hint is a list, not the container in a list
+        ({"x": {"value": 1.0, "log_modes": {"mean"}}}, TypeError, r"a set.*\['mean', 'max'\]"),
         ({"x": {"value": 1.0, "nan_policy": "drop"}}, ValueError, r"'x'.*'drop'"),
         ({1: 1.0}, TypeError, r"keys must be strings"),
     ],

@@ -52,3 +52,12 @@ def test_parts_that_compute_does_not_return_are_named():
     store = mk.MetricStore().update({"x": {"value": 1.0, "log_modes": ["test_too_few_parts"]}})
     with pytest.raises(ValueError, match=r"declares parts \('_a', '_b', '_c'\).*returned 2"):
         store.compute()
+
+
+def test_a_concrete_store_closed_over_by_a_jitted_function_computes():
+    import jax
+
+    store = mk.MetricStore(default_log_modes=["mean", "max"]).update({"loss": 2.0})
+    seen = []
+    jax.jit(lambda: seen.append(store.compute()))()
+    assert seen == [{"loss_max": 2.0, "loss_mean": 2.0}]

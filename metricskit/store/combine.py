@@ -9,7 +9,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from metricskit.metric import Metric, per_sample
+from metricskit.fields import reduction_of
+from metricskit.log import warn_empty_parts
+from metricskit.metric import Metric, per_sample, state_fields
 from metricskit.store import host
 from metricskit.store.entries import KeyMetrics
 from metricskit.store.layout import Signature, signature_of
@@ -59,10 +61,11 @@ def _union(
 def _aggregate(key: str, mode: str, x: Metric, y: Metric) -> Metric:
     if per_sample(type(x)) and not host.traced((x, y)):
         # an empty (all-zeros: reset or zero-filled) per-sample state holds no samples
-        if is_all_zero(x):
-            return y
-        if is_all_zero(y):
-            return x
+        for empty, other in ((x, y), (y, x)):
+            if is_all_zero(empty):
+                if _has_samples(empty):  # zeros that may have been data: say so
+                    warn_empty_parts("MetricStore.aggregate", f"{key!r} (log mode {mode!r})", 1)
+                return other
     if not combinable(x, y):
         raise ValueError(
             f"metric {key!r} (log mode {mode!r}) has state {signature_of(x)} in one "
@@ -70,6 +73,15 @@ def _aggregate(key: str, mode: str, x: Metric, y: Metric) -> Metric:
         )
     with host.device_for((x, y)):
         return x.aggregate(y)
+
+
+def _has_samples(metric: Metric) -> bool:
+    """Whether a per-sample state's sample axis is not empty."""
+    return any(
+        np.shape(jax.tree.leaves(getattr(metric, f.name))[0])[0]
+        for f in state_fields(type(metric))
+        if reduction_of(f) == "concat"
+    )
 
 
 def combinable(a: Metric, b: Metric) -> bool:

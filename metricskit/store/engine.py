@@ -90,7 +90,9 @@ def update(
         if rows is None:
             out[route.group] = after
         else:
-            out[route.group] = jax.tree.map(lambda x, y, r=rows: x.at[r].set(y), current, after)
+            out[route.group] = jax.tree.map(  # jnp: a host store's leaves may be NumPy
+                lambda x, y, r=rows: jnp.asarray(x).at[r].set(y), current, after
+            )
     return tuple(out)
 
 

@@ -33,8 +33,13 @@ def on_host(tree: Any) -> bool:
 
 
 def row_of(x: Any, row: int) -> Any:
-    """Row ``row`` of a stacked leaf (a NumPy leaf stays an array, even a 0-d one)."""
-    return np.asarray(x[row]) if isinstance(x, np.ndarray) else x[row]
+    """Row ``row`` of a stacked leaf (a NumPy leaf stays an array, even a 0-d one; an abstract
+    leaf of ``jax.eval_shape`` gives the row's shape and dtype)."""
+    if isinstance(x, np.ndarray):
+        return np.asarray(x[row])
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return cast(Any, jax.ShapeDtypeStruct)(x.shape[1:], x.dtype)  # untyped in some JAX
+    return x[row]
 
 
 class Source(abc.ABC):
@@ -161,7 +166,10 @@ def sources_of(key: str, entry: Any) -> Mapping[str, Source] | None:
     if isinstance(entry, Mapping) and entry and all(isinstance(m, Metric) for m in entry.values()):
         out: dict[str, Source] = {}
         for mode, metric in entry.items():
-            expected = get_log_mode(mode).cls
+            try:
+                expected = get_log_mode(mode).cls
+            except ValueError as err:
+                raise ValueError(f"metrics[{key!r}]: {err}") from None
             if type(metric) is not expected:
                 raise TypeError(
                     f"metrics[{key!r}][{mode!r}] is a {type(metric).__name__}, but log mode "

@@ -117,15 +117,16 @@ def normalize_log_modes(modes: Any, where: str) -> tuple[str, ...]:
         and type(modes) is not tuple
         and (isinstance(modes, str) or not isinstance(modes, Sequence))
     ):
+        example = [modes] if isinstance(modes, str) else ["mean", "max"]
         raise TypeError(
-            f"log_modes for {where} must be a list of mode names, got {modes!r}; "
-            f"write e.g. log_modes=[{modes!r}]"
+            f"log_modes for {where} must be a list of mode names, got {modes!r} (a "
+            f"{type(modes).__name__}); write e.g. log_modes={example!r}"
         )
     out = tuple(modes)
+    if not all(type(mode) is str for mode in out):
+        raise TypeError(f"log_modes for {where} must be strings, got {list(out)!r}")
     try:
         return _checked_modes(out)
-    except TypeError:  # unhashable names: not strings
-        raise TypeError(f"log_modes for {where} must be strings, got {list(out)!r}") from None
     except ValueError as err:
         if str(err).startswith("repeat"):
             raise ValueError(f"log_modes for {where} {err}") from None

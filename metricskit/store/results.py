@@ -150,7 +150,8 @@ def compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
     """
     on_cpu = [per_sample(type(m)) and on_host(m) for m in metrics]
     kernels = tuple(m for m, h in zip(metrics, on_cpu, strict=True) if not h)
-    with host.device_for(kernels):
+    # concrete state (a store closed over by a jitted function): compute now, even in a trace
+    with host.device_for(kernels), jax.ensure_compile_time_eval():
         computed = iter(jax.device_get(engine.compute_jit(kernels)) if kernels else ())
     rows, empties = [], []
     for m, h, group in zip(metrics, on_cpu, layout.groups, strict=True):
