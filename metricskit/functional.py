@@ -115,7 +115,10 @@ def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics
     The function returns batch_metrics in all other cases and moves them to CPU memory.
 
     Appending costs O(1) per batch: batches are referenced, and moved to the host and
-    concatenated all at once when the result is first used.
+    concatenated all at once when the result is first used. Until then the batch's device
+    arrays must live: a store passed here and then donated to a jitted function
+    (``donate_argnums``) before the first read makes that read a ``ValueError`` saying so;
+    read the aggregate first, or pass a copy.
 
     Args:
         aggregated_metrics: Previously aggregated metrics to append to potentially.

@@ -110,7 +110,8 @@ def _fold(metrics: Sequence[Metric]) -> Metric:
 
 
 def _runs(sources: Sequence[Source]) -> list[list[Source]]:
-    """Consecutive kept batches that are the same row of stacked states of one structure."""
+    """Consecutive kept batches that are the same row of stacked groups of one structure and
+    one size (a key's group grows and shrinks as other keys come and go)."""
     runs: list[list[Source]] = []
     last: Any = None
     for src in sources:
@@ -119,6 +120,7 @@ def _runs(sources: Sequence[Source]) -> list[list[Source]]:
             and type(last) is Kept
             and src.row == last.row
             and (src.signature is last.signature or src.signature == last.signature)
+            and np.shape(src[0])[0] == np.shape(last[0])[0]
         ):
             runs[-1].append(src)
         else:
@@ -148,23 +150,23 @@ def _stacked_fields(run: list[Source]) -> dict[str, Any]:
 
 def _without_empty_parts(
     cls: type[Metric], fields: dict[str, Any], keep_one: bool
-) -> tuple[dict[str, Any], bool, int]:
+) -> tuple[dict[str, Any], bool, np.ndarray]:
     """Stacked parts without the empty ones (every leaf zero: a reset or zero-filled state
-    holds no samples), whether any part is left, and how many parts that had samples (all
-    zero) were left out. With ``keep_one`` and no part left, the first part with its samples
+    holds no samples), whether any part is left, and which parts that had samples (all zero)
+    were left out. With ``keep_one`` and no part left, the first part with its samples
     removed (a state with no samples)."""
     leaves = sorted(jax.tree.leaves(fields), key=lambda x: x[0].size)  # cheap fields first
     empty = np.ones(len(leaves[0]), bool)
     for leaf in leaves:
         which = np.flatnonzero(empty)
         if not which.size:
-            return fields, True, 0
+            return fields, True, empty
         empty[which] = ~np.any(leaf[which].reshape(which.size, -1), axis=1)
     if not empty.any():
-        return fields, True, 0
+        return fields, True, empty
     concat = {f.name for f in state_fields(cls) if reduction_of(f) == "concat"}
     has_samples = any(np.shape(jax.tree.leaves(fields[name])[0])[1] for name in concat)
-    dropped = int(empty.sum()) if has_samples else 0
+    dropped = empty if has_samples else np.zeros_like(empty)
     if not empty.all():
         return jax.tree.map(lambda x: x[~empty], fields), True, dropped
     if not keep_one:
@@ -236,23 +238,29 @@ def _is_prefix(view: np.ndarray, buffer: np.ndarray, filled: int) -> bool:
 class _Parts:
     """The shared, append-only list of one key's batches (and what is folded so far)."""
 
-    __slots__ = ("done", "folded", "growing", "items", "metric")
+    __slots__ = ("done", "folded", "growing", "items", "metric", "reported")
 
-    def __init__(self, items: list[Source], metric: str):
+    def __init__(self, items: list[Source], metric: str, reported: int = 0):
         self.items, self.done, self.folded = items, 0, cast(Metric | None, None)
         self.growing: dict[tuple[str, int], _Growing] = {}
         self.metric = metric  # "'key' (log mode 'mode')", for warnings
+        self.reported = reported  # the first items whose left-out parts were reported
 
-    def fold(self, earlier: Metric | None, sources: Sequence[Source]) -> Metric:
-        """``earlier`` (or nothing) with ``sources`` appended, in runs, fields vectorized.
+    def fold(self, earlier: Metric | None, start: int, stop: int) -> Metric:
+        """``earlier`` (or nothing) with items ``start:stop`` appended, in runs, fields
+        vectorized.
 
-        All-zero parts with samples are left out, and reported (:func:`warn_empty_parts`).
+        All-zero parts with samples are left out, and reported (:func:`warn_empty_parts`)
+        once: items before ``self.reported`` were reported before.
         """
-        state, dropped = earlier, 0
-        for run in _runs(sources):
+        state, dropped, at = earlier, 0, start
+        for run in _runs(self.items[start:stop]):
             cls = type(state) if state is not None else _class_of(run[0])
-            fields, any_kept, n = _without_empty_parts(cls, _stacked_fields(run), state is None)
-            dropped += n
+            fields, any_kept, left_out = _without_empty_parts(
+                cls, _stacked_fields(run), state is None
+            )
+            dropped += int(left_out[max(self.reported - at, 0) :].sum())
+            at += len(run)
             if not any_kept and state is not None:
                 continue  # only empty (reset or zero-filled) batches: no samples to append
             folded = {}
@@ -276,6 +284,7 @@ class _Parts:
                     )
             template = state if state is not None else to_host(run[-1:])[0]
             state = cast(Metric, _read_only(replace(template, folded)))
+        self.reported = max(self.reported, stop)
         if dropped:
             warn_empty_parts("aggregate_metrics", self.metric, dropped)
         assert state is not None
@@ -355,18 +364,23 @@ class Appended(Source):
         if len(parts.items) == appended.n:  # the latest result: extend the shared list
             parts.items.append(batch)
             return cls(parts, appended.n + 1)
-        return cls(_Parts([*parts.items[: appended.n], batch], parts.metric), appended.n + 1)
+        reported = min(parts.reported, appended.n)
+        branch = _Parts([*parts.items[: appended.n], batch], parts.metric, reported)
+        if parts.folded is not None and parts.done == appended.n:  # start where it stopped
+            branch.folded, branch.done = parts.folded, parts.done
+        return cls(branch, appended.n + 1)
 
     def metric(self) -> Metric:
         parts = self.parts
         if parts.folded is not None and parts.done == self.n:
             return parts.folded
-        with _gc_paused():  # thousands of short-lived objects: no collection passes meanwhile
+        # thousands of short-lived objects: no collection passes meanwhile
+        with _gc_paused(), _reading(parts.metric):
             if parts.done <= self.n:  # the common case: fold what came since the last time
-                state = parts.fold(parts.folded, parts.items[parts.done : self.n])
-            else:  # an older result, after a newer one was folded: on its own
-                older = _Parts(parts.items[: self.n], parts.metric)
-                state = older.fold(None, older.items)
+                state = parts.fold(parts.folded, parts.done, self.n)
+            else:  # an older result, after a newer one was folded: on its own (reported)
+                older = _Parts(parts.items[: self.n], parts.metric, self.n)
+                state = older.fold(None, 0, self.n)
         if self.n >= parts.done:
             parts.folded, parts.done = state, self.n
         return state
@@ -396,19 +410,40 @@ def _check_appendable(key: str, first: Signature, new: Signature) -> None:
 class HostCopy(Source):
     """A batch's state moved to the host when first used (a lazy value)."""
 
-    __slots__ = ("_host", "source")
+    __slots__ = ("_host", "key", "mode", "source")
 
-    def __init__(self, source: Source):
+    def __init__(self, source: Source, key: str = "?", mode: str = "?"):
         self.source, self._host = source, cast(Metric | None, None)
+        self.key, self.mode = key, mode  # for errors
 
     def metric(self) -> Metric:
         if self._host is None:
-            self._host = to_host([self.source])[0]
+            with _reading(f"{self.key!r} (log mode {self.mode!r})"):
+                self._host = to_host([self.source])[0]
         return self._host
 
     @property
     def signature(self) -> Signature:
         return self.source.signature
+
+
+@contextlib.contextmanager
+def _reading(metric: str) -> Iterator[None]:
+    """Moving a metric's kept batches to the host: a batch whose device arrays were deleted
+    (donated to a jitted function after it was aggregated) is a ``ValueError`` saying so."""
+    try:
+        yield
+    except (RuntimeError, ValueError) as err:  # JAX's error for a deleted buffer: either
+        if "deleted" not in str(err):
+            raise
+        raise ValueError(
+            f"aggregate_metrics: a batch of metric {metric} can no longer be read: its device "
+            "arrays were deleted, because the store given to aggregate_metrics was donated "
+            "to a jitted function (donate_argnums) before this aggregate was first read. The "
+            "aggregate keeps references to each batch's device arrays until then. Read the "
+            "aggregate (get_metrics) before donating that store, or aggregate a copy "
+            "(jax.tree.map(jnp.copy, store))"
+        ) from None
 
 
 def _kept(src: Source) -> Source:
@@ -464,7 +499,7 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
                 new[mode] = Appended.after(prior, _kept(src), key, mode)
             else:
-                new[mode] = HostCopy(src if type(src) is Row else _intake(src))
+                new[mode] = HostCopy(src if type(src) is Row else _intake(src), key, mode)
         out[key] = KeyMetrics.owning(new)
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -228,3 +229,85 @@ def test_an_aggregate_first_read_inside_a_trace_is_moved_eagerly(rng, transform)
         shapes = jax.eval_shape(read, jnp.float32(1.0))  # an abstract store: per-key views too
         assert shapes["nll"]["single_noreduce"].value.shape == (5,)
         assert shapes["nll"]["single_noreduce"].value.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [{"a": 2, "b": 3}, {"a": 2, "b": 2}],  # a's group grows (b joins it) at the same row
+        [{"a": 2}, {"a": 2, "b": 2}, {"a": 2}],  # b comes and goes
+        [{"a": 2, "b": 2}, {"a": 2}, {"a": 1, "b": 1}],
+    ],
+)
+def test_keys_whose_group_changes_size_between_batches_fold_exactly(rng, steps):
+    from metricskit.functional import aggregate_metrics
+
+    agg, expected = {}, {}
+    for sizes in steps:
+        values = {k: rng.normal(size=n).astype(np.float32) for k, n in sizes.items()}
+        # a key absent from a batch is not carried over (as the documented module)
+        expected = {k: [*expected.get(k, []), v] for k, v in values.items()}
+        step = {
+            k: {"value": jnp.asarray(v), "log_modes": ["single_noreduce"]}
+            for k, v in values.items()
+        }
+        agg = aggregate_metrics(agg, update_metrics(None, step))
+    host = get_metrics(agg)[1]
+    for k in steps[-1]:
+        np.testing.assert_array_equal(host[f"{k}_single_noreduce"], np.concatenate(expected[k]))
+
+
+def test_a_per_sample_aggregate_is_read_inside_jit_and_scan(rng):
+    from metricskit.functional import aggregate_metrics
+
+    parts = [rng.normal(size=n).astype(np.float32) for n in (2, 1)]
+    agg = {}
+    for p in parts:
+        step = {"k": {"value": jnp.asarray(p), "log_modes": ["single_noreduce"]}}
+        agg = aggregate_metrics(agg, update_metrics(None, step))
+    seen = []
+    jax.jit(lambda x: seen.append(get_metrics(agg, reset_metrics=False)[1]) or x)(1.0)
+    jax.lax.scan(lambda c, x: (seen.append(get_metrics(agg, False)[1]) or c, x), 0.0, jnp.ones(2))
+    for host in seen:
+        np.testing.assert_array_equal(host["k_single_noreduce"], np.concatenate(parts))
+
+
+def test_a_store_donated_before_the_aggregate_is_read_is_a_clear_error():
+    from metricskit.functional import aggregate_metrics
+
+    example = {"ll": {"value": jnp.zeros(4), "log_modes": ["single_noreduce"]}, "loss": 0.0}
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def step(m, x):
+        return m.update({"ll": {"value": x, "log_modes": ["single_noreduce"]}, "loss": x.sum()})
+
+    m = step(mk.MetricStore().init(example), jnp.arange(4.0))
+    read_first = aggregate_metrics({}, m)
+    assert get_metrics(read_first, reset_metrics=False)[1]["loss"] == 6.0  # read: then donate
+    late = aggregate_metrics({}, m)
+    step(m, jnp.zeros(4))  # donates m, whose arrays the aggregate still references
+    if any(x.is_deleted() for x in jax.tree.leaves(m)):  # the backend took the donation
+        with pytest.raises(ValueError, match=r"metric '(ll|loss)'.*donated.*get_metrics"):
+            get_metrics(late)
+    else:
+        assert get_metrics(late)[1]["loss"] == 6.0
+    assert get_metrics(read_first)[1]["loss"] == 6.0
+
+
+def test_left_out_parts_are_reported_once_across_branches(caplog):
+    from metricskit.functional import aggregate_metrics
+
+    def b(values, count):
+        step = {"value": jnp.asarray(values), "count": count, "log_modes": ["single_noreduce"]}
+        return update_metrics(None, {"k": step})
+
+    agg = aggregate_metrics(aggregate_metrics({}, b([0.0, 0.0], 0)), b([1.0, 2.0], 2))
+    with caplog.at_level("WARNING", logger="metricskit"):
+        get_metrics(agg, reset_metrics=False)
+        assert caplog.text.count("held only zeros") == 1
+        for extra in ([3.0], [4.0]):  # two branches of one read aggregate: nothing new
+            get_metrics(aggregate_metrics(agg, b(extra, 1)), reset_metrics=False)
+        assert caplog.text.count("held only zeros") == 1
+        caplog.clear()
+        get_metrics(aggregate_metrics(agg, b([0.0], 0)), reset_metrics=False)
+    assert "1 part of metric 'k'" in caplog.text

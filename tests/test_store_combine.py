@@ -40,3 +40,13 @@ def test_an_all_zero_per_sample_state_adds_nothing_and_is_reported(caplog):
     assert (
         "MetricStore.aggregate: 1 part of metric 'll' (log mode 'single_noreduce')" in caplog.text
     )
+
+
+def test_two_all_zero_per_sample_states_are_both_reported(caplog):
+    def zeros():
+        item = {"value": np.zeros(2, np.float32), "count": 0, "log_modes": ["single_noreduce"]}
+        return mk.MetricStore().update({"k": item})
+
+    with caplog.at_level("WARNING", logger="metricskit"):
+        zeros().aggregate(zeros())
+    assert "MetricStore.aggregate: 2 parts of metric 'k'" in caplog.text

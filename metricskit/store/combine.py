@@ -61,11 +61,13 @@ def _union(
 def _aggregate(key: str, mode: str, x: Metric, y: Metric) -> Metric:
     if per_sample(type(x)) and not host.traced((x, y)):
         # an empty (all-zeros: reset or zero-filled) per-sample state holds no samples
-        for empty, other in ((x, y), (y, x)):
-            if is_all_zero(empty):
-                if _has_samples(empty):  # zeros that may have been data: say so
-                    warn_empty_parts("MetricStore.aggregate", f"{key!r} (log mode {mode!r})", 1)
-                return other
+        x_empty, y_empty = is_all_zero(x), is_all_zero(y)
+        if x_empty or y_empty:
+            left_out = [m for m, e in ((x, x_empty), (y, y_empty)) if e and _has_samples(m)]
+            if left_out:  # zeros that may have been data: say so
+                name = f"{key!r} (log mode {mode!r})"
+                warn_empty_parts("MetricStore.aggregate", name, len(left_out))
+            return y if x_empty else x
     if not combinable(x, y):
         raise ValueError(
             f"metric {key!r} (log mode {mode!r}) has state {signature_of(x)} in one "

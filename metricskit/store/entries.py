@@ -166,6 +166,8 @@ def sources_of(key: str, entry: Any) -> Mapping[str, Source] | None:
     if isinstance(entry, Mapping) and entry and all(isinstance(m, Metric) for m in entry.values()):
         out: dict[str, Source] = {}
         for mode, metric in entry.items():
+            if type(mode) is not str:
+                raise TypeError(f"metrics[{key!r}] has log mode {mode!r}; log modes are strings")
             try:
                 expected = get_log_mode(mode).cls
             except ValueError as err:

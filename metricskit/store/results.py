@@ -146,12 +146,18 @@ def compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
     """The reported metrics of a store's groups (local, concrete state), one transfer.
 
     Device groups run one jitted compute together and come back in one ``device_get``; host
-    groups of per-sample evaluation results compute per key on their NumPy leaves.
+    groups of per-sample evaluation results compute per key on their NumPy leaves. The state
+    is concrete, so all of it runs now, even inside a trace (a store or an evaluation
+    aggregate closed over by a jitted function).
     """
+    with jax.ensure_compile_time_eval():
+        return _compute(layout, metrics)
+
+
+def _compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
     on_cpu = [per_sample(type(m)) and on_host(m) for m in metrics]
     kernels = tuple(m for m, h in zip(metrics, on_cpu, strict=True) if not h)
-    # concrete state (a store closed over by a jitted function): compute now, even in a trace
-    with host.device_for(kernels), jax.ensure_compile_time_eval():
+    with host.device_for(kernels):
         computed = iter(jax.device_get(engine.compute_jit(kernels)) if kernels else ())
     rows, empties = [], []
     for m, h, group in zip(metrics, on_cpu, layout.groups, strict=True):
