@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.fields import FieldSpec, reduction_of
-from metricskit.metric import Metric, per_sample, state_fields
+from metricskit.fields import FieldSpec
+from metricskit.metric import Metric, per_sample, sample_fields
 from metricskit.registry import get_log_mode
 from metricskit.store.layout import Group, Layout, Signature, build, index
 
@@ -202,7 +202,7 @@ def check_like(path: str | os.PathLike[str], found: Layout, like: Layout) -> Non
         a = found.groups[g].signature
         b = like.groups[theirs[(key, mode)][0]].signature
         cls = get_log_mode(mode).cls
-        sample = {f.name for f in state_fields(cls) if reduction_of(f) == "concat"}
+        sample = sample_fields(cls)
         for (name, fa), (_, fb) in zip(a.fields, b.fields, strict=True):
             sa, sb = fa.shape, fb.shape
             if name in sample and per_sample(cls):

@@ -29,7 +29,7 @@ import numpy as np
 
 from metricskit.fields import reduction_of
 from metricskit.log import warn_empty_parts
-from metricskit.metric import Metric, per_sample, state_fields
+from metricskit.metric import Metric, per_sample, sample_fields, state_fields
 from metricskit.pytree import replace
 from metricskit.reductions import REDUCTIONS
 from metricskit.registry import get_log_mode
@@ -164,7 +164,7 @@ def _without_empty_parts(
         empty[which] = ~np.any(leaf[which].reshape(which.size, -1), axis=1)
     if not empty.any():
         return fields, True, empty
-    concat = {f.name for f in state_fields(cls) if reduction_of(f) == "concat"}
+    concat = sample_fields(cls)
     has_samples = any(np.shape(jax.tree.leaves(fields[name])[0])[1] for name in concat)
     dropped = empty if has_samples else np.zeros_like(empty)
     if not empty.all():

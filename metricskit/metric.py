@@ -37,6 +37,7 @@ __all__ = [
     "combine_fields",
     "ensure_metric_class",
     "per_sample",
+    "sample_fields",
     "state_fields",
     "static_fields",
     "zeros_like",
@@ -244,10 +245,17 @@ def static_fields(cls: type[Metric]) -> tuple[attrs.Attribute[Any], ...]:
 
 
 @functools.cache
+def sample_fields(cls: type[Metric]) -> tuple[str, ...]:
+    """The names of the fields of ``cls`` that hold per-sample values (``"concat"`` fields,
+    whose leading axis is the sample axis)."""
+    return tuple(f.name for f in state_fields(cls) if reduction_of(f) == "concat")
+
+
+@functools.cache
 def per_sample(cls: type[Metric]) -> bool:
     """Whether ``cls`` keeps per-sample values (a ``"concat"`` field): evaluation batches of
     it are appended by :func:`metricskit.aggregate_metrics`, not replaced."""
-    return any(reduction_of(f) == "concat" for f in state_fields(cls))
+    return bool(sample_fields(cls))
 
 
 def combine_fields(a: Metric, b: Metric, xp: Any, axis: int) -> Metric:

@@ -9,9 +9,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from metricskit.fields import reduction_of
 from metricskit.log import warn_empty_parts
-from metricskit.metric import Metric, per_sample, state_fields
+from metricskit.metric import Metric, per_sample, sample_fields
 from metricskit.store import host
 from metricskit.store.entries import KeyMetrics
 from metricskit.store.layout import Signature, signature_of
@@ -80,9 +79,8 @@ def _aggregate(key: str, mode: str, x: Metric, y: Metric) -> Metric:
 def _has_samples(metric: Metric) -> bool:
     """Whether a per-sample state's sample axis is not empty."""
     return any(
-        np.shape(jax.tree.leaves(getattr(metric, f.name))[0])[0]
-        for f in state_fields(type(metric))
-        if reduction_of(f) == "concat"
+        np.shape(jax.tree.leaves(getattr(metric, name))[0])[0]
+        for name in sample_fields(type(metric))
     )
 
 
