@@ -55,11 +55,8 @@ def _flatten_with_keys(store: Any) -> tuple[list[Any], tuple[Any, ...]]:
 
 
 def unflatten(cls: type[S], aux: tuple[Any, ...], children: Any) -> S:
-    """The store of class ``cls`` with static structure ``aux`` and leaves ``children``.
-
-    Every store a jitted step returns comes through here: the four attributes are set
-    without :func:`build`'s loop.
-    """
+    """The store of class ``cls`` with static structure ``aux`` and leaves ``children``
+    (every store a jitted step returns comes through here)."""
     modes, policy, layout = aux
     return build(object.__new__(cls), modes, policy, layout, leaves.unflatten(layout, children))
 
