@@ -3,8 +3,13 @@
 Each leaf is stored under its path (``metrics[0].total.hi``) with its exact bytes, so any dtype
 survives (bfloat16 included) and a store loaded from a checkpoint written mid-epoch continues
 exactly as the uninterrupted run would. A JSON header records the format, the layout (keys,
-log modes, each field's shape and storage, static configuration) and every leaf's dtype and
-shape; loading checks all of it before building anything. :meth:`MetricStore.save
+log modes, each metric's class as an import path and its static options, each field's shape
+and storage) and every leaf's dtype and shape; loading checks all of it before building
+anything. A checkpoint is self-describing: loading it in a fresh process needs nothing
+registered or called first. It imports the module that defines each recorded metric class (a
+class defined inside a function cannot be found that way) and accepts only
+:class:`~metricskit.Metric` subclasses from it; options are JSON data, and nothing else from
+the file is run. :meth:`MetricStore.save
 <metricskit.MetricStore.save>` and :meth:`MetricStore.load <metricskit.MetricStore.load>` are
 the entry points.
 
@@ -20,6 +25,7 @@ Examples:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import zipfile
@@ -31,14 +37,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit.fields import FieldSpec
-from metricskit.metric import Metric, per_sample, sample_fields
-from metricskit.registry import get_log_mode
+from metricskit.metric import ConfiguredMetric, Metric, per_sample, sample_fields, state_fields
+from metricskit.registry import Mode, get_log_mode
 from metricskit.store.layout import Group, Layout, Signature, build, index
 
-__all__ = ["FORMAT", "CheckpointError", "check_like", "load", "save"]
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "check_like",
+    "layout_from_json",
+    "layout_json",
+    "load",
+    "save",
+]
 
-FORMAT = "metricskit.checkpoint/2"
+FORMAT = "metricskit.checkpoint/3"
 """The format tag every checkpoint's header carries."""
+
+_FORMAT_2 = "metricskit.checkpoint/2"  # metricskit 0.2: modes by registered name only
 
 _HEADER = "__metricskit__"
 
@@ -51,10 +67,24 @@ def _tuples(x: Any) -> Any:
     return tuple(_tuples(v) for v in x) if isinstance(x, list) else x
 
 
-def _layout_json(layout: Layout) -> list[dict[str, Any]]:
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _mode_json(mode: Mode) -> Any:
+    if isinstance(mode, ConfiguredMetric):
+        options = [[name, value] for name, value in mode.options]
+        return {"class": mode.path, "options": options, "postfix": mode.postfix}
+    return mode
+
+
+def layout_json(layout: Layout) -> list[dict[str, Any]]:
+    """A layout as JSON data: every group's mode (a name, or a configured metric's class path,
+    options and postfix), the class behind it, its keys, fields and static options."""
     return [
         {
-            "mode": g.mode,
+            "mode": _mode_json(g.mode),
+            "class": _class_path(get_log_mode(g.mode).cls),
             "keys": list(g.keys),
             "fields": [[name, list(s.shape), s.storage] for name, s in g.signature.fields],
             "statics": [[name, value] for name, value in g.signature.statics],
@@ -63,22 +93,73 @@ def _layout_json(layout: Layout) -> list[dict[str, Any]]:
     ]
 
 
-def _layout_from_json(groups: list[dict[str, Any]]) -> Layout:
-    return Layout(
-        tuple(
-            Group(
-                g["mode"],
-                Signature(
-                    tuple(
-                        (n, FieldSpec(tuple(shape), storage)) for n, shape, storage in g["fields"]
-                    ),
-                    tuple((n, _tuples(v)) for n, v in g["statics"]),
-                ),
-                tuple(g["keys"]),
-            )
-            for g in groups
+def _import_class(path: str) -> type[Metric]:
+    """The metric class at ``module:qualname`` (its module imported if it is not yet)."""
+    module, _, qualname = path.partition(":")
+    if "<locals>" in qualname:
+        raise CheckpointError(
+            f"metric class {path} was defined inside a function, so it cannot be imported: "
+            "define it at module level (or load with like= a store that uses it)"
         )
-    )
+    try:
+        obj: Any = importlib.import_module(module)
+        for name in qualname.split("."):
+            obj = getattr(obj, name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise CheckpointError(
+            f"metric class {path} cannot be imported ({type(e).__name__}: {e}); install or "
+            "make importable the module that defines it"
+        ) from e
+    if not (isinstance(obj, type) and issubclass(obj, Metric)):
+        raise CheckpointError(f"{path} is {obj!r}, not a metricskit.Metric subclass")
+    return obj
+
+
+def _mode_from_json(group: dict[str, Any], version: str) -> Mode:
+    mode = group["mode"]
+    if isinstance(mode, str):
+        try:
+            return get_log_mode(mode).name
+        except ValueError:
+            if "class" not in group:  # format 2 named task modes after their options
+                raise CheckpointError(
+                    f"log mode {mode!r} of a {version} checkpoint (metricskit 0.2) is not a "
+                    "registered name: metricskit 0.2 named task metrics after their options, "
+                    "this version records their class instead. Import the module that "
+                    f"registers {mode!r} before loading, or load the file with metricskit 0.2 "
+                    "and save its numbers"
+                ) from None
+            _import_class(group["class"])  # its module registers the name
+            return get_log_mode(mode).name
+    cls = _import_class(mode["class"])
+    options = {name: _tuples(value) for name, value in mode["options"]}
+    return ConfiguredMetric.of(cls, {**options, "postfix": mode["postfix"]})
+
+
+def layout_from_json(groups: list[dict[str, Any]], version: str = FORMAT) -> Layout:
+    """The layout :func:`layout_json` wrote (metric classes imported as needed).
+
+    Raises:
+        CheckpointError: For a class that cannot be imported, or whose state fields are not
+            the recorded ones.
+        KeyError, TypeError, ValueError: For a malformed record.
+    """
+    out = []
+    for g in groups:
+        mode = _mode_from_json(g, version)
+        fields = tuple((n, FieldSpec(tuple(shape), storage)) for n, shape, storage in g["fields"])
+        cls = get_log_mode(mode).cls
+        names = [f.name for f in state_fields(cls)]
+        if names != [n for n, _ in fields]:
+            raise CheckpointError(
+                f"log mode {mode!r} was saved with state fields {[n for n, _ in fields]}, but "
+                f"its class {_class_path(cls)} now has {names}: the state fields differ from "
+                "the classes that wrote the checkpoint; load it with the metric class that "
+                "saved it"
+            )
+        statics = tuple((n, _tuples(v)) for n, v in g["statics"])
+        out.append(Group(mode, Signature(fields, statics), tuple(g["keys"])))
+    return Layout(tuple(out))
 
 
 def _leaves(metrics: Sequence[Metric]) -> list[tuple[str, np.ndarray]]:
@@ -103,7 +184,7 @@ def save(
     header = {
         "format": FORMAT,
         "meta": meta,
-        "layout": _layout_json(layout),
+        "layout": layout_json(layout),
         "leaves": [[name, str(x.dtype), list(x.shape)] for name, x in leaves],
     }
     arrays = {_HEADER: np.frombuffer(json.dumps(header).encode(), np.uint8)}
@@ -134,9 +215,11 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             f"{where} is not a complete metricskit checkpoint ({type(e).__name__}: {e}); it "
             "may be truncated or not a checkpoint at all. Save it again with MetricStore.save"
         ) from e
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") not in (FORMAT, _FORMAT_2):
         found = header.get("format") if isinstance(header, dict) else None
-        raise CheckpointError(f"{where} has format {found!r}; this metricskit reads {FORMAT!r}")
+        raise CheckpointError(
+            f"{where} has format {found!r}; this metricskit reads {FORMAT!r} and {_FORMAT_2!r}"
+        )
     return header, arrays
 
 
@@ -154,18 +237,13 @@ def load(path: str | os.PathLike[str]) -> tuple[Layout, tuple[Metric, ...], dict
     path = os.fspath(path)
     header, arrays = _read(path)
     try:
-        layout = _layout_from_json(header["layout"])
+        layout = layout_from_json(header["layout"], header["format"])
         template = tuple(build(g.mode, g.signature, len(g.keys), np) for g in layout.groups)
         expected = _leaves(template)
-    except (KeyError, TypeError, ValueError) as e:
+    except CheckpointError as e:
+        raise CheckpointError(f"{path!r}: {e}") from e
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path!r} has an unreadable store layout: {e}") from e
-    except AttributeError as e:  # a mode name now registered to a class of other fields
-        modes = sorted({g["mode"] for g in header["layout"]})
-        raise CheckpointError(
-            f"{path!r} was saved with log modes {modes} whose state fields differ from the "
-            f"classes registered under those names now ({e}); register the metric classes "
-            "that wrote the checkpoint before loading it"
-        ) from e
     found = [(name, dtype, tuple(shape)) for name, dtype, shape in header["leaves"]]
     if found != [(name, str(x.dtype), x.shape) for name, x in expected]:
         raise CheckpointError(

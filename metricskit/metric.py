@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import abc
 import functools
+import inspect
+import math
+import re
+from collections.abc import Mapping
 from typing import Any, ClassVar, Self, cast
 
 import attrs
@@ -33,25 +37,42 @@ from metricskit.pytree import register_pytree, replace
 from metricskit.reductions import REDUCTIONS
 
 __all__ = [
+    "ConfiguredMetric",
     "Metric",
+    "check_concrete",
     "combine_fields",
     "ensure_metric_class",
     "per_sample",
     "sample_fields",
     "state_fields",
     "static_fields",
+    "static_options",
     "zeros_like",
 ]
 
 
-class Metric(abc.ABC):
+class _MetricMeta(abc.ABCMeta):
+    """Calling a metric class with only its static options gives a :class:`ConfiguredMetric`
+    (a log mode); with its state fields too, an instance."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is Metric:
+            raise TypeError("Metric is the abstract base class: subclass it")
+        if args or any(f.name in kwargs for f in state_fields(cast(Any, cls))):
+            return super().__call__(*args, **kwargs)
+        return ConfiguredMetric.of(cast(Any, cls), kwargs)
+
+
+class Metric(metaclass=_MetricMeta):
     """Base class of every metric: one accumulator for one key and one log mode.
 
     A subclass declares its array fields with :func:`metricskit.state` and its configuration
     with :func:`metricskit.static`, and fills in :meth:`update` and :meth:`compute`;
-    :func:`metricskit.register_metric` gives it a log-mode name. The class becomes a frozen
-    ``attrs`` class and a JAX pytree on its own (no decorator needed). Every method is a pure
-    function of arrays: it runs eagerly, under ``jax.jit`` and under ``jax.vmap`` (a
+    the class is then a log mode itself: ``log_modes=[MyMetric]``, or configured with its static
+    options, ``log_modes=[MyMetric(decay=0.9)]`` (a :class:`ConfiguredMetric`, set per key);
+    :func:`metricskit.register_metric` can give it a name too. The class becomes a frozen
+    ``attrs`` class and a JAX pytree when its class statement ends (no decorator needed).
+    Every method is a pure function of arrays: it runs eagerly, under ``jax.jit`` and under ``jax.vmap`` (a
     :class:`~metricskit.MetricStore` stacks the metrics of one kind and maps the kernels).
 
     The empty state is all zeros (see :mod:`metricskit.metric`): ``update`` must treat a
@@ -66,7 +87,11 @@ class Metric(abc.ABC):
             (the default) it gets them rounded to float32.
         parts: Suffixes for a metric that reports several values (its ``compute`` returns a
             tuple of that length): each is reported as ``key + postfix + suffix``. Empty
-            (the default): one value, reported as ``key + postfix``.
+            (the default): one value, reported as ``key + postfix``. A metric whose parts
+            depend on its options overrides :meth:`parts_of`.
+        postfix: What a key's reported name gets appended when the class (or a configuration
+            of it) is a log mode; ``None`` (the default): ``"_"`` and the class name in
+            snake case without a trailing ``Metric`` (``DecayedMean`` -> ``"_decayed_mean"``).
         step_merge: For step statistics that do not add up across devices (means, say): a
             function of the devices' gathered values and counts (a leading device axis)
             giving the global step's ``(value, count)``, used by ``update(...,
@@ -90,7 +115,36 @@ class Metric(abc.ABC):
     accumulates: ClassVar[bool] = True
     exact_inputs: ClassVar[bool] = False
     parts: ClassVar[tuple[str, ...]] = ()
+    postfix: ClassVar[str | None] = None
     step_merge: ClassVar[Any] = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise attrs.exceptions.FrozenInstanceError()
+
+    def __delattr__(self, name: str) -> None:
+        raise attrs.exceptions.FrozenInstanceError()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("__init__") in _INITS:  # attrs copying a class made here: slots=True
+            raise TypeError(
+                f"{cls.__qualname__} is decorated with @attrs.frozen (or @attrs.define): a "
+                "metricskit.Metric subclass is a frozen attrs class and a JAX pytree as soon as "
+                "its class statement ends; remove the decorator"
+            )
+        ensure_metric_class(cls)  # a frozen attrs class and a pytree once its statement ends
+
+    @classmethod
+    def parts_of(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The suffixes of the values a configuration reports (default: :attr:`parts`).
+
+        Args:
+            options: Every static field's value, by name.
+
+        Returns:
+            The suffixes; empty for a metric that reports one value.
+        """
+        return cls.parts
 
     @classmethod
     def field_specs(cls, value: Spec, count: Spec) -> dict[str, FieldSpec]:
@@ -110,26 +164,25 @@ class Metric(abc.ABC):
         return {f.name: field_spec(f, value, count) for f in state_fields(cls)}
 
     @classmethod
-    def empty(cls, value: Spec, count: Spec) -> Self:
+    def empty(cls, value: Spec, count: Spec, **options: Any) -> Self:
         """The empty (all-zero) state for steps of the given specs.
 
         Args:
             value: Shape and logical dtype of one step's value.
             count: Shape and logical dtype of one step's count.
+            **options: Static fields to set (the others take their defaults).
 
         Returns:
-            A metric with no samples: every state field zero, static fields at their defaults.
+            A metric with no samples: every state field zero, static fields as configured.
+
+        Raises:
+            TypeError: For an unknown option, or a static field without a default not given.
         """
-        ensure_metric_class(cls)
+        statics = static_options(cls, options)
         fields = {n: zeros(s) for n, s in cls.field_specs(Spec(*value), Spec(*count)).items()}
         new: Any = object.__new__(cls)
-        for f in attrs.fields(cast(Any, cls)):
-            if f.name in fields:
-                object.__setattr__(new, f.name, fields[f.name])
-            elif f.default is not attrs.NOTHING:
-                object.__setattr__(new, f.name, f.default)
-            else:
-                raise TypeError(f"{cls.__name__}.{f.name} is a static field without a default")
+        for name, x in (*fields.items(), *statics):
+            object.__setattr__(new, name, x)
         return cast(Self, new)
 
     @abc.abstractmethod
@@ -286,6 +339,26 @@ def combine_fields(a: Metric, b: Metric, xp: Any, axis: int) -> Metric:
 
 
 _READY: set[type] = set()
+_FIELD_DEFINITION = type(attrs.field())
+_INITS: set[Any] = set()  # the __init__ methods _freeze made
+
+
+def _freeze(klass: type) -> None:
+    """Make ``klass`` a frozen attrs class in place, such that an ``@attrs.define(slots=False)``
+    written over the class statement can process it again: its field definitions stay in the
+    class body, and it is frozen by :class:`Metric`'s ``__setattr__``, not by one of its own.
+    (A slotted decorator copies the class: :meth:`Metric.__init_subclass__` refuses that.)"""
+    definitions = {n: v for n, v in klass.__dict__.items() if type(v) is _FIELD_DEFINITION}
+    try:  # positional arguments as well where the field order permits (as a plain attrs class)
+        attrs.frozen(klass, eq=False, slots=False, repr=True)
+    except ValueError:  # a field without a default after one with: keyword arguments only
+        attrs.frozen(klass, eq=False, slots=False, repr=True, kw_only=True)
+    _INITS.add(klass.__dict__["__init__"])
+    for name in ("__setattr__", "__delattr__"):
+        if name in klass.__dict__:
+            delattr(klass, name)
+    for name, definition in definitions.items():
+        setattr(klass, name, definition)
 
 
 def ensure_metric_class(cls: type[Metric]) -> None:
@@ -305,7 +378,7 @@ def ensure_metric_class(cls: type[Metric]) -> None:
             and klass is not Metric
             and "__attrs_attrs__" not in klass.__dict__
         ):
-            attrs.frozen(klass, eq=False, slots=False, repr=True, kw_only=True)
+            _freeze(klass)
     loose = [f.name for f in attrs.fields(cast(Any, cls)) if field_kind(f) is None]
     if loose:
         raise TypeError(
@@ -319,3 +392,172 @@ def ensure_metric_class(cls: type[Metric]) -> None:
         [f.name for f in fields if field_kind(f) == "static"],
     )
     _READY.add(cls)
+
+
+def check_concrete(cls: type[Metric]) -> None:
+    """Raise unless ``cls`` is a metric class that can hold state (a log mode's class).
+
+    Raises:
+        TypeError: If ``cls`` is not a subclass of :class:`Metric`, is abstract, or declares
+            ``"merge"`` fields without overriding ``aggregate``.
+    """
+    ensure_metric_class(cls)
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise TypeError(f"{cls.__name__} is abstract: implement {missing}")
+    merged = [f.name for f in state_fields(cls) if reduction_of(f) == "merge"]
+    if merged and cls.aggregate is Metric.aggregate:
+        raise TypeError(
+            f"{cls.__name__} declares {merged} with state('merge'), which only the metric's "
+            "own aggregate knows how to combine: override aggregate(self, other), or declare "
+            "the fields with a reduction ('sum', 'max', 'min', 'concat', 'last')"
+        )
+
+
+_OPTION_TYPES = "a bool, int, float, str, None, or a tuple of them"
+
+
+def _canonical(value: Any, where: str) -> Any:
+    """An option value as plain, hashable data (tuples for sequences, one NaN object)."""
+    if isinstance(value, np.generic | np.ndarray) and np.ndim(value) == 0:
+        value = value.item()
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return math.nan if math.isnan(value) else value  # NaN == NaN: one configuration
+    if isinstance(value, list | tuple):
+        return tuple(_canonical(v, where) for v in value)
+    raise TypeError(
+        f"{where}={value!r} ({type(value).__name__}): a static option must be {_OPTION_TYPES} "
+        "(it is part of the compiled structure and written into checkpoints as JSON)"
+    )
+
+
+def static_options(cls: type[Metric], given: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Every static field of ``cls`` with its value: ``given``, else the field's default.
+
+    Args:
+        cls: A metric class.
+        given: Options by static field name.
+
+    Returns:
+        ``(name, value)`` pairs in declaration order, values canonical (see
+        :class:`ConfiguredMetric`).
+
+    Raises:
+        TypeError: For an unknown option name, an option that is not plain data, or a
+            static field without a default that is not given.
+    """
+    ensure_metric_class(cls)
+    fields = static_fields(cls)
+    names = [f.name for f in fields]
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        hint = f"its static options are {names}" if names else "it has no static options"
+        raise TypeError(f"{cls.__name__} got unknown options {unknown}; {hint}")
+    out = []
+    for f in fields:
+        if f.name in given:
+            value = given[f.name]
+        elif f.default is not attrs.NOTHING:
+            value = f.default
+        else:
+            raise TypeError(
+                f"{cls.__name__}.{f.name} is a static option without a default: pass it, "
+                f"e.g. {cls.__name__}({f.name}=...)"
+            )
+        out.append((f.name, _canonical(value, f"{cls.__name__} option {f.name}")))
+    return tuple(out)
+
+
+def default_postfix(cls: type[Metric]) -> str:
+    """``cls.postfix``, or ``"_"`` and the class name in snake case without ``Metric``."""
+    if cls.postfix is not None:
+        return cls.postfix
+    name = cls.__name__.removesuffix("Metric") or cls.__name__
+    return "_" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+@attrs.frozen(repr=False)
+class ConfiguredMetric:
+    """A metric class with its static options: a log mode, set per key.
+
+    Made by calling a :class:`Metric` class with its static options only
+    (``DecayedMean(decay=0.99)``, or ``DecayedMean()`` for the defaults); a bare class in
+    ``log_modes`` means its defaults. It works wherever a mode name works: ``log_modes``,
+    ``default_log_modes``, the functional API. Two configurations of one class are two modes
+    (two keys may use two decays, and one key may log both under different ``postfix`` values);
+    equal options are one mode, whatever the order they were given in. A checkpoint records
+    the class's import path and the options, so a store saved with it loads in a fresh
+    process with nothing registered first.
+
+    Attributes:
+        cls: The metric class (concrete).
+        options: ``(name, value)`` for every static field, in declaration order. Values are
+            plain data: ``bool``, ``int``, ``float``, ``str``, ``None`` and tuples of them
+            (lists become tuples, NumPy scalars Python numbers, every NaN one NaN).
+        postfix: Appended to the key in reported names (default: the class's
+            :func:`default_postfix`); pass ``postfix=`` in the call to change it.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> class DecayedMean(mk.Metric):
+        ...     decay = mk.static(0.9)
+        ...     total = mk.state("sum")
+        ...     weight = mk.state("sum")
+        ...     def update(self, value, count):
+        ...         return self.replace(total=self.decay * self.total + value,
+        ...                             weight=self.decay * self.weight + count)
+        ...     def compute(self):
+        ...         return mk.divide(self.total, self.weight)
+        >>> DecayedMean(decay=0.5)
+        DecayedMean(decay=0.5)
+        >>> store = mk.MetricStore().update({
+        ...     "loss": {"value": 1.0, "log_modes": [DecayedMean(decay=0.5)]},
+        ...     "acc": {"value": 1.0, "log_modes": [DecayedMean(decay=0.99, postfix="_ema")]},
+        ... })
+        >>> store.update({"loss": 3.0, "acc": 3.0}).compute()
+        {'acc_ema': 2.0050..., 'loss_decayed_mean': 2.33...}
+    """
+
+    cls: type[Metric]
+    options: tuple[tuple[str, Any], ...]
+    postfix: str
+
+    @classmethod
+    def of(cls, metric: type[Metric], given: Mapping[str, Any]) -> ConfiguredMetric:
+        """``metric`` configured with ``given`` (a ``postfix`` key sets the postfix, unless
+        ``metric`` has a static field of that name).
+
+        Raises:
+            TypeError: If ``metric`` is abstract, or for an unknown or non-data option.
+        """
+        check_concrete(metric)
+        given = dict(given)
+        postfix = given.pop("postfix", None) if "postfix" not in _static_names(metric) else None
+        if postfix is not None and not isinstance(postfix, str):
+            raise TypeError(f"{metric.__name__}(postfix={postfix!r}): pass a string")
+        options = static_options(metric, given)
+        return cls(metric, options, default_postfix(metric) if postfix is None else postfix)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The suffixes of the values it reports (:meth:`Metric.parts_of`)."""
+        return self.cls.parts_of(dict(self.options))
+
+    @property
+    def path(self) -> str:
+        """The class's import path, ``module:qualname``."""
+        return f"{self.cls.__module__}:{self.cls.__qualname__}"
+
+    def __repr__(self) -> str:
+        args = [f"{name}={value!r}" for name, value in self.options]
+        if self.postfix != default_postfix(self.cls):
+            args.append(f"postfix={self.postfix!r}")
+        return f"{self.cls.__qualname__}({', '.join(args)})"
+
+
+@functools.cache
+def _static_names(cls: type[Metric]) -> frozenset[str]:
+    return frozenset(f.name for f in static_fields(cls))

@@ -1,18 +1,34 @@
-"""The registry from log-mode names to :class:`~metricskit.Metric` subclasses."""
+"""What a log mode is: a registered name, or a configured metric class.
+
+A log mode in ``log_modes`` is either a name registered with :func:`register_metric` (``"mean"``)
+or a :class:`~metricskit.metric.ConfiguredMetric` (a metric class called with its static
+options; a bare class means its defaults). :func:`get_log_mode` resolves either to a
+:class:`LogMode`: the class, its options and the postfix of reported names.
+"""
 
 from __future__ import annotations
 
 import difflib
-import inspect
+import functools
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
-from metricskit.fields import reduction_of
-from metricskit.metric import Metric, ensure_metric_class, state_fields
+from metricskit.metric import ConfiguredMetric, Metric, check_concrete
 
-__all__ = ["LogMode", "get_log_mode", "register_metric", "registered_modes"]
+__all__ = [
+    "LogMode",
+    "Mode",
+    "as_mode",
+    "get_log_mode",
+    "mode_order",
+    "register_metric",
+    "registered_modes",
+]
+
+Mode: TypeAlias = str | ConfiguredMetric
+"""A log mode as the engine keeps it: a registered name or a configured metric."""
 
 M = TypeVar("M", bound=type[Metric])
 
@@ -22,14 +38,19 @@ class LogMode:
     """A registered log mode.
 
     Attributes:
-        name: The mode name used in ``log_modes``.
+        name: The mode name used in ``log_modes`` (a configured metric's ``repr``).
         cls: The :class:`~metricskit.Metric` subclass that implements it.
         postfix: Appended to the metric key in reported results (``"_mean"``, or ``""``).
+        options: ``(name, value)`` of every static field (a configured metric's options; a
+            registered name's class defaults).
+        parts: Suffixes of the values it reports, after the postfix (see ``Metric.parts``).
     """
 
     name: str
     cls: type[Metric]
     postfix: str
+    options: tuple[tuple[str, Any], ...] = ()
+    parts: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, LogMode] = {}
@@ -49,17 +70,19 @@ def registered_modes() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def get_log_mode(name: str) -> LogMode:
-    """Look up a registered log mode by its exact name.
+def get_log_mode(mode: Mode | type[Metric]) -> LogMode:
+    """Resolve a log mode: a registered name, a configured metric or a metric class.
 
     Args:
-        name: The mode name (case-sensitive).
+        mode: A registered name (case-sensitive), a
+            :class:`~metricskit.metric.ConfiguredMetric`, or a metric class (its defaults).
 
     Returns:
-        The registered :class:`LogMode`.
+        The :class:`LogMode`.
 
     Raises:
         ValueError: If no mode has that name; the message lists the registered names.
+        TypeError: For a class that is not a concrete metric class.
 
     Examples:
         >>> import metricskit as mk
@@ -67,31 +90,45 @@ def get_log_mode(name: str) -> LogMode:
         'MaxMetric'
     """
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[mode]  # type: ignore[index]
     except (KeyError, TypeError):
         pass
-    close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
+    if isinstance(mode, ConfiguredMetric | type):
+        return _configured(as_mode(mode))  # type: ignore[arg-type]
+    close = difflib.get_close_matches(str(mode), _REGISTRY, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(
-        f"unknown log mode {name!r}.{hint} Registered modes: {', '.join(registered_modes())}. "
-        "Register a new one with metricskit.register_metric(name). A task metric's mode "
-        "(metricskit.tasks) is registered when its function first runs in a process: call it "
-        "(or jax.eval_shape the step that does) before loading state that uses it."
+        f"unknown log mode {mode!r}.{hint} Registered modes: {', '.join(registered_modes())}. "
+        "Register a new one with metricskit.register_metric(name), or pass a metricskit.Metric "
+        "class (or one called with its options, MyMetric(option=...)) as the mode."
     )
 
 
-def _check_class(cls: type[Metric]) -> None:
-    ensure_metric_class(cls)
-    if inspect.isabstract(cls):
-        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
-        raise TypeError(f"{cls.__name__} is abstract: implement {missing}")
-    merged = [f.name for f in state_fields(cls) if reduction_of(f) == "merge"]
-    if merged and cls.aggregate is Metric.aggregate:
-        raise TypeError(
-            f"{cls.__name__} declares {merged} with state('merge'), which only the metric's "
-            "own aggregate knows how to combine: override aggregate(self, other), or declare "
-            "the fields with a reduction ('sum', 'max', 'min', 'concat', 'last')"
-        )
+@functools.lru_cache(maxsize=4096)
+def _configured(mode: ConfiguredMetric) -> LogMode:
+    return LogMode(repr(mode), mode.cls, mode.postfix, mode.options, mode.parts)
+
+
+def as_mode(mode: Any) -> Mode:
+    """A log mode as the engine keeps it: a metric class becomes its default configuration.
+
+    Raises:
+        TypeError: For a class that is not a concrete metric class.
+    """
+    if isinstance(mode, type):
+        if not issubclass(mode, Metric):
+            raise TypeError(f"{mode.__name__} is not a metricskit.Metric subclass")
+        return ConfiguredMetric.of(mode, {})
+    return mode  # type: ignore[no-any-return]
+
+
+def mode_order(mode: Mode) -> tuple[int, str]:
+    """The canonical order of log modes: names first (sorted), then configured metrics by
+    class path and options (the same in every process)."""
+    if type(mode) is str:
+        return (0, mode)
+    assert isinstance(mode, ConfiguredMetric)
+    return (1, f"{mode.path}{mode.options!r}{mode.postfix}")
 
 
 def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M]:
@@ -138,8 +175,9 @@ def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M
     suffix = f"_{name}" if postfix is None else postfix
 
     def decorate(cls: M) -> M:
-        _check_class(cls)
-        _REGISTRY[name] = LogMode(name, cls, suffix)
+        check_concrete(cls)
+        options = ConfiguredMetric.of(cls, {}).options
+        _REGISTRY[name] = LogMode(name, cls, suffix, options, cls.parts_of(dict(options)))
         return cls
 
     return decorate

@@ -135,17 +135,17 @@ def test_is_empty_reads_the_count_field_or_every_field():
     assert bool(m.is_empty()) and not bool(_all(jnp, [0.0, 1.0]).is_empty())
 
 
-def test_metric_classes_need_no_decorator_and_the_old_attrs_style_still_works():
+def test_metric_classes_are_pytrees_when_defined_and_a_slotted_attrs_decorator_is_refused():
     class Plain(mk.Metric):
         total = mk.state("sum")
 
         def update(self, value, count):
-            return self.replace(total=self.total + value)
+            return Plain(total=self.total + value)  # constructible right after the class
 
         def compute(self):
             return self.total
 
-    @attrs.frozen(eq=False)
+    @attrs.frozen(eq=False, slots=False)  # processing the class again in place: harmless
     class Decorated(mk.Metric):
         total: jax.Array = mk.state("sum")
 
@@ -155,27 +155,42 @@ def test_metric_classes_need_no_decorator_and_the_old_attrs_style_still_works():
         def compute(self):
             return self.total
 
+    m = Plain(total=jnp.float32(1.0))  # no empty() or store first: a pytree already
+    assert jax.tree.leaves(m) == [m.total] and jax.tree.map(lambda x: x + 1, m).total == 2.0
     for cls in (Plain, Decorated):
         m = cls.empty(mk.Spec((), "float32"), mk.Spec((), "int32"))
         m = jax.jit(lambda m, v, cls=cls: m.update(v, 1))(m, jnp.float32(2.0))
         assert float(m.aggregate(m).compute()) == 4.0
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             m.total = 1  # type: ignore[misc]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            del m.total
+
+    with pytest.raises(TypeError, match="remove the decorator"):
+
+        @attrs.frozen(eq=False)
+        class Slotted(mk.Metric):
+            total: jax.Array = mk.state("sum")
+
+            def update(self, value, count):
+                return self
+
+            def compute(self):
+                return self.total
 
 
-def test_undeclared_fields_are_refused():
-    class Loose(mk.Metric):
-        total = mk.state("sum")
-        other = attrs.field(default=1)
-
-        def update(self, value, count):
-            return self
-
-        def compute(self):
-            return self.total
-
+def test_undeclared_fields_are_refused_when_the_class_is_defined():
     with pytest.raises(TypeError, match=r"\['other'\].*state.*static"):
-        Loose.empty(mk.Spec((), "float32"), mk.Spec((), "int32"))
+
+        class Loose(mk.Metric):
+            total = mk.state("sum")
+            other = attrs.field(default=1)
+
+            def update(self, value, count):
+                return self
+
+            def compute(self):
+                return self.total
 
 
 def test_different_metric_classes_never_share_a_tree_structure():

@@ -114,11 +114,10 @@ def test_registration_rejects_malformed_classes():
     with pytest.raises(TypeError, match="abstract"):
         mk.register_metric("abstract_metric")(Abstract)
 
-    class Loose(PowerMean):
-        undeclared: int = attrs.field(default=3)
-
     with pytest.raises(TypeError, match=r"\['undeclared'\].*metricskit\.state"):
-        mk.register_metric("loose")(Loose)
+
+        class Loose(PowerMean):  # refused when the class statement ends
+            undeclared: int = attrs.field(default=3)
 
     with pytest.raises(TypeError, match=r"subclass of metricskit\.Metric"):
         mk.register_metric("plain")(int)

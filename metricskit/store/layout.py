@@ -23,8 +23,8 @@ import numpy as np
 from metricskit import exact
 from metricskit.dtypes import float_dtype, int_dtype
 from metricskit.fields import FieldSpec, Spec
-from metricskit.metric import Metric, state_fields, static_fields
-from metricskit.registry import get_log_mode
+from metricskit.metric import Metric, state_fields, static_fields, static_options
+from metricskit.registry import Mode, get_log_mode, mode_order
 
 __all__ = [
     "Group",
@@ -58,12 +58,12 @@ class Group:
     """Keys that share one stacked metric.
 
     Attributes:
-        mode: The log-mode name.
+        mode: The log mode (a registered name or a configured metric).
         signature: The per-key state structure.
         keys: The keys, sorted.
     """
 
-    mode: str
+    mode: Mode
     signature: Signature
     keys: tuple[str, ...]
 
@@ -82,15 +82,18 @@ class Layout:
 def canonical(groups: Iterable[Group]) -> Layout:
     """A layout of ``groups`` (keys sorted, empty groups dropped) in canonical order."""
     kept = [Group(g.mode, g.signature, tuple(sorted(g.keys))) for g in groups if g.keys]
-    kept.sort(key=lambda g: (g.mode, repr(g.signature)))
+    kept.sort(key=lambda g: (mode_order(g.mode), repr(g.signature)))
     return Layout(tuple(kept))
 
 
 @functools.lru_cache(maxsize=4096)
-def signature_for(cls: type[Metric], value: Spec, count: Spec) -> Signature:
-    """The signature of ``cls.empty(value, count)`` (cached)."""
+def signature_for(
+    cls: type[Metric], value: Spec, count: Spec, options: tuple[tuple[str, Any], ...] | None = None
+) -> Signature:
+    """The signature of ``cls.empty(value, count, **dict(options))`` (cached); ``options``
+    ``None``: the static fields' defaults."""
     fields = tuple(cls.field_specs(value, count).items())
-    statics = tuple((f.name, f.default) for f in static_fields(cls))
+    statics = static_options(cls, {}) if options is None else options
     return Signature(fields, statics)
 
 
@@ -131,7 +134,7 @@ def _zeros(spec: FieldSpec, n: int | None, xp: Any) -> Any:
     return xp.zeros(shape, jnp.dtype(spec.storage))
 
 
-def build(mode: str, signature: Signature, n: int | None, xp: Any = None) -> Metric:
+def build(mode: Mode, signature: Signature, n: int | None, xp: Any = None) -> Metric:
     """The empty (zero) state of ``signature``: stacked ``n`` times, or one key's (``None``).
 
     Args:
@@ -159,7 +162,7 @@ def describe(signature: Signature) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def index(layout: Layout) -> dict[tuple[str, str], tuple[int, int]]:
+def index(layout: Layout) -> dict[tuple[str, Mode], tuple[int, int]]:
     """``(key, mode) -> (group, row)`` for every metric of ``layout``."""
     return {
         (key, g.mode): (i, row)
@@ -169,13 +172,13 @@ def index(layout: Layout) -> dict[tuple[str, str], tuple[int, int]]:
 
 
 @functools.lru_cache(maxsize=256)
-def key_modes(layout: Layout) -> dict[str, tuple[str, ...]]:
-    """Every key of ``layout`` (sorted) and its modes (sorted)."""
-    modes: dict[str, list[str]] = {}
+def key_modes(layout: Layout) -> dict[str, tuple[Mode, ...]]:
+    """Every key of ``layout`` (sorted) and its modes (in :func:`mode_order`)."""
+    modes: dict[str, list[Mode]] = {}
     for g in layout.groups:
         for key in g.keys:
             modes.setdefault(key, []).append(g.mode)
-    return {key: tuple(sorted(modes[key])) for key in sorted(modes)}
+    return {key: tuple(sorted(modes[key], key=mode_order)) for key in sorted(modes)}
 
 
 @functools.lru_cache(maxsize=256)
@@ -189,11 +192,11 @@ def names(layout: Layout) -> tuple[tuple[str, int, int, int], ...]:
     """
     where = index(layout)
     out: list[tuple[str, int, int, int]] = []
-    seen: dict[str, tuple[str, str]] = {}
+    seen: dict[str, tuple[str, Mode]] = {}
     for key, modes in key_modes(layout).items():
         for mode in modes:
             log_mode = get_log_mode(mode)
-            parts = log_mode.cls.parts
+            parts = log_mode.parts
             suffixes = (
                 [(log_mode.postfix + s, i) for i, s in enumerate(parts)]
                 if parts
@@ -207,6 +210,12 @@ def names(layout: Layout) -> tuple[tuple[str, int, int, int], ...]:
                         f"metric {key!r} with log mode {mode!r} would be reported as {name!r}, "
                         f"which metric {other[0]!r} with log mode {other[1]!r} is already "
                         "reported as; rename one of the keys"
+                        + (
+                            ", or give a configured metric another postfix "
+                            "(MyMetric(..., postfix='_other'))"
+                            if other[0] == key
+                            else ""
+                        )
                     )
                 seen[name] = (key, mode)
                 out.append((name, *where[(key, mode)], part))
@@ -214,7 +223,7 @@ def names(layout: Layout) -> tuple[tuple[str, int, int, int], ...]:
 
 
 @functools.lru_cache(maxsize=256)
-def rows(layout: Layout) -> tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...]:
+def rows(layout: Layout) -> tuple[tuple[str, tuple[tuple[Mode, int, int], ...]], ...]:
     """Every key (sorted) with its ``(mode, group, row)`` triples (modes sorted)."""
     where = index(layout)
     return tuple(

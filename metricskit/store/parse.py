@@ -20,7 +20,8 @@ import numpy as np
 from metricskit import nan_policy
 from metricskit.dtypes import logical, logical_of_python
 from metricskit.fields import Spec
-from metricskit.registry import get_log_mode
+from metricskit.metric import ConfiguredMetric
+from metricskit.registry import Mode, as_mode, get_log_mode
 
 __all__ = ["DEFAULT_LOG_MODES", "Entry", "is_jax", "normalize_log_modes", "parse"]
 
@@ -38,7 +39,8 @@ class Entry(NamedTuple):
         value: The value as given: a Python number, a NumPy array or scalar, or a JAX array
             (or tracer).
         count: The count, likewise.
-        modes: The key's log modes (validated), the NaN policy's counter included.
+        modes: The key's log modes (validated; metric classes as their default
+            configuration), the NaN policy's counter included.
         value_spec: Shape and logical dtype of the value.
         count_spec: Shape and logical dtype of the count.
         skip: Whether a non-finite step of this key is skipped (``nan_policy="skip"``).
@@ -47,7 +49,7 @@ class Entry(NamedTuple):
     key: str
     value: Any
     count: Any
-    modes: tuple[str, ...]
+    modes: tuple[Mode, ...]
     value_spec: Spec
     count_spec: Spec
     skip: bool = False
@@ -84,27 +86,31 @@ def _interned(shape: tuple[int, ...], dtype: str) -> Spec:
 
 
 @functools.lru_cache(maxsize=1024)
-def _checked_modes(modes: tuple[Any, ...]) -> tuple[str, ...]:
-    """``modes`` if every name is registered and none repeats (cached: valid modes only)."""
-    for mode in modes:
+def _checked_modes(modes: tuple[Any, ...]) -> tuple[Mode, ...]:
+    """``modes`` (classes as their default configuration) if every name is registered, every
+    class is a concrete metric class and none repeats (cached: valid modes only)."""
+    out = tuple(as_mode(mode) for mode in modes)
+    for mode in out:
         get_log_mode(mode)
-    if len(set(modes)) != len(modes):
+    if len(set(out)) != len(out):
         raise ValueError(f"repeat a mode: {list(modes)}; list each mode once")
-    return modes
+    return out
 
 
-def normalize_log_modes(modes: Any, where: str) -> tuple[str, ...]:
-    """Validate a sequence of log-mode names.
+def normalize_log_modes(modes: Any, where: str) -> tuple[Mode, ...]:
+    """Validate a sequence of log modes.
 
     Args:
-        modes: The caller's log modes (a list or tuple of registered names).
+        modes: The caller's log modes (a list or tuple of registered names, metric classes
+            and configured metrics).
         where: What the modes belong to, for error messages (``"key 'loss'"``).
 
     Returns:
-        The modes as a tuple.
+        The modes as a tuple (a metric class as its default configuration).
 
     Raises:
-        TypeError: If ``modes`` is a string or not a sequence of strings.
+        TypeError: If ``modes`` is a string or not a sequence, or a mode is neither a name, a
+            metric class nor a configured metric.
         ValueError: If a mode is unknown or repeated.
 
     Examples:
@@ -123,17 +129,26 @@ def normalize_log_modes(modes: Any, where: str) -> tuple[str, ...]:
             f"{type(modes).__name__}); write e.g. log_modes={example!r}"
         )
     out = tuple(modes)
-    if not all(type(mode) is str for mode in out):
-        raise TypeError(f"log_modes for {where} must be strings, got {list(out)!r}")
+    if not all(type(mode) is str or _is_metric_mode(mode) for mode in out):
+        raise TypeError(
+            f"log_modes for {where} must be mode names, metric classes or configured metrics "
+            f"(MyMetric(option=...)), got {list(out)!r}"
+        )
     try:
         return _checked_modes(out)
+    except TypeError as err:
+        raise TypeError(f"{where}: {err}") from None
     except ValueError as err:
         if str(err).startswith("repeat"):
             raise ValueError(f"log_modes for {where} {err}") from None
         raise ValueError(f"{where}: {err}") from None
 
 
-def _item_modes(given: Any, key: str) -> tuple[str, ...]:
+def _is_metric_mode(mode: Any) -> bool:
+    return isinstance(mode, ConfiguredMetric | type)
+
+
+def _item_modes(given: Any, key: str) -> tuple[Mode, ...]:
     """A step item's ``log_modes``: the cached check, and the full one (with the key named in
     its message) only for what the cache does not hold."""
     if type(given) is list or type(given) is tuple:
@@ -183,9 +198,9 @@ def _spec(x: Any, key: str, what: str) -> tuple[Any, Spec]:
 
 def parse(
     step_metrics: Mapping[str, Any],
-    defaults: Sequence[str],
+    defaults: Sequence[Mode],
     policy: str = "propagate",
-    known: Mapping[str, tuple[str, ...]] | None = None,
+    known: Mapping[str, tuple[Mode, ...]] | None = None,
 ) -> list[Entry]:
     """Parse and validate one step's metrics.
 
@@ -222,7 +237,7 @@ def parse(
     for key in sorted(step_metrics, key=_sort_key):
         item = step_metrics[key]
         skip = skip_default
-        modes: tuple[str, ...] | None = None
+        modes: tuple[Mode, ...] | None = None
         mapping = _MAPPING_TYPES.get(type(item))
         if mapping is None:
             mapping = _MAPPING_TYPES[type(item)] = isinstance(item, Mapping)

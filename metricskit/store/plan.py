@@ -105,7 +105,8 @@ _ORIGINS: dict[Signature, tuple[Spec, Spec]] = {}
 
 
 def _signature(mode: str, value: Spec, count: Spec) -> Signature:
-    sig = signature_for(get_log_mode(mode).cls, value, count)
+    log_mode = get_log_mode(mode)
+    sig = signature_for(log_mode.cls, value, count, log_mode.options)
     if len(_ORIGINS) > 4096:
         _ORIGINS.clear()
     _ORIGINS.setdefault(sig, (value, count))

@@ -4,7 +4,7 @@
 :mod:`metricskit.tasks.scores`.)
 
 Every function takes model outputs and labels of one batch (optionally a ``mask`` of the
-samples that count) and returns a step item: sufficient statistics under a registered mode.
+samples that count) and returns a step item: sufficient statistics under a configured metric.
 Put it under a key of a step dict: ``store.update({"val/f1": tasks.f1(logits, labels,
 num_classes=10, average="macro")})``. Inputs:
 
@@ -28,10 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.tasks.modes import counted, step_item, summing_mode
+from metricskit.tasks.modes import SumsMetric, counted, step_item
 
 __all__ = [
     "Average",
+    "ConfusionMatrix",
     "Kind",
     "accuracy",
     "check_classes",
@@ -265,5 +266,15 @@ def confusion_matrix(
         "nt,np->tp", (true & which).astype(jnp.int32), (pred & which).astype(jnp.int32)
     )
     nan = jnp.zeros((1, num_classes), jnp.int32).at[0, 0].set(jnp.sum(bad, dtype=jnp.int32))
-    mode = summing_mode("confusion_matrix", _confusion_finish)
-    return step_item(jnp.concatenate([matrix, nan]), jnp.sum(which, dtype=jnp.int32), mode)
+    total = jnp.concatenate([matrix, nan])
+    return step_item(total, jnp.sum(which, dtype=jnp.int32), _CONFUSION_MATRIX)
+
+
+class ConfusionMatrix(SumsMetric):
+    """The log mode of :func:`confusion_matrix`: summed counts per (label, prediction)."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> np.ndarray:
+        return _confusion_finish(sums, count)
+
+
+_CONFUSION_MATRIX = ConfusionMatrix()

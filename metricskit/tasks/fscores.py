@@ -9,17 +9,17 @@ four functions share their options (:class:`ScoreOptions`).
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, TypedDict, Unpack
 
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.fields import static
 from metricskit.tasks.classification import Average, class_counts, inputs, nonfinite_rows
-from metricskit.tasks.modes import counted, step_item, summing_mode
+from metricskit.tasks.modes import SumsMetric, counted, step_item
 
-__all__ = ["ScoreOptions", "f1", "fbeta", "precision", "recall"]
+__all__ = ["FScores", "ScoreOptions", "f1", "fbeta", "precision", "recall"]
 
 
 def _divide(num: np.ndarray, den: np.ndarray, zero_division: float) -> np.ndarray:
@@ -113,23 +113,33 @@ def _prf_step(
     which = counted(mask, y.shape).reshape(per_sample).any(-1)
     bad = nonfinite_rows(p, kind_, y.shape).reshape(per_sample).any(-1) & which
     nan = jnp.zeros((1, num_classes), jnp.int32).at[0, 0].set(jnp.sum(bad, dtype=jnp.int32))
-    suffix = f"_beta{beta:g}" if kind == "fbeta" else ""
-    name = f"{kind}{suffix}_{average}_zd{zero_division:g}"
-    finish = functools.partial(
-        _prf_finish, kind=kind, average=average, beta=beta, zero_division=zero_division
-    )
-    mode = summing_mode(name, finish)
+    mode = FScores(kind=kind, average=average, beta=float(beta), zero_division=zero_division)
     return step_item(jnp.concatenate([counts, nan]), jnp.sum(which, dtype=jnp.int32), mode)
 
 
-def _prf_finish(
-    sums: np.ndarray, count: np.ndarray, kind: str, average: str, beta: float, zero_division: float
-) -> Any:
-    counts, nan = np.asarray(sums)[:3], np.asarray(sums)[3, 0]
-    score = _prf(counts, kind, average, beta, zero_division)
-    if nan:  # a NaN score in a counted sample: NaN, as float64 arithmetic would carry it
-        return np.full_like(score, np.nan) if isinstance(score, np.ndarray) else float("nan")
-    return score
+class FScores(SumsMetric):
+    """The log mode of :func:`precision`, :func:`recall`, :func:`fbeta` and :func:`f1`: summed
+    ``(tp, fp, fn)`` counts per class (and counted samples with a NaN score), finished as
+    scikit-learn's scores.
+
+    Attributes:
+        kind: ``"precision"``, ``"recall"``, ``"fbeta"`` or ``"f1"``.
+        average: As the functions' ``average``.
+        beta: The F-beta weight of recall (1.0 for F1).
+        zero_division: The score of a class with nothing to divide by.
+    """
+
+    kind = static("f1")
+    average = static("macro")
+    beta = static(1.0)
+    zero_division = static(0.0)
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> Any:
+        counts, nan = np.asarray(sums)[:3], np.asarray(sums)[3, 0]
+        score = _prf(counts, self.kind, self.average, self.beta, self.zero_division)
+        if nan:  # a NaN score in a counted sample: NaN, as float64 arithmetic would carry it
+            return np.full_like(score, np.nan) if isinstance(score, np.ndarray) else float("nan")
+        return score
 
 
 def precision(

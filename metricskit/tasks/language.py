@@ -26,12 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.metric import ConfiguredMetric
 from metricskit.tasks.batchsums import as_pairs, packed_pair, pair_total
 from metricskit.tasks.classification import accuracy
 from metricskit.tasks.modes import counted, step_item
-from metricskit.tasks.moments import pair_sum_mode
+from metricskit.tasks.moments import PairSums
 
 __all__ = [
+    "Bits",
+    "Perplexity",
     "bits_per_byte",
     "bits_per_token",
     "multiple_choice_accuracy",
@@ -146,7 +149,12 @@ def _masked_nll(function: str, logits: Any, targets: Any, mask: Any) -> tuple[An
 
 
 def _nll_item(
-    function: str, logits: Any, targets: Any, mask: Any, mode: str, num_bytes: Any = None
+    function: str,
+    logits: Any,
+    targets: Any,
+    mask: Any,
+    mode: ConfiguredMetric,
+    num_bytes: Any = None,
 ) -> dict[str, Any]:
     nll, m = _masked_nll(function, logits, targets, mask)
     total = packed_pair(pair_total(as_pairs(nll.reshape(-1))))
@@ -195,7 +203,7 @@ def perplexity(logits: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]
         >>> round(mk.MetricStore().update(step).compute()["ppl"], 6)
         4.0
     """
-    return _nll_item("perplexity", logits, targets, mask, pair_sum_mode("perplexity", _exp_mean))
+    return _nll_item("perplexity", logits, targets, mask, _PERPLEXITY)
 
 
 def bits_per_token(logits: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -203,7 +211,7 @@ def bits_per_token(logits: Any, targets: Any, *, mask: Any = None) -> dict[str, 
 
     Arguments, result and errors as :func:`perplexity`.
     """
-    return _nll_item("bits_per_token", logits, targets, mask, pair_sum_mode("bits", _bits))
+    return _nll_item("bits_per_token", logits, targets, mask, _BITS)
 
 
 def bits_per_byte(logits: Any, targets: Any, num_bytes: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -224,8 +232,7 @@ def bits_per_byte(logits: Any, targets: Any, num_bytes: Any, *, mask: Any = None
         ValueError: If the shapes do not match, ``num_bytes`` is not an integer scalar, or
             (eager calls) ``num_bytes < 0`` or an unmasked id is outside ``[0, V)``.
     """
-    mode = pair_sum_mode("bits", _bits)
-    return _nll_item("bits_per_byte", logits, targets, mask, mode, num_bytes)
+    return _nll_item("bits_per_byte", logits, targets, mask, _BITS, num_bytes)
 
 
 def token_accuracy(logits: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -328,3 +335,21 @@ def multiple_choice_accuracy(
             )
         scores = scores / n.astype(np.float64).reshape(-1, choices)
     return float(np.mean(np.argmax(scores, axis=-1) == truth))
+
+
+class Perplexity(PairSums):
+    """The log mode of :func:`perplexity`: ``exp`` of the summed NLL over the token count."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _exp_mean(sums, count)
+
+
+class Bits(PairSums):
+    """The log mode of :func:`bits_per_token` and :func:`bits_per_byte`: the summed NLL in
+    bits over the count (tokens or bytes)."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _bits(sums, count)
+
+
+_PERPLEXITY, _BITS = Perplexity(), Bits()

@@ -14,15 +14,14 @@ of all the samples at once, whichever way they were split. The reported number i
 the host in float64 (:class:`~metricskit.exact.Finish`).
 
 The same nearly exact within-batch sums (:func:`~metricskit.tasks.batchsums.pair_total`:
-integer digits on a grid set by the largest term) back the summing modes of
-:class:`PairSums` (:func:`pair_sum_mode`): sums of squared errors, NDCG values, token
-log-likelihoods.
+integer digits on a grid set by the largest term) back the subclasses of :class:`PairSums`:
+sums of squared errors, NDCG values, token log-likelihoods.
 """
 
 from __future__ import annotations
 
+import abc
 import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
@@ -32,7 +31,6 @@ import numpy as np
 from metricskit import exact
 from metricskit.fields import FieldSpec, Spec, state
 from metricskit.metric import Metric
-from metricskit.registry import register_metric, registered_modes
 from metricskit.tasks.batchsums import (
     FINEST,
     as_pairs,
@@ -44,14 +42,12 @@ from metricskit.tasks.batchsums import (
     packed_pair,
     pair_total,
 )
-from metricskit.tasks.modes import SumsMetric, Unpacked
+from metricskit.tasks.modes import HostFinish, SumsMetric
 
 __all__ = [
     "CoMoments",
     "PairSums",
     "batch_moments",
-    "comoment_mode",
-    "pair_sum_mode",
 ]
 
 
@@ -182,12 +178,11 @@ def _dims(length: int) -> int:
 class CoMoments(Metric):
     """Count, means and co-moments of a few variables, merged with Chan's formula.
 
-    ``finish(count, means, comoments)`` (float64 NumPy: a 0-d count, ``(d,)`` means and
-    ``(d, d)`` co-moments) gives the reported value.
+    A subclass implements :meth:`finish`, the reported value of the totals.
     """
 
     exact_inputs: ClassVar[bool] = True
-    finish: ClassVar[Callable[[np.ndarray, np.ndarray, np.ndarray], Any]]
+    postfix: ClassVar[str | None] = ""
     step_merge: ClassVar[Any] = staticmethod(lambda values, counts: merge_batches(values, counts))
 
     count = state("merge", shape="scalar", exact=True)  # a double-float: exact below 2^48
@@ -221,7 +216,12 @@ class CoMoments(Metric):
         return self.count, self.mean, self.comoments
 
     def compute(self) -> exact.Finish:
-        return exact.Finish(Unpacked(type(self).finish), (self.count, self.mean, self.comoments))
+        return exact.Finish(HostFinish.of(self), (self.count, self.mean, self.comoments))
+
+    @abc.abstractmethod
+    def finish(self, count: np.ndarray, mean: np.ndarray, comoments: np.ndarray) -> Any:
+        """The reported value from float64 NumPy totals: a 0-d count, ``(d,)`` means and
+        ``(d, d)`` co-moments."""
 
 
 def _bcast(p: exact.Pair, like: Any) -> exact.Pair:
@@ -237,23 +237,6 @@ def _row(p: exact.Pair) -> exact.Pair:
     return exact.Pair(p.hi[None, :], p.lo[None, :])
 
 
-def _mode_over(base: type[Metric], name: str, finish: Callable[..., Any]) -> str:
-    """The registered mode ``name``: a subclass of ``base`` reporting ``finish`` (made once)."""
-    if name not in registered_modes():
-        cls = type(
-            f"{base.__name__}_{name}",
-            (base,),
-            {"finish": staticmethod(finish), "__module__": __name__},
-        )
-        register_metric(name, postfix="")(cls)
-    return name
-
-
-def comoment_mode(name: str, finish: Callable[[np.ndarray, np.ndarray, np.ndarray], Any]) -> str:
-    """The registered mode ``name`` over :class:`CoMoments` reporting ``finish`` (made once)."""
-    return _mode_over(CoMoments, name, finish)
-
-
 def merge_pair_sums(values: jax.Array, counts: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Several devices' ``[..., (hi, lo)]`` sums (a leading axis) added in double-float."""
     total = pair_total(exact.Pair(values[..., 0], values[..., 1]))
@@ -263,13 +246,8 @@ def merge_pair_sums(values: jax.Array, counts: jax.Array) -> tuple[jax.Array, ja
 class PairSums(SumsMetric):
     """Exact sums of a step's double-float statistics ``[..., (hi, lo)]`` (from
     :func:`~metricskit.tasks.batchsums.packed_pair`), finished on the host by
-    ``finish(sums, count)`` with ``sums`` the float64 totals ``[..., (hi, lo)]`` (add the
-    two). Devices of one step (``update(..., axis_name=...)``) are added in double-float, not
-    by a float32 ``psum``."""
+    :meth:`finish` with ``sums`` the float64 totals ``[..., (hi, lo)]`` (add the two).
+    Devices of one step (``update(..., axis_name=...)``) are added in double-float, not by a
+    float32 ``psum``."""
 
     step_merge: ClassVar[Any] = staticmethod(merge_pair_sums)
-
-
-def pair_sum_mode(name: str, finish: Callable[[np.ndarray, np.ndarray], Any]) -> str:
-    """The registered mode ``name`` over :class:`PairSums` reporting ``finish`` (made once)."""
-    return _mode_over(PairSums, name, finish)

@@ -25,10 +25,10 @@ import numpy as np
 
 from metricskit import exact
 from metricskit.tasks.batchsums import as_pairs, packed_pair, pair_total
-from metricskit.tasks.modes import step_item, summing_mode
-from metricskit.tasks.moments import pair_sum_mode
+from metricskit.tasks.modes import SumsMetric, step_item
+from metricskit.tasks.moments import PairSums
 
-__all__ = ["mrr", "ndcg"]
+__all__ = ["MRR", "NDCG", "mrr", "ndcg"]
 
 
 def _inputs(function: str, scores: Any, relevance: Any, mask: Any) -> tuple[Any, Any, Any, Any]:
@@ -104,8 +104,7 @@ def mrr(scores: Any, relevance: Any, *, mask: Any = None) -> dict[str, Any]:
     histogram = jnp.sum(
         (first[:, None] == jnp.arange(s.shape[1])) & found[:, None], axis=0, dtype=jnp.int32
     )
-    mode = summing_mode("mrr", _mrr_finish)
-    return step_item(histogram, jnp.sum(queries, dtype=jnp.int32), mode)
+    return step_item(histogram, jnp.sum(queries, dtype=jnp.int32), _MRR)
 
 
 def _discounts(k: int) -> exact.Pair:
@@ -172,5 +171,22 @@ def ndcg(scores: Any, relevance: Any, *, k: int | None = None, mask: Any = None)
         dcg, exact.Pair(jnp.where(positive, idcg.hi, one), jnp.where(positive, idcg.lo, 0.0))
     )
     per_query = exact.Pair(jnp.where(positive, ratio.hi, 0.0), jnp.where(positive, ratio.lo, 0.0))
-    mode = pair_sum_mode("ndcg", _ndcg_finish)
-    return step_item(packed_pair(pair_total(per_query)), jnp.sum(queries, dtype=jnp.int32), mode)
+    total = packed_pair(pair_total(per_query))
+    return step_item(total, jnp.sum(queries, dtype=jnp.int32), _NDCG)
+
+
+class MRR(SumsMetric):
+    """The log mode of :func:`mrr`: a histogram of the first relevant rank per query."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _mrr_finish(sums, count)
+
+
+class NDCG(PairSums):
+    """The log mode of :func:`ndcg`: the summed per-query NDCG over the query count."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _ndcg_finish(sums, count)
+
+
+_MRR, _NDCG = MRR(), NDCG()

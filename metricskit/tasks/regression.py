@@ -34,9 +34,22 @@ import numpy as np
 from metricskit import exact
 from metricskit.tasks.batchsums import as_pairs, dd_mul, dd_sub, packed_pair, pair_total, two_sum
 from metricskit.tasks.modes import counted, step_item
-from metricskit.tasks.moments import batch_moments, comoment_mode, pair_sum_mode
+from metricskit.tasks.moments import CoMoments, PairSums, batch_moments
 
-__all__ = ["explained_variance", "mae", "mse", "pearson", "r2", "rmse"]
+__all__ = [
+    "R2",
+    "ExplainedVariance",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Pearson",
+    "RootMeanSquaredError",
+    "explained_variance",
+    "mae",
+    "mse",
+    "pearson",
+    "r2",
+    "rmse",
+]
 
 
 def _shapes(function: str, predictions: Any, targets: Any) -> tuple[jax.Array, jax.Array]:
@@ -129,7 +142,7 @@ def mse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
     """
     p, y = _shapes("mse", predictions, targets)
     e = _errors(p, y)
-    return _sum_item("mse", dd_mul(e, e), mask, pair_sum_mode("mse", _mean))
+    return _sum_item("mse", dd_mul(e, e), mask, _MSE)
 
 
 def rmse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -140,7 +153,7 @@ def rmse(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
     """
     p, y = _shapes("rmse", predictions, targets)
     e = _errors(p, y)
-    return _sum_item("rmse", dd_mul(e, e), mask, pair_sum_mode("rmse", _root_mean))
+    return _sum_item("rmse", dd_mul(e, e), mask, _RMSE)
 
 
 def mae(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -152,7 +165,7 @@ def mae(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
     e = _errors(p, y)
     negative = e.hi < 0
     magnitude = exact.Pair(jnp.where(negative, -e.hi, e.hi), jnp.where(negative, -e.lo, e.lo))
-    return _sum_item("mae", magnitude, mask, pair_sum_mode("mae", _mean))
+    return _sum_item("mae", magnitude, mask, _MAE)
 
 
 def _r2(count: np.ndarray, mean: np.ndarray, c: np.ndarray) -> float:
@@ -210,7 +223,7 @@ def r2(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
             one key per output: ``r2(predictions[:, j], targets[:, j])``).
     """
     p, y = _one_output("r2", *_shapes("r2", predictions, targets))
-    return _moments_item("r2", as_pairs(y), _errors(p, y), mask, comoment_mode("r2", _r2))
+    return _moments_item("r2", as_pairs(y), _errors(p, y), mask, _R2)
 
 
 def explained_variance(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -220,8 +233,7 @@ def explained_variance(predictions: Any, targets: Any, *, mask: Any = None) -> d
     1.0 if the errors are constant, else 0.0 (``force_finite=True``).
     """
     p, y = _one_output("explained_variance", *_shapes("explained_variance", predictions, targets))
-    mode = comoment_mode("explained_variance", _explained_variance)
-    return _moments_item("explained_variance", as_pairs(y), _errors(p, y), mask, mode)
+    return _moments_item("explained_variance", as_pairs(y), _errors(p, y), mask, _EV)
 
 
 def pearson(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, Any]:
@@ -238,5 +250,50 @@ def pearson(predictions: Any, targets: Any, *, mask: Any = None) -> dict[str, An
         0.993399
     """
     p, y = _one_output("pearson", *_shapes("pearson", predictions, targets))
-    mode = comoment_mode("pearson", _pearson)
-    return _moments_item("pearson", as_pairs(p), as_pairs(y), mask, mode)
+    return _moments_item("pearson", as_pairs(p), as_pairs(y), mask, _PEARSON)
+
+
+class MeanSquaredError(PairSums):
+    """The log mode of :func:`mse`: summed squared errors over their count."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _mean(sums, count)
+
+
+class RootMeanSquaredError(PairSums):
+    """The log mode of :func:`rmse`: the root of the mean squared error."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _root_mean(sums, count)
+
+
+class MeanAbsoluteError(PairSums):
+    """The log mode of :func:`mae`: summed absolute errors over their count."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _mean(sums, count)
+
+
+class R2(CoMoments):
+    """The log mode of :func:`r2`, from the co-moments of targets and errors."""
+
+    def finish(self, count: np.ndarray, mean: np.ndarray, comoments: np.ndarray) -> float:
+        return _r2(count, mean, comoments)
+
+
+class ExplainedVariance(CoMoments):
+    """The log mode of :func:`explained_variance`, from the co-moments of targets and errors."""
+
+    def finish(self, count: np.ndarray, mean: np.ndarray, comoments: np.ndarray) -> float:
+        return _explained_variance(count, mean, comoments)
+
+
+class Pearson(CoMoments):
+    """The log mode of :func:`pearson`, from the co-moments of predictions and targets."""
+
+    def finish(self, count: np.ndarray, mean: np.ndarray, comoments: np.ndarray) -> float:
+        return _pearson(count, mean, comoments)
+
+
+_MSE, _RMSE, _MAE = MeanSquaredError(), RootMeanSquaredError(), MeanAbsoluteError()
+_R2, _EV, _PEARSON = R2(), ExplainedVariance(), Pearson()

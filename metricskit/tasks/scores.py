@@ -16,10 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.metric import ConfiguredMetric
 from metricskit.tasks.classification import inputs
-from metricskit.tasks.modes import counted, step_item, summing_mode
+from metricskit.tasks.modes import SumsMetric, counted, step_item
 
 __all__ = [
+    "BinnedAveragePrecision",
+    "BinnedRocAuc",
+    "CalibrationError",
     "average_precision",
     "binned_average_precision",
     "binned_roc_auc",
@@ -132,7 +136,9 @@ def _check_probabilities(name: str, x: jax.Array, mask: Any) -> None:
         )
 
 
-def _score_item(scores: Any, labels: Any, bins: int, mask: Any, mode: str) -> dict[str, Any]:
+def _score_item(
+    scores: Any, labels: Any, bins: int, mask: Any, mode: ConfiguredMetric
+) -> dict[str, Any]:
     _check_bins(bins)
     kind, s, _ = inputs(scores, labels, 2, mask)
     if kind != "binary":
@@ -158,7 +164,7 @@ def roc_auc(scores: Any, labels: Any, *, bins: int = 1024, mask: Any = None) -> 
         A step item. For the exact AUROC of the raw scores, log them with the per-sample
         ``single_noreduce_wcount`` mode and call :func:`metricskit.tasks.exact_roc_auc`.
     """
-    return _score_item(scores, labels, bins, mask, summing_mode("roc_auc", _auroc_finish))
+    return _score_item(scores, labels, bins, mask, _ROC_AUC)
 
 
 def average_precision(
@@ -168,7 +174,7 @@ def average_precision(
 
     Arguments as :func:`roc_auc`; the bound is :func:`binned_average_precision`'s.
     """
-    return _score_item(scores, labels, bins, mask, summing_mode("average_precision", _ap_finish))
+    return _score_item(scores, labels, bins, mask, _AP)
 
 
 def _ece_finish(sums: np.ndarray, count: np.ndarray) -> float:
@@ -221,5 +227,28 @@ def calibration_error(
             jnp.zeros(bins).at[b].add(correct * which),
         ]
     )
-    mode = summing_mode(f"calibration_error_{bins}", _ece_finish)
-    return step_item(stats, jnp.sum(counts, dtype=jnp.int32), mode)
+    return step_item(stats, jnp.sum(counts, dtype=jnp.int32), _ECE)
+
+
+class BinnedRocAuc(SumsMetric):
+    """The log mode of :func:`roc_auc`: per-bin counts of negatives and positives."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _auroc_finish(sums, count)
+
+
+class BinnedAveragePrecision(SumsMetric):
+    """The log mode of :func:`average_precision`: per-bin counts of negatives and positives."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _ap_finish(sums, count)
+
+
+class CalibrationError(SumsMetric):
+    """The log mode of :func:`calibration_error`: per-bin counts, confidences and hits."""
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _ece_finish(sums, count)
+
+
+_ROC_AUC, _AP, _ECE = BinnedRocAuc(), BinnedAveragePrecision(), CalibrationError()

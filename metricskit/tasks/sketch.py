@@ -21,15 +21,25 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.tasks.modes import counted, step_item, summing_mode
+from metricskit.fields import static
+from metricskit.metric import ConfiguredMetric
+from metricskit.tasks.modes import SumsMetric, counted, step_item
 
-__all__ = ["Histogram", "histogram", "quantiles", "sketch_counts"]
+__all__ = [
+    "Histogram",
+    "HistogramSketch",
+    "QuantileSketch",
+    "histogram",
+    "quantiles",
+    "sketch_counts",
+]
 
 SMALLEST, LARGEST = 1e-9, 1e9
 
@@ -92,7 +102,7 @@ def sketch_counts(values: Any, accuracy: float, mask: Any = None) -> Any:
     return jnp.zeros(2 * m + 1, jnp.int32).at[bucket].add(kept.astype(jnp.int32))
 
 
-def _sketch_item(values: Any, accuracy: float, mask: Any, mode: str) -> dict[str, Any]:
+def _sketch_item(values: Any, accuracy: float, mask: Any, mode: ConfiguredMetric) -> dict[str, Any]:
     """The step item of ``mode``: the values' bucket counts, and the number of unmasked values
     (NaN included: they are the difference, reported by a histogram)."""
     which = _samples_mask(mask, np.shape(values))
@@ -163,32 +173,52 @@ def quantiles(
     qs = tuple(sorted({float(v) for v in q}))  # reported in increasing order
     if not qs or not all(0 <= v <= 1 for v in qs):
         raise ValueError(f"q={q}; pass one or more quantiles in [0, 1]")
-    parts = tuple(f"_p{100 * v:.12g}" for v in qs)  # 0.99999999 -> p99.999999, not p100
-    finish = functools.partial(_finish_quantiles, accuracy=relative_accuracy, qs=qs)
-    name = f"quantiles_a{relative_accuracy:g}_" + "_".join(f"{v:.12g}" for v in qs)
-    mode = summing_mode(name, finish, parts=parts)
+    mode = QuantileSketch(relative_accuracy=float(relative_accuracy), q=qs)
     return _sketch_item(values, relative_accuracy, mask, mode)
 
 
-def _finish_quantiles(
-    sums: np.ndarray, count: np.ndarray, accuracy: float, qs: tuple[float, ...]
-) -> tuple[float, ...]:
-    return _quantiles(sums, count, accuracy, qs)
+class QuantileSketch(SumsMetric):
+    """The log mode of :func:`quantiles`: summed bucket counts, reported as quantiles.
+
+    Attributes:
+        relative_accuracy: The sketch's relative accuracy.
+        q: The quantiles, increasing; each is reported as ``key_p<100 q>``.
+    """
+
+    relative_accuracy = static(0.01)
+    q = static((0.5, 0.9, 0.99))
+
+    @classmethod
+    def parts_of(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        # 0.99999999 -> p99.999999, not p100
+        return tuple(f"_p{100 * v:.12g}" for v in options["q"])
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> tuple[float, ...]:
+        return _quantiles(sums, count, self.relative_accuracy, self.q)
 
 
-def _finish_histogram(sums: np.ndarray, count: np.ndarray, accuracy: float) -> Histogram:
-    counts = np.asarray(sums, np.int64)
-    edges = _edges(accuracy)
-    nans = int(count) - int(counts.sum())  # every unmasked value counts once
-    used = np.flatnonzero(counts)
-    if used.size == 0:
-        return Histogram(edges[:1], counts[:0], nans)
-    first, last = used[0], used[-1]
-    return Histogram(edges[first : last + 2], counts[first : last + 1], nans)
+class HistogramSketch(SumsMetric):
+    """The log mode of :func:`histogram`: summed bucket counts, reported as a
+    :class:`Histogram`.
+
+    Attributes:
+        relative_accuracy: The sketch's relative accuracy.
+    """
+
+    relative_accuracy = static(0.01)
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> Histogram:
+        counts = np.asarray(sums, np.int64)
+        edges = _edges(self.relative_accuracy)
+        nans = int(count) - int(counts.sum())  # every unmasked value counts once
+        used = np.flatnonzero(counts)
+        if used.size == 0:
+            return Histogram(edges[:1], counts[:0], nans)
+        first, last = used[0], used[-1]
+        return Histogram(edges[first : last + 2], counts[first : last + 1], nans)
 
 
 def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None) -> dict[str, Any]:
     """The distribution of a stream of values as a :class:`Histogram` (see :func:`quantiles`)."""
-    finish = functools.partial(_finish_histogram, accuracy=relative_accuracy)
-    mode = summing_mode(f"histogram_a{relative_accuracy:g}", finish)
+    mode = HistogramSketch(relative_accuracy=float(relative_accuracy))
     return _sketch_item(values, relative_accuracy, mask, mode)
