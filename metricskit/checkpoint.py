@@ -48,6 +48,8 @@ __all__ = [
     "layout_from_json",
     "layout_json",
     "load",
+    "modes_from_json",
+    "modes_json",
     "save",
 ]
 
@@ -76,6 +78,17 @@ def _mode_json(mode: Mode) -> Any:
         options = [[name, value] for name, value in mode.options]
         return {"class": mode.path, "options": options, "postfix": mode.postfix}
     return mode
+
+
+def modes_json(modes: Sequence[Mode] | None) -> list[Any] | None:
+    """Log modes as JSON data (names as they are; configured metrics as class path, options
+    and postfix), e.g. a store's default log modes."""
+    return None if modes is None else [_mode_json(m) for m in modes]
+
+
+def modes_from_json(data: Sequence[Any] | None) -> tuple[Mode, ...] | None:
+    """The log modes :func:`modes_json` wrote (metric classes imported as needed)."""
+    return None if data is None else tuple(_mode_from_json({"mode": m}, FORMAT) for m in data)
 
 
 def layout_json(layout: Layout) -> list[dict[str, Any]]:
@@ -115,8 +128,11 @@ def _import_class(path: str) -> type[Metric]:
     return obj
 
 
-def _mode_from_json(group: dict[str, Any], version: str) -> Mode:
+def _mode_from_json(group: dict[str, Any], version: str, known: Sequence[Mode] = ()) -> Mode:
     mode = group["mode"]
+    for candidate in known:  # a store to load into knows its classes: nothing to import
+        if _mode_json(candidate) == mode:
+            return candidate
     if isinstance(mode, str):
         try:
             return get_log_mode(mode).name
@@ -136,8 +152,11 @@ def _mode_from_json(group: dict[str, Any], version: str) -> Mode:
     return ConfiguredMetric.of(cls, {**options, "postfix": mode["postfix"]})
 
 
-def layout_from_json(groups: list[dict[str, Any]], version: str = FORMAT) -> Layout:
-    """The layout :func:`layout_json` wrote (metric classes imported as needed).
+def layout_from_json(
+    groups: list[dict[str, Any]], version: str = FORMAT, known: Sequence[Mode] = ()
+) -> Layout:
+    """The layout :func:`layout_json` wrote (metric classes imported as needed, unless the
+    mode is one of ``known``).
 
     Raises:
         CheckpointError: For a class that cannot be imported, or whose state fields are not
@@ -146,7 +165,7 @@ def layout_from_json(groups: list[dict[str, Any]], version: str = FORMAT) -> Lay
     """
     out = []
     for g in groups:
-        mode = _mode_from_json(g, version)
+        mode = _mode_from_json(g, version, known)
         fields = tuple((n, FieldSpec(tuple(shape), storage)) for n, shape, storage in g["fields"])
         cls = get_log_mode(mode).cls
         names = [f.name for f in state_fields(cls)]
@@ -223,8 +242,11 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, arrays
 
 
-def load(path: str | os.PathLike[str]) -> tuple[Layout, tuple[Metric, ...], dict[str, Any]]:
-    """Read a checkpoint written by :func:`save`.
+def load(
+    path: str | os.PathLike[str], known: Sequence[Mode] = ()
+) -> tuple[Layout, tuple[Metric, ...], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save`; modes equal to one of ``known`` (those of a
+    store to load into) are taken from it, the others imported from their class paths.
 
     Returns:
         ``(layout, metrics with device leaves, meta)``. Nothing passed in is changed.
@@ -237,7 +259,7 @@ def load(path: str | os.PathLike[str]) -> tuple[Layout, tuple[Metric, ...], dict
     path = os.fspath(path)
     header, arrays = _read(path)
     try:
-        layout = layout_from_json(header["layout"], header["format"])
+        layout = layout_from_json(header["layout"], header["format"], known)
         template = tuple(build(g.mode, g.signature, len(g.keys), np) for g in layout.groups)
         expected = _leaves(template)
     except CheckpointError as e:

@@ -32,7 +32,7 @@ from metricskit.log import warn_empty_parts
 from metricskit.metric import Metric, per_sample, sample_fields, state_fields
 from metricskit.pytree import replace
 from metricskit.reductions import REDUCTIONS
-from metricskit.registry import get_log_mode
+from metricskit.registry import Mode, get_log_mode
 from metricskit.store import MetricStore
 from metricskit.store.combine import differ_in_samples_only
 from metricskit.store.entries import KeyMetrics, Row, Source, Whole, row_of, sources_of
@@ -345,7 +345,7 @@ class Appended(Source):
 
     @classmethod
     def after(
-        cls, earlier: Source | None, batch: Source, key: str = "", mode: str = ""
+        cls, earlier: Source | None, batch: Source, key: str = "", mode: Mode = ""
     ) -> Appended:
         """``earlier`` with ``batch`` appended, in O(1) when ``earlier`` is the latest result.
 
@@ -412,7 +412,7 @@ class HostCopy(Source):
 
     __slots__ = ("_host", "key", "mode", "source")
 
-    def __init__(self, source: Source, key: str = "?", mode: str = "?"):
+    def __init__(self, source: Source, key: str = "?", mode: Mode = "?"):
         self.source, self._host = source, cast(Metric | None, None)
         self.key, self.mode = key, mode  # for errors
 
@@ -493,7 +493,7 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
             if type(earlier) is KeyMetrics
             else sources_of(key, earlier)
         )
-        new: dict[str, Source] = {}
+        new: dict[Mode, Source] = {}
         for mode, src in sources.items():
             if _appends(mode):
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
@@ -510,5 +510,5 @@ def _sources_or_value(key: str, entry: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _appends(mode: str) -> bool:
+def _appends(mode: Mode) -> bool:
     return per_sample(get_log_mode(mode).cls)

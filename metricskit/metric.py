@@ -72,8 +72,9 @@ class Metric(metaclass=_MetricMeta):
     options, ``log_modes=[MyMetric(decay=0.9)]`` (a :class:`ConfiguredMetric`, set per key);
     :func:`metricskit.register_metric` can give it a name too. The class becomes a frozen
     ``attrs`` class and a JAX pytree when its class statement ends (no decorator needed).
-    Every method is a pure function of arrays: it runs eagerly, under ``jax.jit`` and under ``jax.vmap`` (a
-    :class:`~metricskit.MetricStore` stacks the metrics of one kind and maps the kernels).
+    Every method is a pure function of arrays: it runs eagerly, under ``jax.jit`` and under
+    ``jax.vmap`` (a :class:`~metricskit.MetricStore` stacks the metrics of one kind and maps
+    the kernels).
 
     The empty state is all zeros (see :mod:`metricskit.metric`): ``update`` must treat a
     zero state as "no samples yet". :func:`metricskit.testing.check_metric` checks it.
@@ -133,6 +134,23 @@ class Metric(metaclass=_MetricMeta):
                 "its class statement ends; remove the decorator"
             )
         ensure_metric_class(cls)  # a frozen attrs class and a pytree once its statement ends
+
+    @classmethod
+    def configure(cls, **options: Any) -> ConfiguredMetric:
+        """This class with static ``options`` as a log mode: what ``cls(**options)`` gives
+        (this spelling is the one type checkers follow).
+
+        Args:
+            **options: Static fields by name (the others take their defaults), and optionally
+                ``postfix``, the suffix of reported names.
+
+        Returns:
+            The :class:`ConfiguredMetric`.
+
+        Raises:
+            TypeError: For an abstract class, an unknown option or one that is not plain data.
+        """
+        return ConfiguredMetric.of(cls, options)
 
     @classmethod
     def parts_of(cls, options: Mapping[str, Any]) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from metricskit import exact
 from metricskit.fields import state
 from metricskit.metric import Metric
-from metricskit.registry import register_metric
+from metricskit.registry import Mode, register_metric
 
 __all__ = ["NAN_POLICIES", "NonFiniteMetric", "check", "finite", "keep_rows", "masked", "modes"]
 
@@ -56,7 +56,7 @@ def check(policy: Any, where: str) -> str:
     return str(policy)
 
 
-def modes(log_modes: Sequence[str], skip: bool) -> tuple[str, ...]:
+def modes(log_modes: Sequence[Mode], skip: bool) -> tuple[Mode, ...]:
     """A key's log modes under its policy: ``skip`` adds the counter of skipped steps."""
     if not skip or _COUNTER in log_modes:
         return tuple(log_modes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 import attrs
 
@@ -22,6 +22,7 @@ __all__ = [
     "Mode",
     "as_mode",
     "get_log_mode",
+    "mode_name",
     "mode_order",
     "register_metric",
     "registered_modes",
@@ -94,7 +95,7 @@ def get_log_mode(mode: Mode | type[Metric]) -> LogMode:
     except (KeyError, TypeError):
         pass
     if isinstance(mode, ConfiguredMetric | type):
-        return _configured(as_mode(mode))  # type: ignore[arg-type]
+        return _configured(cast(ConfiguredMetric, as_mode(mode)))
     close = difflib.get_close_matches(str(mode), _REGISTRY, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(
@@ -120,6 +121,11 @@ def as_mode(mode: Any) -> Mode:
             raise TypeError(f"{mode.__name__} is not a metricskit.Metric subclass")
         return ConfiguredMetric.of(mode, {})
     return mode  # type: ignore[no-any-return]
+
+
+def mode_name(mode: Mode) -> str:
+    """A log mode in words: a name as it is, a configured metric as its ``repr``."""
+    return mode if type(mode) is str else repr(mode)
 
 
 def mode_order(mode: Mode) -> tuple[int, str]:

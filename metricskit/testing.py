@@ -22,9 +22,12 @@ import numpy as np
 
 from metricskit.fields import Spec, reduction_of
 from metricskit.metric import Metric, per_sample, state_fields
-from metricskit.registry import get_log_mode
+from metricskit.registry import Mode, get_log_mode
 from metricskit.store import MetricStore
 from metricskit.store.combine import is_all_zero
+
+ModeLike = Mode | type[Metric]
+"""A log mode: a registered name, a configured metric or a metric class."""
 
 __all__ = [
     "assert_results_close",
@@ -75,7 +78,7 @@ def assert_results_close(
             np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True, err_msg=name)
 
 
-def partial_kind(mode: str) -> str:
+def partial_kind(mode: ModeLike) -> str:
     """What two partial states of ``mode`` that ``aggregate`` combines are parts of.
 
     ``"concat"`` for per-sample metrics (disjoint slices of the same steps' samples),
@@ -94,7 +97,7 @@ def partial_kind(mode: str) -> str:
 
 
 def make_stream(
-    mode: str, shape: tuple[int, ...] = (4,), steps: int = 8, seed: int = 0
+    mode: ModeLike, shape: tuple[int, ...] = (4,), steps: int = 8, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random float32 step values and integer counts for ``mode``.
 
@@ -111,11 +114,13 @@ def make_stream(
     return values, counts.astype(np.int32)
 
 
-def _item(mode: str, value: Any, count: Any) -> dict[str, Any]:
+def _item(mode: ModeLike, value: Any, count: Any) -> dict[str, Any]:
     return {KEY: {"value": value, "count": count, "log_modes": [mode]}}
 
 
-def _feed(mode: str, values: Any, counts: Any, store: MetricStore | None = None) -> MetricStore:
+def _feed(
+    mode: ModeLike, values: Any, counts: Any, store: MetricStore | None = None
+) -> MetricStore:
     store = MetricStore() if store is None else store
     for value, count in zip(values, counts, strict=True):
         store = store.update(_item(mode, value, count))
@@ -145,7 +150,7 @@ def _poisoned(metric: Metric) -> Metric:
     return metric.replace(**changes)
 
 
-def _check_count_alone_is_empty(mode: str, shape: tuple[int, ...], steps: int) -> None:
+def _check_count_alone_is_empty(mode: ModeLike, shape: tuple[int, ...], steps: int) -> None:
     """A state with count zero is empty whatever its ``"max"``/``"min"`` fields hold: zeros
     fill them in the empty state, and zero is not the identity of a maximum or minimum
     (metrics with a ``count`` field; others define emptiness in ``is_empty``)."""
@@ -183,7 +188,7 @@ def _check_count_alone_is_empty(mode: str, shape: tuple[int, ...], steps: int) -
             )
 
 
-def check_empty_is_zeros(mode: str, shape: tuple[int, ...] = (4,), steps: int = 6) -> None:
+def check_empty_is_zeros(mode: ModeLike, shape: tuple[int, ...] = (4,), steps: int = 6) -> None:
     """The empty state is all zeros, a reset gives it back, and a zero-filled state acts empty.
 
     Checks that ``empty()`` is all zeros for float and integer steps; that a reset store equals
@@ -247,7 +252,7 @@ def check_empty_is_zeros(mode: str, shape: tuple[int, ...] = (4,), steps: int = 
             raise AssertionError(message) from None
 
 
-def check_invariants(mode: str, shape: tuple[int, ...] = (4,)) -> None:
+def check_invariants(mode: ModeLike, shape: tuple[int, ...] = (4,)) -> None:
     """Leaf structure, shapes and dtypes (weak types too) never change, and a step compiles once.
 
     Checked through ``init``, ``update``, ``aggregate`` (unless the metric concatenates) and
@@ -286,7 +291,7 @@ def check_invariants(mode: str, shape: tuple[int, ...] = (4,)) -> None:
 
 
 def check_jit_matches_eager(
-    mode: str, values: Any, counts: Any, rtol: float = 1e-5, atol: float = 1e-6
+    mode: ModeLike, values: Any, counts: Any, rtol: float = 1e-5, atol: float = 1e-6
 ) -> None:
     """The same stream gives the same result eagerly and inside a jitted step."""
     eager = _feed(mode, values, counts)
@@ -301,7 +306,7 @@ def check_jit_matches_eager(
     assert_results_close(store.compute(), eager.compute(), rtol, atol)
 
 
-def _parts(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> list[MetricStore]:
+def _parts(mode: ModeLike, values: Any, counts: Any, cuts: Sequence[int]) -> list[MetricStore]:
     """Partial stores whose aggregate holds the whole stream, as ``Metric.partial`` says."""
     kind = partial_kind(mode)
     n = len(cuts) + 1
@@ -321,7 +326,7 @@ def _parts(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> list[Met
     ]
 
 
-def _whole(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> MetricStore:
+def _whole(mode: ModeLike, values: Any, counts: Any, cuts: Sequence[int]) -> MetricStore:
     if partial_kind(mode) == "concat":
         size = np.shape(values)[1] // (len(cuts) + 1) * (len(cuts) + 1)
         return _feed(mode, values[:, :size], counts[:, :size])
@@ -329,7 +334,7 @@ def _whole(mode: str, values: Any, counts: Any, cuts: Sequence[int]) -> MetricSt
 
 
 def check_split(
-    mode: str,
+    mode: ModeLike,
     values: Any,
     counts: Any,
     cuts: Sequence[int],
@@ -353,7 +358,12 @@ def check_split(
 
 
 def check_associative(
-    mode: str, values: Any, counts: Any, cuts: Sequence[int], rtol: float = 1e-5, atol: float = 1e-6
+    mode: ModeLike,
+    values: Any,
+    counts: Any,
+    cuts: Sequence[int],
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
 ) -> None:
     """``(a + b) + c == a + (b + c)`` for three partial states (``len(cuts) == 2``)."""
     a, b, c = _parts(mode, values, counts, cuts)
@@ -363,7 +373,7 @@ def check_associative(
 
 
 def check_metric(
-    mode: str,
+    mode: ModeLike,
     *,
     shape: tuple[int, ...] = (4,),
     steps: int = 8,

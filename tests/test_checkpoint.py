@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -267,3 +268,143 @@ else:
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     ).stdout
     assert out.startswith("CheckpointError") and "state fields differ from the classes" in out
+
+
+USER_METRICS = """
+import metricskit as mk
+
+
+class DecayedMean(mk.Metric):
+    decay = mk.static(0.9)
+    total = mk.state("sum")
+    weight = mk.state("sum")
+
+    def update(self, value, count):
+        return self.replace(
+            total=self.decay * self.total + value, weight=self.decay * self.weight + count
+        )
+
+    def compute(self):
+        return mk.divide(self.total, self.weight)
+"""
+
+SAVE = """
+import json, sys
+import jax.numpy as jnp
+import numpy as np
+import metricskit as mk
+from usermetrics import DecayedMean
+
+rng = np.random.default_rng(0)
+store = mk.MetricStore(default_log_modes=["mean", DecayedMean(decay=0.5)])
+for _ in range(3):
+    x = jnp.asarray(rng.normal(size=64), jnp.float32)
+    logits = jnp.asarray(rng.normal(size=(64, 3)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 3, size=64))
+    store = store.update({
+        "q_tails": mk.tasks.quantiles(x, q=(0.0, 1.0)),
+        "q_low": mk.tasks.quantiles(x, q=(0.1,)),
+        "f1_macro": mk.tasks.f1(logits, labels, num_classes=3),
+        "f1_micro": mk.tasks.f1(logits, labels, num_classes=3, average="micro"),
+        "r2": mk.tasks.r2(x, x + 0.1),
+        "fast": {"value": x.sum(), "log_modes": [DecayedMean(decay=0.5)]},
+        "slow": {"value": x.sum(), "log_modes": [DecayedMean(decay=0.99)]},
+        "loss": x.mean(),
+    })
+store.save(sys.argv[1])
+print(json.dumps(store.compute()))
+"""
+
+LOAD = """
+import json, sys
+import metricskit as mk
+
+store = mk.MetricStore.load(sys.argv[1])
+assert "usermetrics" in sys.modules  # imported by load, from the recorded class path
+print(json.dumps(store.compute()))
+store = store.update({"loss": 1.0})  # the default modes came back: mean and DecayedMean(0.5)
+print(json.dumps(sorted(k for k in store.compute() if k.startswith("loss"))))
+"""
+
+
+def _run(script: str, *args: str, cwd) -> str:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(cwd)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_a_store_of_task_and_user_metrics_loads_in_a_fresh_process_with_nothing_called(tmp_path):
+    (tmp_path / "usermetrics.py").write_text(USER_METRICS)
+    path = str(tmp_path / "s.npz")
+    saved = json.loads(_run(SAVE, path, cwd=tmp_path))
+    assert {"q_tails_p0", "q_tails_p100", "q_low_p10", "f1_macro", "fast_decayed_mean"} <= set(
+        saved
+    )
+    assert (
+        saved["f1_macro"] != saved["f1_micro"]
+        and saved["fast_decayed_mean"] != saved["slow_decayed_mean"]
+    )
+    loaded, loss_names = _run(LOAD, path, cwd=tmp_path).splitlines()
+    assert json.loads(loaded) == saved  # the same numbers, bit for bit
+    assert json.loads(loss_names) == ["loss_decayed_mean", "loss_mean"]
+
+
+def test_a_class_that_cannot_be_imported_is_a_checkpoint_error_naming_the_fix(tmp_path):
+    class Local(mk.Metric):
+        total = mk.state("sum")
+
+        def update(self, value, count):
+            return self.replace(total=self.total + value)
+
+        def compute(self):
+            return self.total
+
+    path = str(tmp_path / "local.npz")
+    mk.MetricStore().update({"x": {"value": 1.0, "log_modes": [Local]}}).save(path)
+    with pytest.raises(CheckpointError, match=r"defined inside a function.*module level"):
+        mk.MetricStore.load(path)
+    like = mk.MetricStore().update({"x": {"value": 0.0, "log_modes": [Local]}})
+    assert mk.MetricStore.load(path, like=like).compute() == {"x_local": 1.0}
+
+
+def _rewrite_header(path: str, out: str, edit) -> None:
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    header = json.loads(arrays["__metricskit__"].tobytes().decode())
+    edit(header)
+    arrays["__metricskit__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(out, **arrays)
+
+
+def test_a_format_2_checkpoint_loads_or_names_its_version_and_what_to_do(tmp_path):
+    path, old = str(tmp_path / "new.npz"), str(tmp_path / "old.npz")
+    mk.MetricStore(default_log_modes=["mean", "max"]).update({"loss": 2.0}).save(path)
+
+    def as_format_2(header):  # metricskit 0.2 wrote no class paths
+        header["format"] = "metricskit.checkpoint/2"
+        for group in header["layout"]:
+            del group["class"]
+
+    _rewrite_header(path, old, as_format_2)
+    assert mk.MetricStore.load(old).update({"loss": 4.0}).compute() == {
+        "loss_max": 4.0,
+        "loss_mean": 3.0,
+    }
+
+    def with_a_task_mode_name(header):  # 0.2 named task modes after their options
+        as_format_2(header)
+        header["layout"][0]["mode"] = "f1_macro_zd0"
+
+    _rewrite_header(path, old, with_a_task_mode_name)
+    with pytest.raises(CheckpointError, match=r"checkpoint/2.*metricskit 0\.2.*f1_macro_zd0"):
+        mk.MetricStore.load(old)
+
+    def from_the_future(header):
+        header["format"] = "metricskit.checkpoint/9"
+
+    _rewrite_header(path, old, from_the_future)
+    with pytest.raises(CheckpointError, match=r"format 'metricskit\.checkpoint/9'.*reads"):
+        mk.MetricStore.load(old)

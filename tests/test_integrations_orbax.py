@@ -18,7 +18,12 @@ import metricskit as mk
 from metricskit.checkpoint import CheckpointError
 from metricskit.compat import make_mesh
 from metricskit.functional import aggregate_metrics, update_metrics
-from metricskit.integrations.orbax import abstract_store, check_store_layouts, store_layouts
+from metricskit.integrations.orbax import (
+    abstract_store,
+    check_store_layouts,
+    restore_targets,
+    store_layouts,
+)
 
 
 @mk.register_metric("orbax_last_bf16")
@@ -229,3 +234,105 @@ def test_without_orbax_the_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "orbax.checkpoint", None)
     with pytest.raises(ImportError, match=r'pip install "metricskit\[orbax\]"'):
         abstract_store(mk.MetricStore())
+
+
+ORBAX_USER_METRICS = """
+import metricskit as mk
+
+
+class DecayedMean(mk.Metric):
+    decay = mk.static(0.9)
+    total = mk.state("sum")
+    weight = mk.state("sum")
+
+    def update(self, value, count):
+        return self.replace(
+            total=self.decay * self.total + value, weight=self.decay * self.weight + count
+        )
+
+    def compute(self):
+        return mk.divide(self.total, self.weight)
+"""
+
+ORBAX_SAVE = """
+import json, sys
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import metricskit as mk
+from metricskit.integrations.orbax import store_layouts
+from usermetrics import DecayedMean
+
+rng = np.random.default_rng(1)
+store = mk.MetricStore()
+for _ in range(3):
+    x = jnp.asarray(rng.normal(size=32), jnp.float32)
+    logits = jnp.asarray(rng.normal(size=(32, 3)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 3, size=32))
+    store = store.update({
+        "q_tails": mk.tasks.quantiles(x, q=(0.0, 1.0)),
+        "q_low": mk.tasks.quantiles(x, q=(0.1,)),
+        "f1_macro": mk.tasks.f1(logits, labels, num_classes=3),
+        "f1_micro": mk.tasks.f1(logits, labels, num_classes=3, average="micro"),
+        "fast": {"value": x.sum(), "log_modes": [DecayedMean(decay=0.5)]},
+        "slow": {"value": x.sum(), "log_modes": [DecayedMean(decay=0.99)]},
+    })
+state = {"step": jnp.int32(3), "metrics": store}
+with ocp.CheckpointManager(sys.argv[1]) as manager:
+    manager.save(3, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        store_layouts=ocp.args.JsonSave(store_layouts(state))))
+    manager.wait_until_finished()
+print(json.dumps(store.compute()))
+"""
+
+ORBAX_LOAD = """
+import json, sys
+import jax
+import orbax.checkpoint as ocp
+import metricskit as mk
+from metricskit.integrations.orbax import check_store_layouts, restore_targets
+
+with ocp.CheckpointManager(sys.argv[1]) as manager:
+    layouts = manager.restore(3, args=ocp.args.Composite(
+        store_layouts=ocp.args.JsonRestore())).store_layouts
+    target = {"step": jax.ShapeDtypeStruct((), "int32"),
+              "metrics": restore_targets(layouts)["['metrics']"]}
+    state = manager.restore(3, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target))).state
+check_store_layouts(layouts, like=state)
+assert "usermetrics" in sys.modules and isinstance(state["metrics"], mk.MetricStore)
+print(json.dumps(state["metrics"].compute()))
+"""
+
+
+def test_orbax_restores_task_and_user_metrics_in_a_fresh_process_from_the_record(tmp_path):
+    import json
+    import os
+    import subprocess
+
+    (tmp_path / "usermetrics.py").write_text(ORBAX_USER_METRICS)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(tmp_path)}
+    env.pop("XLA_FLAGS", None)
+    outputs = []
+    for script in (ORBAX_SAVE, ORBAX_LOAD):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "ckpt")],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(json.loads(done.stdout.splitlines()[-1]))
+    saved, restored = outputs
+    assert restored == saved and saved["f1_macro"] != saved["f1_micro"]
+    assert {"q_tails_p0", "q_tails_p100", "q_low_p10", "fast_decayed_mean"} <= set(saved)
+
+
+def test_restore_targets_refuses_a_record_without_the_store_structure():
+    record = store_layouts(mk.MetricStore().update({"a": 1.0}))
+    old = {"": {k: v for k, v in record[""].items() if k not in ("groups", "meta")}}
+    with pytest.raises(CheckpointError, match=r"no store structure.*metricskit 0\.2"):
+        restore_targets(old)
+    with pytest.raises(CheckpointError, match="malformed"):
+        restore_targets({"": {**record[""], "groups": [{"mode": "mean"}]}})

@@ -380,21 +380,15 @@ def test_a_nan_score_makes_the_key_nan_and_skip_counts_it(use_jit):
     assert skipped["acc_nonfinite"] == 1  # the skip policy sees the NaN of a float statistic
 
 
-def test_summing_mode_refuses_a_second_finish_under_one_name():
-    from metricskit.tasks.modes import summing_mode
+def test_task_options_are_the_configuration_of_one_class_never_a_generated_name():
+    from metricskit.tasks.fscores import FScores
 
-    def first(sums, count):
-        return float(sums)
-
-    def second(sums, count):
-        return 2 * float(sums)
-
-    assert summing_mode("test_collision", first) == "test_collision"
-    assert summing_mode("test_collision", first) == "test_collision"  # the same: fine
-    with pytest.raises(ValueError, match="another finishing function"):
-        summing_mode("test_collision", second)
-    with pytest.raises(ValueError, match="already registered as"):
-        summing_mode("mean", first)
+    logits, labels = jnp.array([[2.0, 0.0], [0.0, 2.0]]), jnp.array([0, 1])
+    macro = mk.tasks.f1(logits, labels, num_classes=2)["log_modes"][0]
+    assert macro == FScores(kind="f1", average="macro", beta=1.0, zero_division=0.0)
+    micro = mk.tasks.f1(logits, labels, num_classes=2, average="micro")["log_modes"][0]
+    assert micro != macro and micro.cls is macro.cls is FScores
+    assert not any(name.startswith("f1_") for name in mk.registered_modes())
 
 
 def test_zero_division_nan_written_afresh_each_step_is_one_mode():

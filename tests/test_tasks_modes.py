@@ -1,4 +1,4 @@
-"""The engine of task metrics: summing modes (a user's own task metric in a few lines),
+"""The engine of task metrics: summing metrics (a user's own task metric in a few lines),
 masks, and every family through the functional API, a checkpoint and 8 devices."""
 
 from __future__ import annotations
@@ -11,18 +11,21 @@ from jax.sharding import PartitionSpec as P
 
 import metricskit as mk
 from metricskit.compat import make_mesh, shard_map
-from metricskit.tasks.modes import counted, step_item, summing_mode
+from metricskit.tasks.modes import SumsMetric, counted, step_item
 
 
-def _brier_score(sums, count):
-    return float(sums / count)
+class Brier(SumsMetric):
+    scale = mk.static(1.0)
+
+    def finish(self, sums, count):
+        return self.scale * float(sums / count)
 
 
-def brier(probs, labels, *, mask=None):
+def brier(probs, labels, *, mask=None, scale=1.0):
     """A user's own task metric: the mean squared error of predicted probabilities."""
     which = counted(mask, jnp.shape(labels))
     total = jnp.sum(jnp.where(which, (probs - labels) ** 2, 0.0))
-    return step_item(total, jnp.sum(which, dtype=jnp.int32), summing_mode("brier", _brier_score))
+    return step_item(total, jnp.sum(which, dtype=jnp.int32), Brier(scale=scale))
 
 
 def test_a_users_task_metric_in_a_few_lines(rng):
@@ -35,16 +38,18 @@ def test_a_users_task_metric_in_a_few_lines(rng):
         store = update(store, p[i], y[i], m[i])
     want = np.mean((p[m].astype(np.float64) - y[m]) ** 2)
     assert store.compute()["brier"] == pytest.approx(want, rel=1e-6)
-    assert mk.get_log_mode("brier").cls.__name__ == "Sums_brier"
+    assert mk.get_log_mode(Brier(scale=1.0)).cls is Brier
 
 
-def test_summing_mode_names_are_identifiers_and_made_once():
-    assert summing_mode("f1 beta0.5/zd-1", _brier_score) == "f1_beta0_5_zd_1"
-    assert summing_mode("f1 beta0.5/zd-1", _brier_score) == "f1_beta0_5_zd_1"
-    assert (
-        mk.tasks.fbeta(jnp.zeros((2, 3)), jnp.zeros(2, int), num_classes=3, beta=0.5)["log_modes"]
-        == mk.tasks.fbeta(jnp.ones((2, 3)), jnp.ones(2, int), num_classes=3, beta=0.5)["log_modes"]
-    )
+def test_two_options_of_one_task_metric_are_two_modes_of_one_class_and_never_collide():
+    p, y = jnp.array([0.9, 0.2]), jnp.array([1.0, 0.0])
+    store = mk.MetricStore().update({"a": brier(p, y), "b": brier(p, y, scale=2.0)})
+    host = store.compute()
+    assert host == {"a": pytest.approx(0.025), "b": pytest.approx(0.05)}
+    assert [g.mode for g in store.layout.groups] == [Brier(scale=1.0), Brier(scale=2.0)]
+    a = mk.tasks.fbeta(jnp.zeros((2, 3)), jnp.zeros(2, int), num_classes=3, beta=0.5)
+    b = mk.tasks.fbeta(jnp.ones((2, 3)), jnp.ones(2, int), num_classes=3, beta=0.5)
+    assert a["log_modes"] == b["log_modes"] and hash(a["log_modes"][0]) == hash(b["log_modes"][0])
 
 
 def test_counted_broadcasts_a_mask_over_the_trailing_axes():

@@ -15,14 +15,19 @@ import pytest
 from hypothesis import given, settings
 
 import metricskit as mk
-from metricskit.tasks.moments import batch_moments, comoment_mode, merge_batches
+from metricskit.tasks.moments import CoMoments, batch_moments, merge_batches
 
 
 def _moments(count, mean, comoments):
     return (float(count), np.asarray(mean), np.asarray(comoments))
 
 
-MODE = comoment_mode("test_moments", _moments)
+class Moments(CoMoments):
+    def finish(self, count, mean, comoments):
+        return _moments(count, mean, comoments)
+
+
+MODE = Moments()
 
 
 def _reference(x):

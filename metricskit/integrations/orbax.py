@@ -16,6 +16,10 @@ Two things Orbax does not do by itself:
   call :func:`check_store_layouts` after restoring; it raises
   :class:`~metricskit.checkpoint.CheckpointError` for any difference.
 
+The same record describes each store whole (every metric's class and options), so
+:func:`restore_targets` builds the restore target of the stores from the record alone: a fresh
+process restores a checkpoint with task or user metrics with nothing called first.
+
 The recipe with ``ocp.CheckpointManager`` is in ``docs/integrations/orbax.md``.
 """
 
@@ -27,13 +31,19 @@ from typing import Any, TypeVar
 import jax
 import numpy as np
 
-from metricskit.checkpoint import CheckpointError
+from metricskit.checkpoint import (
+    CheckpointError,
+    layout_from_json,
+    layout_json,
+    modes_from_json,
+    modes_json,
+)
 from metricskit.sinks import require
 from metricskit.store.host import refuse_tracers
-from metricskit.store.layout import key_modes
+from metricskit.store.layout import build, key_modes
 from metricskit.store.store import MetricStore
 
-__all__ = ["abstract_store", "check_store_layouts", "store_layouts"]
+__all__ = ["abstract_store", "check_store_layouts", "restore_targets", "store_layouts"]
 
 T = TypeVar("T")
 
@@ -78,8 +88,16 @@ def _stores(state: Any) -> list[tuple[str, MetricStore]]:
 def _record(store: MetricStore) -> dict[str, Any]:
     flat, _ = jax.tree_util.tree_flatten_with_path(store)
     return {
-        "keys": {key: list(modes) for key, modes in key_modes(store.layout).items()},
+        "keys": {
+            key: [m if isinstance(m, str) else repr(m) for m in modes]
+            for key, modes in key_modes(store.layout).items()
+        },
         "layout": repr(store.layout),
+        "groups": layout_json(store.layout),
+        "meta": {
+            "default_log_modes": modes_json(store.default_log_modes),
+            "nan_policy": store.nan_policy,
+        },
         "leaves": [
             [jax.tree_util.keystr(path), np.dtype(x.dtype).name, list(x.shape)] for path, x in flat
         ],
@@ -179,3 +197,57 @@ def check_store_layouts(saved: Mapping[str, Any], like: Any) -> None:
                 f"{where}: the saved record is not one that store_layouts() writes "
                 f"({type(e).__name__}: {e})"
             ) from e
+
+
+def restore_targets(saved: Mapping[str, Any]) -> dict[str, MetricStore]:
+    """The restore target of every store in a checkpoint, from its saved record alone.
+
+    Args:
+        saved: What :func:`store_layouts` returned for the saved state (read back with
+            ``ocp.args.JsonRestore``).
+
+    Returns:
+        ``{path: store}``: for every saved store, a :class:`~metricskit.MetricStore` of the
+        saved keys, metrics (classes imported as needed, options as saved), default log modes
+        and NaN policy, whose leaves are ``jax.ShapeDtypeStruct`` (no sharding: leaves are
+        restored to the default device; give a sharded target with :func:`abstract_store`
+        to restore across devices). Pass ``restore_targets(saved)[""]`` (a store saved
+        alone) to ``ocp.args.StandardRestore``, or put it where the store sits in the state.
+
+    Raises:
+        metricskit.checkpoint.CheckpointError: For a record without the store's structure
+            (written by metricskit 0.2: restore into a store built as before, with
+            :func:`abstract_store`), or a metric class that cannot be imported.
+
+    Examples:
+        >>> import metricskit as mk
+        >>> from metricskit.integrations.orbax import restore_targets, store_layouts
+        >>> record = store_layouts(mk.MetricStore().update({"loss": 2.0}))
+        >>> target = restore_targets(record)[""]
+        >>> list(target), type(target.metrics[0].total.hi).__name__
+        (['loss'], 'ShapeDtypeStruct')
+    """
+    out = {}
+    for path, record in saved.items():
+        where = "the store" if path == "" else f"the store at {path}"
+        if not isinstance(record, Mapping) or "groups" not in record:
+            raise CheckpointError(
+                f"{where}: the saved record has no store structure (written by metricskit "
+                "0.2); restore into a store built as before, with abstract_store(like)"
+            )
+        try:
+            layout = layout_from_json(record["groups"])
+        except CheckpointError as e:
+            raise CheckpointError(f"{where}: {e}") from e
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{where}: the saved record is malformed ({e})") from e
+        template = [build(g.mode, g.signature, len(g.keys), np) for g in layout.groups]
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),  # type: ignore[no-untyped-call]
+            template,
+        )
+        meta = record.get("meta", {})
+        modes = modes_from_json(meta.get("default_log_modes"))
+        store = MetricStore(modes, meta.get("nan_policy", "propagate"))
+        out[path] = store._evolve(abstract, layout)
+    return out

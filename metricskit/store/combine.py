@@ -11,6 +11,7 @@ import numpy as np
 
 from metricskit.log import warn_empty_parts
 from metricskit.metric import Metric, per_sample, sample_fields
+from metricskit.registry import Mode
 from metricskit.store import host
 from metricskit.store.entries import KeyMetrics
 from metricskit.store.layout import Signature, signature_of
@@ -49,7 +50,7 @@ def _union(
     a: Mapping[str, Metric] | None,
     b: Mapping[str, Metric] | None,
     combine: Callable[[str, Metric, Metric], Metric],
-) -> dict[str, Metric]:
+) -> dict[Mode, Metric]:
     """Every mode of ``a`` and ``b``: combined where both have it, kept where one has it."""
     return {
         mode: combine(mode, x, y) if x is not None and y is not None else (x if y is None else y)
@@ -57,7 +58,7 @@ def _union(
     }
 
 
-def _aggregate(key: str, mode: str, x: Metric, y: Metric) -> Metric:
+def _aggregate(key: str, mode: Mode, x: Metric, y: Metric) -> Metric:
     if per_sample(type(x)) and not host.traced((x, y)):
         # an empty (all-zeros: reset or zero-filled) per-sample state holds no samples
         x_empty, y_empty = is_all_zero(x), is_all_zero(y)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit.metric import Metric
-from metricskit.registry import get_log_mode
+from metricskit.registry import Mode, get_log_mode, mode_name
 from metricskit.store.layout import Group, Layout, Signature, canonical, signature_of
 
 __all__ = ["KeyMetrics", "Row", "Source", "Whole", "on_host", "row_of", "sources_of", "stack"]
@@ -91,7 +91,7 @@ class Whole(Source):
         return self._signature
 
 
-class KeyMetrics(Mapping[str, Metric]):
+class KeyMetrics(Mapping[Mode, Metric]):
     """The metrics of one key, by log mode: a read-only mapping (and a JAX pytree).
 
     Examples:
@@ -104,41 +104,41 @@ class KeyMetrics(Mapping[str, Metric]):
 
     __slots__ = ("_sources",)
 
-    def __init__(self, sources: Mapping[str, Source]):
+    def __init__(self, sources: Mapping[Mode, Source]):
         self._sources = dict(sources)
 
     @classmethod
-    def owning(cls, sources: dict[str, Source]) -> KeyMetrics:
+    def owning(cls, sources: dict[Mode, Source]) -> KeyMetrics:
         """A ``KeyMetrics`` that takes ``sources`` itself (no copy; the caller lets it go)."""
         km = object.__new__(cls)
         km._sources = sources
         return km
 
     @classmethod
-    def of(cls, metrics: Mapping[str, Metric]) -> KeyMetrics:
+    def of(cls, metrics: Mapping[Mode, Metric]) -> KeyMetrics:
         """A ``KeyMetrics`` of states of their own (mode -> metric)."""
         return cls({mode: Whole(m) for mode, m in metrics.items()})
 
-    def __getitem__(self, mode: str) -> Metric:
+    def __getitem__(self, mode: Mode) -> Metric:
         return self._sources[mode].metric()
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Mode]:
         return iter(self._sources)
 
     def __len__(self) -> int:
         return len(self._sources)
 
     def __repr__(self) -> str:
-        return f"KeyMetrics({', '.join(self._sources)})"
+        return f"KeyMetrics({', '.join(map(mode_name, self._sources))})"
 
-    def sources(self) -> Mapping[str, Source]:
+    def sources(self) -> Mapping[Mode, Source]:
         """Mode -> :class:`Source`, without materializing anything."""
         return self._sources
 
 
 def _flatten(km: KeyMetrics) -> tuple[list[Any], tuple[Any, ...]]:
     children: list[Any] = []
-    aux: list[tuple[str, int | None, Signature | None]] = []
+    aux: list[tuple[Mode, int | None, Signature | None]] = []
     for mode, src in km.sources().items():
         if isinstance(src, Row):
             children.append(src.stacked)
@@ -150,7 +150,7 @@ def _flatten(km: KeyMetrics) -> tuple[list[Any], tuple[Any, ...]]:
 
 
 def _unflatten(aux: tuple[Any, ...], children: Any) -> KeyMetrics:
-    sources: dict[str, Source] = {}
+    sources: dict[Mode, Source] = {}
     for (mode, row, sig), child in zip(aux, children, strict=True):
         sources[mode] = Whole(child) if row is None else Row(child, row, sig)
     return KeyMetrics(sources)
@@ -159,12 +159,12 @@ def _unflatten(aux: tuple[Any, ...], children: Any) -> KeyMetrics:
 jax.tree_util.register_pytree_node(KeyMetrics, _flatten, _unflatten)
 
 
-def sources_of(key: str, entry: Any) -> Mapping[str, Source] | None:
+def sources_of(key: str, entry: Any) -> Mapping[Mode, Source] | None:
     """The sources of one mapping entry, ``None`` for a plain value; raises for anything odd."""
     if isinstance(entry, KeyMetrics):
         return entry.sources()
     if isinstance(entry, Mapping) and entry and all(isinstance(m, Metric) for m in entry.values()):
-        out: dict[str, Source] = {}
+        out: dict[Mode, Source] = {}
         for mode, metric in entry.items():
             if type(mode) is not str:
                 raise TypeError(f"metrics[{key!r}] has log mode {mode!r}; log modes are strings")
@@ -234,7 +234,7 @@ def stack(mapping: Mapping[str, Any]) -> tuple[Layout, tuple[Metric, ...], dict[
         TypeError: For an entry that is a mapping but not one key's metrics, or a metric of
             the wrong class for its mode.
     """
-    members: dict[tuple[str, Signature], list[tuple[str, Source]]] = {}
+    members: dict[tuple[Mode, Signature], list[tuple[str, Source]]] = {}
     passthrough: dict[str, Any] = {}
     for key, entry in mapping.items():
         if not isinstance(key, str):

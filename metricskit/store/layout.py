@@ -205,21 +205,30 @@ def names(layout: Layout) -> tuple[tuple[str, int, int, int], ...]:
             for suffix, part in suffixes:
                 name = key + suffix
                 if name in seen:
-                    other = seen[name]
-                    raise ValueError(
-                        f"metric {key!r} with log mode {mode!r} would be reported as {name!r}, "
-                        f"which metric {other[0]!r} with log mode {other[1]!r} is already "
-                        "reported as; rename one of the keys"
-                        + (
-                            ", or give a configured metric another postfix "
-                            "(MyMetric(..., postfix='_other'))"
-                            if other[0] == key
-                            else ""
-                        )
-                    )
+                    raise ValueError(_collision(key, mode, name, *seen[name]))
                 seen[name] = (key, mode)
                 out.append((name, *where[(key, mode)], part))
     return tuple(out)
+
+
+def _collision(key: str, mode: Mode, name: str, other_key: str, other_mode: Mode) -> str:
+    """The message for two values reported under one name, with the fix that applies."""
+    head = (
+        f"metric {key!r} with log mode {mode!r} would be reported as {name!r}, which metric "
+        f"{other_key!r} with log mode {other_mode!r} is already reported as; "
+    )
+    if other_key != key:
+        return head + "rename one of the keys"
+    plain = {m for m in (mode, other_mode) if isinstance(m, str)}
+    if plain and len(plain) == 1 and {mode, other_mode} - plain:
+        [configured] = {mode, other_mode} - plain
+        return head + (
+            f"key {key!r} holds a plain value's mode {plain.pop()!r} (a placeholder such as "
+            f"0.0 in init or a first step) and now {configured!r} (a task metric's output): "
+            f"initialise the key with the task function's output (store.init({{{key!r}: "
+            "tasks.f1(...)})), or zero-fill jax.eval_shape of the step that makes it"
+        )
+    return head + "give one of the configured metrics another postfix (MyMetric(..., postfix='_x'))"
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,7 +16,7 @@ import attrs
 import jax.numpy as jnp
 
 from metricskit.fields import Spec
-from metricskit.registry import get_log_mode
+from metricskit.registry import Mode, get_log_mode
 from metricskit.store.layout import (
     Group,
     Layout,
@@ -31,7 +31,7 @@ from metricskit.store.parse import Entry
 
 __all__ = ["Plan", "Route", "Slot", "make_plan", "step_signature"]
 
-StepSignature = tuple[tuple[str, tuple[str, ...], Spec, Spec, bool], ...]
+StepSignature = tuple[tuple[str, tuple[Mode, ...], Spec, Spec, bool], ...]
 
 
 @attrs.frozen(cache_hash=True)
@@ -104,7 +104,7 @@ def step_signature(entries: Sequence[Entry]) -> StepSignature:
 _ORIGINS: dict[Signature, tuple[Spec, Spec]] = {}
 
 
-def _signature(mode: str, value: Spec, count: Spec) -> Signature:
+def _signature(mode: Mode, value: Spec, count: Spec) -> Signature:
     log_mode = get_log_mode(mode)
     sig = signature_for(log_mode.cls, value, count, log_mode.options)
     if len(_ORIGINS) > 4096:
@@ -138,7 +138,7 @@ def _fits(new: str, old: str) -> bool:
     return False
 
 
-def _check(key: str, mode: str, old: Signature, new: Signature, value: Spec, count: Spec) -> None:
+def _check(key: str, mode: Mode, old: Signature, new: Signature, value: Spec, count: Spec) -> None:
     """Raise if a step of (value, count) cannot update a state of signature ``old``."""
     origin = _ORIGINS.get(old)
     for (name, o), (_, n) in zip(old.fields, new.fields, strict=True):
@@ -186,11 +186,11 @@ def make_plan(before: Layout, step: StepSignature) -> Plan:
         TypeError: A step's dtypes cannot update the key's state.
     """
     where = index(before)
-    members: dict[tuple[str, Signature], set[str]] = {
+    members: dict[tuple[Mode, Signature], set[str]] = {
         (g.mode, g.signature): set(g.keys) for g in before.groups
     }
-    targets: dict[tuple[str, Signature], list[tuple[str, int, Spec, Spec, bool]]] = {}
-    signatures: dict[tuple[str, Spec, Spec], Signature] = {}  # K keys share a few
+    targets: dict[tuple[Mode, Signature], list[tuple[str, int, Spec, Spec, bool]]] = {}
+    signatures: dict[tuple[Mode, Spec, Spec], Signature] = {}  # K keys share a few
     for i, (key, modes, vspec, cspec, skip) in enumerate(step):
         for mode in modes:
             new = signatures.get((mode, vspec, cspec))
@@ -234,7 +234,7 @@ def _sources(before: Layout, after: Layout) -> tuple[Source, ...]:
 
 
 def _routes(
-    after: Layout, targets: dict[tuple[str, Signature], list[tuple[str, int, Spec, Spec, bool]]]
+    after: Layout, targets: dict[tuple[Mode, Signature], list[tuple[str, int, Spec, Spec, bool]]]
 ) -> tuple[tuple[Slot, ...], tuple[Route, ...]]:
     slots: dict[Slot, int] = {}
     routes = []

@@ -10,6 +10,7 @@ from metricskit import checkpoint, nan_policy
 from metricskit.compat import AxisName
 from metricskit.distributed import local_copy, process_sync, reduce_entries, sync_metric
 from metricskit.metric import Metric, zeros_like
+from metricskit.registry import Mode
 from metricskit.store import combine, engine, host, leaves, results, tree
 from metricskit.store.entries import KeyMetrics, Row, on_host, stack
 from metricskit.store.layout import Layout, index, key_modes, names, rows
@@ -62,13 +63,15 @@ class MetricStore(Mapping[str, KeyMetrics]):
 
     __slots__ = ("default_log_modes", "layout", "metrics", "nan_policy")
 
-    default_log_modes: tuple[str, ...] | None
+    default_log_modes: tuple[Mode, ...] | None
     nan_policy: str
     layout: Layout
     metrics: tuple[Metric, ...]
 
     def __init__(
-        self, default_log_modes: Sequence[str] | None = None, nan_policy: str = "propagate"
+        self,
+        default_log_modes: Sequence[Mode | type[Metric]] | None = None,
+        nan_policy: str = "propagate",
     ):
         modes = (
             None
@@ -113,7 +116,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
         """The first leaf of the state (a store's leaves are traced together, or not at all)."""
         return leaves.first(self.metrics, self.layout)
 
-    def entries(self) -> Iterator[tuple[str, dict[str, Row]]]:
+    def entries(self) -> Iterator[tuple[str, dict[Mode, Row]]]:
         """``(key, {mode: Row})`` for every key, sorted: ``items()`` without the views."""
         groups, metrics = self.layout.groups, self.metrics
         for key, triples in rows(self.layout):
@@ -139,7 +142,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
     def from_mapping(
         cls,
         metrics: Mapping[str, Any],
-        default_log_modes: Sequence[str] | None = None,
+        default_log_modes: Sequence[Mode | type[Metric]] | None = None,
         nan_policy: str = "propagate",
     ) -> MetricStore:
         """A store of the entries of any mapping of key -> per-mode metrics.
@@ -382,7 +385,8 @@ class MetricStore(Mapping[str, KeyMetrics]):
             TypeError: When called on traced values (inside ``jax.jit``).
         """
         host.refuse_tracers(self.first_leaf(), "MetricStore.save")
-        meta = {"default_log_modes": self.default_log_modes, "nan_policy": self.nan_policy}
+        modes = checkpoint.modes_json(self.default_log_modes)
+        meta = {"default_log_modes": modes, "nan_policy": self.nan_policy}
         checkpoint.save(path, self.layout, local_copy(self.metrics), meta)
 
     @classmethod
@@ -404,12 +408,16 @@ class MetricStore(Mapping[str, KeyMetrics]):
             metricskit.checkpoint.CheckpointError: A ``ValueError`` for a truncated file, a
                 file that is not a metricskit checkpoint, or a structure other than ``like``'s.
         """
-        layout, metrics, meta = checkpoint.load(path)
+        known = () if like is None else tuple(g.mode for g in like.layout.groups)
+        layout, metrics, meta = checkpoint.load(path, known)
         if like is not None:
             checkpoint.check_like(path, layout, like.layout)
             return like._evolve(metrics, layout)
-        modes = meta.get("default_log_modes")
-        store = cls(None if modes is None else tuple(modes), meta.get("nan_policy", "propagate"))
+        try:
+            modes = checkpoint.modes_from_json(meta.get("default_log_modes"))
+        except (KeyError, TypeError, ValueError) as e:  # a CheckpointError is a ValueError
+            raise checkpoint.CheckpointError(f"{os.fspath(path)!r}: default log modes: {e}") from e
+        store = cls(modes, meta.get("nan_policy", "propagate"))
         return store._evolve(metrics, layout)
 
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import jax
 
 from metricskit.metric import Metric
+from metricskit.registry import Mode
 from metricskit.store import leaves
 from metricskit.store.layout import Layout
 
@@ -29,7 +30,7 @@ _set = object.__setattr__
 
 def build(
     store: S,
-    default_log_modes: tuple[str, ...] | None,
+    default_log_modes: tuple[Mode, ...] | None,
     policy: str,
     layout: Layout,
     metrics: tuple[Metric, ...],

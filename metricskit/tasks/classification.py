@@ -277,4 +277,4 @@ class ConfusionMatrix(SumsMetric):
         return _confusion_finish(sums, count)
 
 
-_CONFUSION_MATRIX = ConfusionMatrix()
+_CONFUSION_MATRIX = ConfusionMatrix.configure()

@@ -352,4 +352,4 @@ class Bits(PairSums):
         return _bits(sums, count)
 
 
-_PERPLEXITY, _BITS = Perplexity(), Bits()
+_PERPLEXITY, _BITS = Perplexity.configure(), Bits.configure()

@@ -189,4 +189,4 @@ class NDCG(PairSums):
         return _ndcg_finish(sums, count)
 
 
-_MRR, _NDCG = MRR(), NDCG()
+_MRR, _NDCG = MRR.configure(), NDCG.configure()

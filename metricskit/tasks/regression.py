@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
+from metricskit.metric import ConfiguredMetric
 from metricskit.tasks.batchsums import as_pairs, dd_mul, dd_sub, packed_pair, pair_total, two_sum
 from metricskit.tasks.modes import counted, step_item
 from metricskit.tasks.moments import CoMoments, PairSums, batch_moments
@@ -100,7 +101,9 @@ def _errors(p: jax.Array, y: jax.Array) -> exact.Pair:
     return dd_sub(as_pairs(y), as_pairs(p))
 
 
-def _sum_item(function: str, per_sample: exact.Pair, mask: Any, mode: str) -> dict[str, Any]:
+def _sum_item(
+    function: str, per_sample: exact.Pair, mask: Any, mode: ConfiguredMetric
+) -> dict[str, Any]:
     shape = np.shape(per_sample.hi)
     which = _which(function, mask, shape).reshape(-1)
     flat = exact.Pair(
@@ -192,7 +195,7 @@ def _pearson(count: np.ndarray, mean: np.ndarray, c: np.ndarray) -> float:
 
 
 def _moments_item(
-    function: str, first: exact.Pair, second: exact.Pair, mask: Any, mode: str
+    function: str, first: exact.Pair, second: exact.Pair, mask: Any, mode: ConfiguredMetric
 ) -> dict[str, Any]:
     variables = exact.Pair(
         jnp.stack([first.hi, second.hi], axis=-1), jnp.stack([first.lo, second.lo], axis=-1)
@@ -295,5 +298,6 @@ class Pearson(CoMoments):
         return _pearson(count, mean, comoments)
 
 
-_MSE, _RMSE, _MAE = MeanSquaredError(), RootMeanSquaredError(), MeanAbsoluteError()
-_R2, _EV, _PEARSON = R2(), ExplainedVariance(), Pearson()
+_MSE, _RMSE = MeanSquaredError.configure(), RootMeanSquaredError.configure()
+_MAE = MeanAbsoluteError.configure()
+_R2, _EV, _PEARSON = R2.configure(), ExplainedVariance.configure(), Pearson.configure()

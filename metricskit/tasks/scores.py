@@ -251,4 +251,5 @@ class CalibrationError(SumsMetric):
         return _ece_finish(sums, count)
 
 
-_ROC_AUC, _AP, _ECE = BinnedRocAuc(), BinnedAveragePrecision(), CalibrationError()
+_ROC_AUC, _AP = BinnedRocAuc.configure(), BinnedAveragePrecision.configure()
+_ECE = CalibrationError.configure()

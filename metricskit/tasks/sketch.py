@@ -173,7 +173,7 @@ def quantiles(
     qs = tuple(sorted({float(v) for v in q}))  # reported in increasing order
     if not qs or not all(0 <= v <= 1 for v in qs):
         raise ValueError(f"q={q}; pass one or more quantiles in [0, 1]")
-    mode = QuantileSketch(relative_accuracy=float(relative_accuracy), q=qs)
+    mode = QuantileSketch.configure(relative_accuracy=float(relative_accuracy), q=qs)
     return _sketch_item(values, relative_accuracy, mask, mode)
 
 
@@ -220,5 +220,5 @@ class HistogramSketch(SumsMetric):
 
 def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None) -> dict[str, Any]:
     """The distribution of a stream of values as a :class:`Histogram` (see :func:`quantiles`)."""
-    mode = HistogramSketch(relative_accuracy=float(relative_accuracy))
+    mode = HistogramSketch.configure(relative_accuracy=float(relative_accuracy))
     return _sketch_item(values, relative_accuracy, mask, mode)
