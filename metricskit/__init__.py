@@ -15,7 +15,7 @@ from metricskit.persample import NoReduceMetric, NoReduceWCountMetric
 from metricskit.registry import LogMode, get_log_mode, register_metric, registered_modes
 from metricskit.store import KeyMetrics, MetricStore
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "LOGGER",

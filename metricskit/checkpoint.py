@@ -7,9 +7,11 @@ log modes, each metric's class as an import path and its static options, each fi
 and storage) and every leaf's dtype and shape; loading checks all of it before building
 anything. A checkpoint is self-describing: loading it in a fresh process needs nothing
 registered or called first. It imports the module that defines each recorded metric class (a
-class defined inside a function cannot be found that way) and accepts only
-:class:`~metricskit.Metric` subclasses from it; options are JSON data, and nothing else from
-the file is run. :meth:`MetricStore.save
+class defined inside a function, or in a script's ``__main__``, cannot be found that way) and
+accepts only :class:`~metricskit.Metric` subclasses from it; options are JSON data. No code
+from the file itself runs, but importing a module runs that module's import-time code, as
+unpickling does: load only checkpoints you trust, or pass ``like=`` (a store of the same
+metrics), which takes the classes from that store and imports nothing. :meth:`MetricStore.save
 <metricskit.MetricStore.save>` and :meth:`MetricStore.load <metricskit.MetricStore.load>` are
 the entry points.
 
@@ -25,6 +27,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -37,9 +40,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit.fields import FieldSpec
-from metricskit.metric import ConfiguredMetric, Metric, per_sample, sample_fields, state_fields
-from metricskit.registry import Mode, get_log_mode
-from metricskit.store.layout import Group, Layout, Signature, build, index
+from metricskit.metric import (
+    ConfiguredMetric,
+    Metric,
+    Options,
+    per_sample,
+    sample_fields,
+    state_fields,
+)
+from metricskit.registry import Mode, get_log_mode, legacy_mode
+from metricskit.store.layout import Group, Layout, Signature, build, index, names
 
 __all__ = [
     "FORMAT",
@@ -114,6 +124,12 @@ def _import_class(path: str) -> type[Metric]:
             f"metric class {path} was defined inside a function, so it cannot be imported: "
             "define it at module level (or load with like= a store that uses it)"
         )
+    if module == "__main__" and not hasattr(importlib.import_module("__main__"), qualname):
+        raise CheckpointError(
+            f"metric class {path} was defined in the script that saved the checkpoint "
+            "(__main__), which another program cannot import: move the class into a module "
+            "(or load with like= a store that uses it)"
+        )
     try:
         obj: Any = importlib.import_module(module)
         for name in qualname.split("."):
@@ -128,35 +144,59 @@ def _import_class(path: str) -> type[Metric]:
     return obj
 
 
-def _mode_from_json(group: dict[str, Any], version: str, known: Sequence[Mode] = ()) -> Mode:
+def _mode_from_json(
+    group: dict[str, Any], version: str, known: Sequence[Mode] = (), imports: bool = True
+) -> Mode:
+    """The mode a checkpoint records: one of ``known`` (a store to load into) when it is
+    there, else a registered name, a metricskit 0.2 task-mode name, or a class imported."""
     mode = group["mode"]
-    for candidate in known:  # a store to load into knows its classes: nothing to import
-        if _mode_json(candidate) == mode:
-            return candidate
     if isinstance(mode, str):
-        try:
+        if mode in known:
+            return mode
+        with contextlib.suppress(ValueError):
             return get_log_mode(mode).name
-        except ValueError:
-            if "class" not in group:  # format 2 named task modes after their options
-                raise CheckpointError(
-                    f"log mode {mode!r} of a {version} checkpoint (metricskit 0.2) is not a "
-                    "registered name: metricskit 0.2 named task metrics after their options, "
-                    "this version records their class instead. Import the module that "
-                    f"registers {mode!r} before loading, or load the file with metricskit 0.2 "
-                    "and save its numbers"
-                ) from None
+        legacy = legacy_mode(mode, known) if version == _FORMAT_2 else None
+        if legacy is not None:
+            return legacy
+        if "class" in group and imports:
             _import_class(group["class"])  # its module registers the name
             return get_log_mode(mode).name
-    cls = _import_class(mode["class"])
-    options = {name: _tuples(value) for name, value in mode["options"]}
-    return ConfiguredMetric.of(cls, {**options, "postfix": mode["postfix"]})
+        raise CheckpointError(
+            f"log mode {mode!r} is not a registered name"
+            + (
+                f" (a {version} checkpoint, written by metricskit 0.2, which named task metrics "
+                "after their options): load it with like= a store made by the same task "
+                "functions with the same options (MetricStore().init(step_metrics))"
+                if version == _FORMAT_2
+                else ""
+            )
+        )
+    path, postfix = mode["class"], mode["postfix"]
+    options = Options((name, _tuples(value)) for name, value in mode["options"])
+    for candidate in known:  # a store to load into knows its classes: nothing to import
+        if isinstance(candidate, ConfiguredMetric) and (
+            candidate.path,
+            candidate.options,
+            candidate.postfix,
+        ) == (path, options, postfix):
+            return candidate
+    if not imports:
+        raise CheckpointError(
+            f"the checkpoint holds log mode {path}{dict(options)} (postfix {postfix!r}), which "
+            "the store to load into does not have; load it without like= to get the saved "
+            "structure"
+        )
+    cls = _import_class(path)
+    return ConfiguredMetric.of(cls, {**dict(options), "postfix": postfix})
 
 
 def layout_from_json(
-    groups: list[dict[str, Any]], version: str = FORMAT, known: Sequence[Mode] = ()
+    groups: list[dict[str, Any]],
+    version: str = FORMAT,
+    known: Sequence[Mode] | None = None,
 ) -> Layout:
-    """The layout :func:`layout_json` wrote (metric classes imported as needed, unless the
-    mode is one of ``known``).
+    """The layout :func:`layout_json` wrote: metric classes imported as needed, or, given the
+    modes of a store to load into (``known``), taken from them (nothing imported).
 
     Raises:
         CheckpointError: For a class that cannot be imported, or whose state fields are not
@@ -165,7 +205,7 @@ def layout_from_json(
     """
     out = []
     for g in groups:
-        mode = _mode_from_json(g, version, known)
+        mode = _mode_from_json(g, version, known or (), known is None)
         fields = tuple((n, FieldSpec(tuple(shape), storage)) for n, shape, storage in g["fields"])
         cls = get_log_mode(mode).cls
         names = [f.name for f in state_fields(cls)]
@@ -176,7 +216,16 @@ def layout_from_json(
                 "the classes that wrote the checkpoint; load it with the metric class that "
                 "saved it"
             )
-        statics = tuple((n, _tuples(v)) for n, v in g["statics"])
+        statics = Options((n, _tuples(v)) for n, v in g["statics"])
+        if version == _FORMAT_2 and isinstance(mode, ConfiguredMetric):
+            statics = mode.options  # 0.2's task classes had no static fields
+        if isinstance(mode, ConfiguredMetric) and (
+            statics != mode.options or g.get("class", mode.path) != mode.path
+        ):
+            raise CheckpointError(
+                f"log mode {mode!r} is recorded with class {g.get('class')} and options "
+                f"{statics}, which disagree with the mode itself; the file was altered"
+            )
         out.append(Group(mode, Signature(fields, statics), tuple(g["keys"])))
     return Layout(tuple(out))
 
@@ -243,10 +292,11 @@ def _read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def load(
-    path: str | os.PathLike[str], known: Sequence[Mode] = ()
+    path: str | os.PathLike[str], known: Sequence[Mode] | None = None
 ) -> tuple[Layout, tuple[Metric, ...], dict[str, Any]]:
-    """Read a checkpoint written by :func:`save`; modes equal to one of ``known`` (those of a
-    store to load into) are taken from it, the others imported from their class paths.
+    """Read a checkpoint written by :func:`save`. Given ``known`` (the modes of a store to load
+    into), its modes are taken from them and nothing is imported; otherwise metric classes are
+    imported from their recorded paths.
 
     Returns:
         ``(layout, metrics with device leaves, meta)``. Nothing passed in is changed.
@@ -260,6 +310,7 @@ def load(
     header, arrays = _read(path)
     try:
         layout = layout_from_json(header["layout"], header["format"], known)
+        names(layout)  # two values reported under one name: not a store's layout
         template = tuple(build(g.mode, g.signature, len(g.keys), np) for g in layout.groups)
         expected = _leaves(template)
     except CheckpointError as e:

@@ -142,17 +142,6 @@ def is_wide(dtype: str) -> bool:
     return dtype in ("int64", "float64") and not x64()
 
 
-def native(dtype: str) -> np.dtype:
-    """The array dtype of a logical dtype that is not wide.
-
-    Examples:
-        >>> from metricskit.dtypes import native
-        >>> native("int32"), native("bool")
-        (dtype('int32'), dtype('bool'))
-    """
-    return np.dtype(dtype)
-
-
 def upcast(x: Any, dtype: Any) -> jax.Array:
     """``x`` converted to ``dtype``; a narrower float is kept rounded to its own format.
 

@@ -98,17 +98,6 @@ def to_host(sources: Sequence[Source]) -> list[Metric]:
     return [_read_only(m) for m in out]
 
 
-def _fold(metrics: Sequence[Metric]) -> Metric:
-    """Per-sample states appended in order, each field combined once for them all."""
-    first = metrics[0]
-    fields = {
-        f.name: REDUCTIONS[reduction_of(f)].fold_all(np, [getattr(m, f.name) for m in metrics], 0)
-        for f in state_fields(type(first))
-    }
-    fields = jax.tree.map(np.asarray, fields)  # NumPy reductions of 0-d arrays give scalars
-    return cast(Metric, _read_only(replace(metrics[-1], fields)))
-
-
 def _runs(sources: Sequence[Source]) -> list[list[Source]]:
     """Consecutive kept batches that are the same row of stacked groups of one structure and
     one size (a key's group grows and shrinks as other keys come and go)."""

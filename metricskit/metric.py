@@ -39,6 +39,7 @@ from metricskit.reductions import REDUCTIONS
 __all__ = [
     "ConfiguredMetric",
     "Metric",
+    "Options",
     "check_concrete",
     "combine_fields",
     "ensure_metric_class",
@@ -55,10 +56,19 @@ class _MetricMeta(abc.ABCMeta):
     """Calling a metric class with only its static options gives a :class:`ConfiguredMetric`
     (a log mode); with its state fields too, an instance."""
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __call__(cls, /, *args: Any, **kwargs: Any) -> Any:
         if cls is Metric:
             raise TypeError("Metric is the abstract base class: subclass it")
-        if args or any(f.name in kwargs for f in state_fields(cast(Any, cls))):
+        states = [f.name for f in state_fields(cast(Any, cls))]
+        given = [name for name in states if name in kwargs]
+        if given and not args and len(given) < len(states):
+            missing = [name for name in states if name not in kwargs]
+            raise TypeError(
+                f"{cls.__name__}({', '.join(f'{n}=...' for n in given)}) gives some state "
+                f"fields but not {missing}: pass every state field for an instance, or only "
+                f"static options (a configured metric: {cls.__name__}(option=...))"
+            )
+        if args or given:
             return super().__call__(*args, **kwargs)
         return ConfiguredMetric.of(cast(Any, cls), kwargs)
 
@@ -129,14 +139,15 @@ class Metric(metaclass=_MetricMeta):
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("__init__") in _INITS:  # attrs copying a class made here: slots=True
             raise TypeError(
-                f"{cls.__qualname__} is decorated with @attrs.frozen (or @attrs.define): a "
+                f"{cls.__qualname__} is decorated with an attrs class decorator (@attrs.frozen, "
+                "@attrs.define, @attrs.mutable ...): a "
                 "metricskit.Metric subclass is a frozen attrs class and a JAX pytree as soon as "
                 "its class statement ends; remove the decorator"
             )
         ensure_metric_class(cls)  # a frozen attrs class and a pytree once its statement ends
 
     @classmethod
-    def configure(cls, **options: Any) -> ConfiguredMetric:
+    def configure(cls, /, **options: Any) -> ConfiguredMetric:
         """This class with static ``options`` as a log mode: what ``cls(**options)`` gives
         (this spelling is the one type checkers follow).
 
@@ -397,19 +408,52 @@ def ensure_metric_class(cls: type[Metric]) -> None:
             and "__attrs_attrs__" not in klass.__dict__
         ):
             _freeze(klass)
-    loose = [f.name for f in attrs.fields(cast(Any, cls)) if field_kind(f) is None]
+    fields = attrs.fields(cast(Any, cls))
+    loose = [f.name for f in fields if field_kind(f) is None]
     if loose:
         raise TypeError(
             f"{cls.__name__} fields {loose} are neither metricskit.state(...) (arrays) nor "
             "metricskit.static(...) (configuration): declare each field with one of them"
         )
-    fields = attrs.fields(cast(Any, cls))
+    _check_field_names(cls, fields)
     register_pytree(
         cls,
         [f.name for f in fields if field_kind(f) == "state"],
         [f.name for f in fields if field_kind(f) == "static"],
     )
     _READY.add(cls)
+
+
+_RESERVED = frozenset(dir(Metric)) | {"cls", "self"}
+
+
+def _check_field_names(cls: type, fields: Any) -> None:
+    """Refuse field names that shadow the API, and plain class attributes that would shadow an
+    inherited field (``decay = 0.5`` in a subclass changes nothing: attrs ignores it)."""
+    for f in fields:
+        if f.name in _RESERVED:
+            raise TypeError(
+                f"{cls.__name__}.{f.name}: the name {f.name!r} is taken by metricskit.Metric "
+                "(or its configuration call); give the field another name"
+            )
+    for klass in cls.__mro__:
+        if klass is Metric:
+            break
+        for f in fields:
+            value = klass.__dict__.get(f.name)
+            if value is not None and type(value) is not _FIELD_DEFINITION:
+                kind = field_kind(f)
+                fix = (
+                    f"mk.static({value!r})"
+                    if kind == "static"
+                    else f'mk.state("{reduction_of(f)}", ...)'
+                )
+                raise TypeError(
+                    f"{klass.__name__}.{f.name} = {value!r} overrides the {kind} field "
+                    f"{f.name!r} with a plain class attribute, which changes nothing; "
+                    f"declare it again as a field ({f.name} = {fix}), or pass "
+                    f"{f.name}=... when configuring the metric"
+                )
 
 
 def check_concrete(cls: type[Metric]) -> None:
@@ -451,7 +495,7 @@ def _canonical(value: Any, where: str) -> Any:
     )
 
 
-def static_options(cls: type[Metric], given: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+def static_options(cls: type[Metric], given: Mapping[str, Any]) -> Options:
     """Every static field of ``cls`` with its value: ``given``, else the field's default.
 
     Args:
@@ -485,7 +529,7 @@ def static_options(cls: type[Metric], given: Mapping[str, Any]) -> tuple[tuple[s
                 f"e.g. {cls.__name__}({f.name}=...)"
             )
         out.append((f.name, _canonical(value, f"{cls.__name__} option {f.name}")))
-    return tuple(out)
+    return Options(out)
 
 
 def default_postfix(cls: type[Metric]) -> str:
@@ -494,6 +538,37 @@ def default_postfix(cls: type[Metric]) -> str:
         return cls.postfix
     name = cls.__name__.removesuffix("Metric") or cls.__name__
     return "_" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def option_key(value: Any) -> Any:
+    """A canonical option value as a key that tells types apart: ``True``, ``1`` and ``1.0``
+    (equal in Python) are three keys, and so are ``0.0`` and ``-0.0``; every NaN is one."""
+    if isinstance(value, tuple):
+        return ("tuple", tuple(option_key(v) for v in value))
+    if isinstance(value, float):
+        return ("float", repr(value))
+    return (type(value).__name__, value)
+
+
+class Options(tuple[tuple[str, Any], ...]):
+    """``(name, value)`` pairs of static options, compared and hashed by :func:`option_key`
+    of each value, so that options a kernel tells apart (``True``/``1``, ``0.0``/``-0.0``)
+    are never one configuration, in a mode, a state's structure or a compile cache."""
+
+    def _key(self) -> tuple[tuple[str, Any], ...]:
+        return tuple((name, option_key(value)) for name, value in self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return self._key() == Options(other)._key()
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 @attrs.frozen(repr=False)
@@ -540,7 +615,7 @@ class ConfiguredMetric:
     """
 
     cls: type[Metric]
-    options: tuple[tuple[str, Any], ...]
+    options: Options
     postfix: str
 
     @classmethod
@@ -558,6 +633,14 @@ class ConfiguredMetric:
             raise TypeError(f"{metric.__name__}(postfix={postfix!r}): pass a string")
         options = static_options(metric, given)
         return cls(metric, options, default_postfix(metric) if postfix is None else postfix)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        for option, value in object.__getattribute__(self, "options"):
+            if option == name:
+                return value
+        raise AttributeError(f"{self!r} has no option or attribute {name!r}")
 
     @property
     def parts(self) -> tuple[str, ...]:

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias, TypeVar, cast
 
 import attrs
 
-from metricskit.metric import ConfiguredMetric, Metric, check_concrete
+from metricskit.metric import ConfiguredMetric, Metric, Options, check_concrete
 
 __all__ = [
     "LogMode",
     "Mode",
     "as_mode",
     "get_log_mode",
+    "legacy_mode",
     "mode_name",
     "mode_order",
+    "register_legacy_names",
     "register_metric",
     "registered_modes",
 ]
@@ -50,7 +52,7 @@ class LogMode:
     name: str
     cls: type[Metric]
     postfix: str
-    options: tuple[tuple[str, Any], ...] = ()
+    options: tuple[tuple[str, Any], ...] = Options()
     parts: tuple[str, ...] = ()
 
 
@@ -121,6 +123,24 @@ def as_mode(mode: Any) -> Mode:
             raise TypeError(f"{mode.__name__} is not a metricskit.Metric subclass")
         return ConfiguredMetric.of(mode, {})
     return mode  # type: ignore[no-any-return]
+
+
+_LEGACY: list[Callable[[str, Sequence[Mode]], Mode | None]] = []
+
+
+def register_legacy_names(translate: Callable[[str, Sequence[Mode]], Mode | None]) -> None:
+    """Add a translator of older mode names (``translate(name, known)`` gives the mode a name
+    of an older checkpoint format stands for, preferring one of ``known``, or ``None``)."""
+    _LEGACY.append(translate)
+
+
+def legacy_mode(name: str, known: Sequence[Mode] = ()) -> Mode | None:
+    """The mode an older checkpoint's ``name`` stands for, if a translator knows it."""
+    for translate in _LEGACY:
+        mode = translate(name, known)
+        if mode is not None:
+            return mode
+    return None
 
 
 def mode_name(mode: Mode) -> str:

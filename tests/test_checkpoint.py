@@ -394,12 +394,12 @@ def test_a_format_2_checkpoint_loads_or_names_its_version_and_what_to_do(tmp_pat
         "loss_mean": 3.0,
     }
 
-    def with_a_task_mode_name(header):  # 0.2 named task modes after their options
+    def with_an_unknown_mode_name(header):  # a name no module registers now
         as_format_2(header)
-        header["layout"][0]["mode"] = "f1_macro_zd0"
+        header["layout"][0]["mode"] = "renamed_since"
 
-    _rewrite_header(path, old, with_a_task_mode_name)
-    with pytest.raises(CheckpointError, match=r"checkpoint/2.*metricskit 0\.2.*f1_macro_zd0"):
+    _rewrite_header(path, old, with_an_unknown_mode_name)
+    with pytest.raises(CheckpointError, match=r"'renamed_since' is not a registered.*0\.2.*like="):
         mk.MetricStore.load(old)
 
     def from_the_future(header):
@@ -408,3 +408,114 @@ def test_a_format_2_checkpoint_loads_or_names_its_version_and_what_to_do(tmp_pat
     _rewrite_header(path, old, from_the_future)
     with pytest.raises(CheckpointError, match=r"format 'metricskit\.checkpoint/9'.*reads"):
         mk.MetricStore.load(old)
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def _fixture(name: str):
+    with open(os.path.join(DATA, f"{name}.json")) as f:
+        return os.path.join(DATA, f"{name}.npz"), json.load(f)
+
+
+def _assert_reports(store, want) -> None:
+    got = store.compute()
+    assert isinstance(got.pop("hist"), mk.tasks.Histogram)
+    assert set(got) == set(want)
+    for key, value in want.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def _task_step(rng):
+    """The step of tests/data/make_metricskit02.py, made by this version's task functions."""
+    x = jnp.asarray(rng.normal(size=16), jnp.float32)
+    logits = jnp.asarray(rng.normal(size=(16, 3)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 3, size=16))
+    probs = jnp.asarray(rng.uniform(size=16), jnp.float32)
+    binary = jnp.asarray(rng.integers(0, 2, size=16))
+    tl = jnp.asarray(rng.normal(size=(2, 4, 5)), jnp.float32)
+    tt = jnp.asarray(rng.integers(0, 5, size=(2, 4)))
+    nan = float("nan")
+    return {
+        "loss": x.mean(),
+        "f1": mk.tasks.f1(logits, labels, num_classes=3),
+        "fbeta": mk.tasks.fbeta(
+            logits, labels, num_classes=3, beta=0.5, average="weighted", zero_division=nan
+        ),
+        "recall": mk.tasks.recall(logits, labels, num_classes=3, average="none", zero_division=1),
+        "cm": mk.tasks.confusion_matrix(logits, labels, num_classes=3),
+        "q": mk.tasks.quantiles(x, q=(0.1, 0.5)),
+        "hist": mk.tasks.histogram(x, relative_accuracy=0.05),
+        "mse": mk.tasks.mse(x, x * 0.5),
+        "r2": mk.tasks.r2(x, x * 0.5 + 1),
+        "auc": mk.tasks.roc_auc(probs, binary),
+        "ece": mk.tasks.calibration_error(jnp.stack([1 - probs, probs], -1), binary, bins=10),
+        "ppl": mk.tasks.perplexity(tl, tt),
+        "mrr": mk.tasks.mrr(logits, jnp.eye(3)[labels]),
+    }
+
+
+def test_metricskit_0_2_task_checkpoints_load_with_the_same_numbers(rng):
+    # written by metricskit 0.2 (format 2), which named task modes after their options
+    path, want = _fixture("metricskit02_no_quantiles")
+    store = mk.MetricStore.load(path)
+    _assert_reports(store, want)
+    assert mk.tasks.fscores.FScores(
+        kind="fbeta", average="weighted", beta=0.5, zero_division=float("nan")
+    ) in list(store["fbeta"])
+    # and it goes on with this version's task functions: the same modes, not new ones
+    step = {k: v for k, v in _task_step(rng).items() if k != "q"}
+    assert sorted(store.update(step).compute()) == sorted(store.compute())
+
+    path, want = _fixture("metricskit02_tasks")
+    with pytest.raises(CheckpointError, match=r"checkpoint/2.*metricskit 0\.2.*like="):
+        mk.MetricStore.load(path)  # its quantile name cannot be read back alone
+    like = mk.MetricStore(default_log_modes=["mean", "max"]).init(_task_step(rng))
+    _assert_reports(mk.MetricStore.load(path, like=like), want)
+
+
+def test_altered_headers_are_checkpoint_errors_and_like_imports_nothing(tmp_path, monkeypatch):
+    (tmp_path / "usermetrics_like.py").write_text(USER_METRICS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from usermetrics_like import DecayedMean  # type: ignore[import-not-found]
+
+    path, bad = str(tmp_path / "s.npz"), str(tmp_path / "bad.npz")
+    store = mk.MetricStore().update({"x": {"value": 2.0, "log_modes": [DecayedMean(decay=0.5)]}})
+    store.save(path)
+
+    def edit_statics(header):
+        header["layout"][0]["statics"] = [["decay", 0.123]]
+
+    def edit_class(header):
+        header["layout"][0]["class"] = "metricskit.builtin:MeanMetric"
+
+    def collide(header):  # two groups reported under one name
+        group = json.loads(json.dumps(header["layout"][0]))
+        group["mode"]["options"] = group["statics"] = [["decay", 0.7]]
+        header["layout"].append(group)
+
+    def from_main(header):
+        header["layout"][0]["mode"]["class"] = "__main__:DecayedMean"
+
+    def from_anywhere(header):
+        header["layout"][0]["mode"]["class"] = "this:s"
+
+    for edit, message in [
+        (edit_statics, "disagree with the mode itself"),
+        (edit_class, "disagree with the mode itself"),
+        (collide, "unreadable store layout.*reported as"),
+        (from_main, r"__main__.*move the class into a module"),
+        (from_anywhere, r"this:s is .*not a metricskit\.Metric subclass"),
+    ]:
+        _rewrite_header(path, bad, edit)
+        with pytest.raises(CheckpointError, match=message):
+            mk.MetricStore.load(bad)
+    # with like= the classes come from the store loaded into: the module is not imported
+    monkeypatch.delitem(sys.modules, "usermetrics_like")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    assert mk.MetricStore.load(path, like=store).compute() == {"x_decayed_mean": 2.0}
+    assert "usermetrics_like" not in sys.modules
+    other = mk.MetricStore().update({"x": {"value": 2.0, "log_modes": [DecayedMean(decay=0.9)]}})
+    with pytest.raises(CheckpointError, match=r"which the store to load into does not have"):
+        mk.MetricStore.load(path, like=other)
+    assert "usermetrics_like" not in sys.modules

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,18 +126,34 @@ def test_malformed_configurations_are_type_errors_naming_the_class_and_the_fix()
     assert store.layout.groups == ()  # nothing changed
 
 
-def test_a_placeholder_initialised_key_updated_by_a_task_metric_names_the_fix():
-    labels = jnp.array([0, 1, 1])
-    item = mk.tasks.f1(jnp.array([0, 1, 0]), labels, num_classes=2)
-    for store in (mk.MetricStore().init({"val/f1": 0.0}), update_metrics(None, {"val/f1": 0.0})):
-        with pytest.raises(ValueError, match=r"initialise the key with the task function's out"):
-            if isinstance(store, mk.MetricStore):
-                store.update({"val/f1": item})
-            else:
-                update_metrics(store, {"val/f1": item})
+@pytest.mark.parametrize("defaults", [None, ("mean", "max")])
+@pytest.mark.parametrize("task", ["f1", "quantiles", "scored_samples", "log_likelihood", "r2"])
+def test_a_placeholder_initialised_key_updated_by_a_task_metric_names_the_fix(task, defaults):
+    logits, labels = jnp.array([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]), jnp.array([0, 1, 1])
+    item = {
+        "f1": lambda: mk.tasks.f1(logits, labels, num_classes=2),
+        "quantiles": lambda: mk.tasks.quantiles(jnp.arange(1.0, 6.0)),
+        "scored_samples": lambda: mk.tasks.scored_samples(logits[:, 1], labels),
+        "log_likelihood": lambda: mk.tasks.sequence_log_likelihood(logits[None], labels[None]),
+        "r2": lambda: mk.tasks.r2(logits[:, 0], logits[:, 1]),
+    }[task]()
+    fix = r"a placeholder such as 0\.0.*Initialise the key with what the step gives it"
+    store = mk.MetricStore(default_log_modes=defaults).init({"val": 0.0})
+    with pytest.raises(ValueError, match=fix):
+        store.update({"val": item})
+    with pytest.raises(ValueError, match=fix):
+        jax.jit(lambda s: s.update({"val": item}))(store)
+    with pytest.raises(ValueError, match=fix):
+        update_metrics(update_metrics(None, {"val": 0.0}, defaults), {"val": item}, defaults)
     # the fix the message names: initialise with the task function's output
-    store = mk.MetricStore().init({"val/f1": item}).update({"val/f1": item})
-    assert store.compute()["val/f1"] == pytest.approx(0.6666666666666666)
+    fixed = mk.MetricStore(default_log_modes=defaults).init({"val": item}).update({"val": item})
+    assert sorted(fixed.compute()) == sorted(mk.MetricStore().update({"val": item}).compute())
+
+
+def test_a_key_may_still_add_modes_of_its_own_shape():
+    store = mk.MetricStore().update({"loss": {"value": 1.0, "log_modes": ["mean"]}})
+    store = store.update({"loss": {"value": 3.0, "log_modes": ["max"]}})
+    assert store.compute() == {"loss_max": 3.0, "loss_mean": 1.0}
 
 
 def test_configured_metrics_work_in_default_modes_and_the_functional_api(rng):
@@ -161,3 +178,161 @@ def test_configured_metrics_work_in_default_modes_and_the_functional_api(rng):
     np.testing.assert_allclose(evaluation["x_single_noreduce"], values.reshape(-1))
     # each batch's store holds one step; aggregate_metrics keeps the latest batch's state
     np.testing.assert_allclose(evaluation["x_decayed_mean"], values[-1], rtol=1e-6)
+
+
+class Scaled(mk.Metric):
+    """A scaled sum: the option enters the kernel."""
+
+    scale = mk.static(2.0)
+    total = mk.state("sum")
+    count = mk.state("sum", shape="count")
+
+    def update(self, value, count):
+        return self.replace(total=self.total + self.scale * value, count=self.count + count)
+
+    def compute(self):
+        return self.total
+
+
+def test_the_conformance_suite_takes_a_class_and_a_configured_metric():
+    from metricskit.testing import check_metric
+
+    check_metric(Scaled, reference=lambda v, c: 2.0 * v.sum(0))
+    check_metric(Scaled(scale=-3.0), reference=lambda v, c: -3.0 * v.sum(0))
+    with pytest.raises(AssertionError):
+        check_metric(Scaled(scale=-3.0), reference=lambda v, c: 2.0 * v.sum(0))
+
+
+class Pow(mk.Metric):
+    """A kernel that tells options apart which Python calls equal (True == 1 == 1.0)."""
+
+    p = mk.static(2)
+    total = mk.state("sum")
+    count = mk.state("sum", shape="count")
+
+    def update(self, value, count):
+        x = jnp.abs(value) if self.p is True else value**self.p
+        return self.replace(total=self.total + x, count=self.count + count)
+
+    def compute(self):
+        return mk.divide(self.total, self.count)
+
+
+class Inverse(mk.Metric):
+    """``1 / s`` of every value: the sign of a zero option matters."""
+
+    s = mk.static(1.0)
+    total = mk.state("sum")
+
+    def update(self, value, count):
+        return self.replace(total=self.total + value / jnp.float32(self.s))
+
+    def compute(self):
+        return self.total
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_options_equal_in_python_but_told_apart_by_the_kernel_are_different_modes(jit):
+    def step(store, v):
+        return store.update(
+            {
+                "a": {"value": v, "log_modes": [Pow(p=True)]},
+                "b": {"value": v, "log_modes": [Pow(p=1)]},
+                "c": {"value": v, "log_modes": [Pow(p=1.0)]},
+                "pos": {"value": -v, "log_modes": [Inverse(s=0.0)]},
+                "neg": {"value": -v, "log_modes": [Inverse(s=-0.0)]},
+            }
+        )
+
+    update = jax.jit(step) if jit else step
+    # an earlier store with the other options first must not leak into this one
+    mk.MetricStore().update({"b": {"value": -3.0, "log_modes": [Pow(p=1)]}}).compute()
+    host = update(mk.MetricStore(), jnp.float32(-3.0)).compute()
+    assert host == {
+        "a_pow": 3.0,
+        "b_pow": -3.0,
+        "c_pow": -3.0,
+        "pos_inverse": math.inf,
+        "neg_inverse": -math.inf,
+    }
+    assert len({Pow(p=True), Pow(p=1), Pow(p=1.0)}) == 3
+    assert Inverse(s=0.0) != Inverse(s=-0.0)
+
+
+def test_class_definitions_that_would_silently_do_nothing_are_refused():
+    with pytest.raises(TypeError, match=r"Fast\.decay = 0\.5 overrides the static field.*static"):
+
+        class Fast(DecayedMean):
+            decay = 0.5
+
+    with pytest.raises(TypeError, match=r"total = 0\.0 overrides the state field.*state\(\"sum\""):
+
+        class Plain(DecayedMean):
+            total = 0.0
+
+    with pytest.raises(TypeError, match=r"'postfix' is taken by metricskit\.Metric"):
+
+        class Clash(mk.Metric):
+            postfix = mk.static("_x")
+            total = mk.state("sum")
+
+            def update(self, value, count):
+                return self
+
+            def compute(self):
+                return self.total
+
+    class Faster(DecayedMean):  # the way to override an option's default
+        decay = mk.static(0.5)
+
+    assert Faster() == Faster(decay=0.5) and Faster().decay == 0.5
+    with pytest.raises(TypeError, match=r"gives some state fields but not \['weight'\]"):
+        DecayedMean(total=jnp.zeros(()))
+    with pytest.raises(TypeError, match=r"attrs class decorator.*remove the decorator"):
+
+        @attrs.mutable
+        class Mutable(mk.Metric):
+            total: jax.Array = mk.state("sum")
+
+            def update(self, value, count):
+                return self
+
+            def compute(self):
+                return self.total
+
+
+def test_stores_with_other_modes_on_one_key_aggregate_to_the_union():
+    a = mk.MetricStore().update({"k": {"value": 1.0, "log_modes": ["mean"]}})
+    c = mk.MetricStore().update({"k": {"value": 3.0, "log_modes": [DecayedMean]}})
+    d = mk.MetricStore().update({"k": {"value": 5.0, "log_modes": [DecayedMean(postfix="_d")]}})
+    assert a.aggregate(c).aggregate(d).compute() == {
+        "k_d": 5.0,
+        "k_decayed_mean": 3.0,
+        "k_mean": 1.0,
+    }
+
+
+def test_collisions_on_one_key_name_the_fix_that_applies():
+    with pytest.raises(ValueError, match=r"'x_mean'.*another postfix.*only one of the two"):
+        mk.MetricStore().update({"x": {"value": 1.0, "log_modes": ["mean", mk.MeanMetric]}})
+    first = mk.MetricStore().update({"x": {"value": 1.0, "log_modes": [DecayedMean]}})
+
+    class DecayedMean2(DecayedMean):  # the same class defined again (a re-run notebook cell)
+        pass
+
+    DecayedMean2.__name__ = DecayedMean2.__qualname__ = DecayedMean.__qualname__
+    with pytest.raises(ValueError, match=r"two different classes of the same name.*defined"):
+        first.update({"x": {"value": 1.0, "log_modes": [DecayedMean2]}})
+
+
+def test_entries_are_looked_up_and_given_back_by_class_or_configuration():
+    m = update_metrics(None, {"k": {"value": 2.0, "log_modes": [DecayedMean, "max"]}})
+    assert m["k"][DecayedMean] is not None and m["k"][DecayedMean()] is not None
+    assert DecayedMean(decay=0.5).decay == 0.5
+    with pytest.raises(AttributeError, match="no option or attribute 'speed'"):
+        _ = DecayedMean().speed
+    plain = {"k": dict(m["k"])}  # as code that copies the mapping into dicts builds it
+    assert get_metrics(plain)[1] == {"k_decayed_mean": 2.0, "k_max": 2.0}
+    by_class = {"k": {DecayedMean: m["k"][DecayedMean]}}
+    assert get_metrics(by_class)[1] == {"k_decayed_mean": 2.0}
+    assert mk.MetricStore().update({"q": mk.tasks.quantiles(jnp.arange(1.0, 101.0), q=0.5)})

@@ -51,4 +51,5 @@ def test_functional_api_example(capsys):
 def test_custom_metric_example(capsys):
     namespace: dict = {}
     exec(_blocks()[2], namespace)
-    assert "'err_rms': 3.535" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "'err_rms': 3.535" in out and "'err_root_mean_square': 3.535" in out

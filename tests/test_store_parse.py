@@ -69,9 +69,17 @@ def test_tracers_are_parsed_on_their_static_information():
         ({"x": {"value": 1.0, "log_modes": ["mean", "mean"]}}, ValueError, r"'x'.*repeat"),
         ({"x": {"value": 1.0, "log_modes": ["meam"]}}, ValueError, r"Did you mean 'mean'"),
         # a name that is not a string is a TypeError, hashable or not
-        ({"x": {"value": 1.0, "log_modes": ["mean", 3]}}, TypeError, r"'x'.*strings.*3"),
-        ({"x": {"value": 1.0, "log_modes": [None]}}, TypeError, r"'x'.*strings"),
-        ({"x": {"value": 1.0, "log_modes": [["max"]]}}, TypeError, r"'x'.*strings"),
+        (
+            {"x": {"value": 1.0, "log_modes": ["mean", 3]}},
+            TypeError,
+            r"'x'.*names, metric classes.*3",
+        ),
+        ({"x": {"value": 1.0, "log_modes": [None]}}, TypeError, r"'x'.*names, metric classes"),
+        (
+            {"x": {"value": 1.0, "log_modes": [["max"]]}},
+            TypeError,
+            r"'x'.*names, metric classes",
+        ),
         # a container that is not a list: the hint is a list, not the container in a list
         ({"x": {"value": 1.0, "log_modes": {"mean"}}}, TypeError, r"a set.*\['mean', 'max'\]"),
         ({"x": {"value": 1.0, "nan_policy": "drop"}}, ValueError, r"'x'.*'drop'"),
@@ -85,7 +93,7 @@ def test_bad_steps_are_refused_naming_the_key(step, error, message):
 
 def test_log_mode_lists_are_validated():
     assert normalize_log_modes(["max"], "k") == ("max",)
-    with pytest.raises(TypeError, match="must be strings"):
+    with pytest.raises(TypeError, match="must be mode names, metric classes or configured"):
         normalize_log_modes([["max"]], "k")
     with pytest.raises(TypeError, match="step metrics must be a dict"):
         parse([("x", 1.0)], ("mean",))  # type: ignore[arg-type]

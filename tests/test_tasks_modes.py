@@ -127,3 +127,21 @@ def test_every_family_on_eight_devices_gives_one_devices_numbers(rng):
             np.testing.assert_allclose(
                 host[key], one[key], rtol=1e-5, atol=1e-6, err_msg=f"{fn.__name__} {key}"
             )
+
+
+def test_task_functions_under_jit_take_concrete_inputs_they_close_over():
+    # the eager value checks ran NumPy on jnp results, which are tracers inside the trace
+    logits, labels = jnp.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]), jnp.array([0, 2])
+    probs, binary = jnp.array([0.2, 0.9]), jnp.array([0, 1])
+    items = {
+        "f1": lambda: mk.tasks.f1(logits, labels, num_classes=3),
+        "acc": lambda: mk.tasks.accuracy(logits, labels),
+        "auc": lambda: mk.tasks.roc_auc(probs, binary),
+        "ece": lambda: mk.tasks.calibration_error(jnp.stack([1 - probs, probs], -1), binary),
+        "ndcg": lambda: mk.tasks.ndcg(logits, jnp.eye(3)[labels]),
+        "ppl": lambda: mk.tasks.perplexity(jnp.zeros((1, 2, 3)), jnp.array([[0, 2]])),
+    }
+    for name, item in items.items():
+        eager = mk.MetricStore().update({name: item()}).compute()
+        jitted = jax.jit(lambda item=item, name=name: mk.MetricStore().update({name: item()}))()
+        assert jitted.compute() == eager, name

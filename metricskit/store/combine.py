@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
 
 from metricskit.log import warn_empty_parts
 from metricskit.metric import Metric, per_sample, sample_fields
-from metricskit.registry import Mode
+from metricskit.registry import Mode, mode_order
 from metricskit.store import host
 from metricskit.store.entries import KeyMetrics
 from metricskit.store.layout import Signature, signature_of
@@ -47,15 +47,19 @@ def _pairs(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[tuple[st
 
 
 def _union(
-    a: Mapping[str, Metric] | None,
-    b: Mapping[str, Metric] | None,
-    combine: Callable[[str, Metric, Metric], Metric],
+    a: Mapping[Mode, Metric] | None,
+    b: Mapping[Mode, Metric] | None,
+    combine: Callable[[Mode, Metric, Metric], Metric],
 ) -> dict[Mode, Metric]:
     """Every mode of ``a`` and ``b``: combined where both have it, kept where one has it."""
-    return {
-        mode: combine(mode, x, y) if x is not None and y is not None else (x if y is None else y)
-        for mode, x, y in _pairs(a or {}, b or {})
-    }
+    a, b = a or {}, b or {}
+    out = {}
+    for mode in sorted({*a, *b}, key=mode_order):
+        x, y = a.get(mode), b.get(mode)
+        out[mode] = (
+            combine(mode, x, y) if x is not None and y is not None else (x if y is None else y)
+        )
+    return cast(dict[Mode, Metric], out)
 
 
 def _aggregate(key: str, mode: Mode, x: Metric, y: Metric) -> Metric:

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.metric import Metric
-from metricskit.registry import Mode, get_log_mode, mode_name
+from metricskit.metric import ConfiguredMetric, Metric
+from metricskit.registry import Mode, as_mode, get_log_mode, mode_name
 from metricskit.store.layout import Group, Layout, Signature, canonical, signature_of
 
 __all__ = ["KeyMetrics", "Row", "Source", "Whole", "on_host", "row_of", "sources_of", "stack"]
@@ -119,8 +119,13 @@ class KeyMetrics(Mapping[Mode, Metric]):
         """A ``KeyMetrics`` of states of their own (mode -> metric)."""
         return cls({mode: Whole(m) for mode, m in metrics.items()})
 
-    def __getitem__(self, mode: Mode) -> Metric:
-        return self._sources[mode].metric()
+    def __getitem__(self, mode: Mode | type[Metric]) -> Metric:
+        source = self._sources.get(mode)  # type: ignore[arg-type]
+        if source is None:
+            if not isinstance(mode, type):
+                raise KeyError(mode)
+            source = self._sources[as_mode(mode)]  # a class: its default configuration
+        return source.metric()
 
     def __iter__(self) -> Iterator[Mode]:
         return iter(self._sources)
@@ -165,10 +170,14 @@ def sources_of(key: str, entry: Any) -> Mapping[Mode, Source] | None:
         return entry.sources()
     if isinstance(entry, Mapping) and entry and all(isinstance(m, Metric) for m in entry.values()):
         out: dict[Mode, Source] = {}
-        for mode, metric in entry.items():
-            if type(mode) is not str:
-                raise TypeError(f"metrics[{key!r}] has log mode {mode!r}; log modes are strings")
+        for given, metric in entry.items():
+            if type(given) is not str and not isinstance(given, ConfiguredMetric | type):
+                raise TypeError(
+                    f"metrics[{key!r}] has log mode {given!r}; log modes are names, metric "
+                    "classes or configured metrics"
+                )
             try:
+                mode = as_mode(given)
                 expected = get_log_mode(mode).cls
             except ValueError as err:
                 raise ValueError(f"metrics[{key!r}]: {err}") from None

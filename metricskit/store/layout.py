@@ -23,7 +23,7 @@ import numpy as np
 from metricskit import exact
 from metricskit.dtypes import float_dtype, int_dtype
 from metricskit.fields import FieldSpec, Spec
-from metricskit.metric import Metric, state_fields, static_fields, static_options
+from metricskit.metric import Metric, Options, state_fields, static_fields, static_options
 from metricskit.registry import Mode, get_log_mode, mode_order
 
 __all__ = [
@@ -88,7 +88,7 @@ def canonical(groups: Iterable[Group]) -> Layout:
 
 @functools.lru_cache(maxsize=4096)
 def signature_for(
-    cls: type[Metric], value: Spec, count: Spec, options: tuple[tuple[str, Any], ...] | None = None
+    cls: type[Metric], value: Spec, count: Spec, options: Options | None = None
 ) -> Signature:
     """The signature of ``cls.empty(value, count, **dict(options))`` (cached); ``options``
     ``None``: the static fields' defaults."""
@@ -121,7 +121,7 @@ def signature_of(metric: Metric, stacked: bool = False) -> Signature:
                 "array (or exact Pair/Words)"
             ) from None
         fields.append((f.name, FieldSpec(shape[1:] if stacked else shape, storage)))
-    statics = tuple((f.name, getattr(metric, f.name)) for f in static_fields(type(metric)))
+    statics = Options((f.name, getattr(metric, f.name)) for f in static_fields(type(metric)))
     return Signature(tuple(fields), statics)
 
 
@@ -219,16 +219,18 @@ def _collision(key: str, mode: Mode, name: str, other_key: str, other_mode: Mode
     )
     if other_key != key:
         return head + "rename one of the keys"
-    plain = {m for m in (mode, other_mode) if isinstance(m, str)}
-    if plain and len(plain) == 1 and {mode, other_mode} - plain:
-        [configured] = {mode, other_mode} - plain
+    if repr(mode) == repr(other_mode):  # two classes of one name
         return head + (
-            f"key {key!r} holds a plain value's mode {plain.pop()!r} (a placeholder such as "
-            f"0.0 in init or a first step) and now {configured!r} (a task metric's output): "
-            f"initialise the key with the task function's output (store.init({{{key!r}: "
-            "tasks.f1(...)})), or zero-fill jax.eval_shape of the step that makes it"
+            "they are two different classes of the same name (was the class defined again, "
+            "e.g. by re-running a notebook cell?): start from a fresh store, or keep using the "
+            "first class"
         )
-    return head + "give one of the configured metrics another postfix (MyMetric(..., postfix='_x'))"
+    if isinstance(mode, str) and isinstance(other_mode, str):
+        return head + "log the key in only one of the two modes"
+    return head + (
+        "give the configured metric another postfix (MyMetric(..., postfix='_x')), or log "
+        "the key in only one of the two modes"
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,7 +16,7 @@ import attrs
 import jax.numpy as jnp
 
 from metricskit.fields import Spec
-from metricskit.registry import Mode, get_log_mode
+from metricskit.registry import Mode, get_log_mode, mode_name
 from metricskit.store.layout import (
     Group,
     Layout,
@@ -24,6 +24,7 @@ from metricskit.store.layout import (
     canonical,
     describe,
     index,
+    key_modes,
     names,
     signature_for,
 )
@@ -176,6 +177,38 @@ def _check(key: str, mode: Mode, old: Signature, new: Signature, value: Spec, co
         )
 
 
+def _check_replaced(
+    key: str,
+    modes: tuple[Mode, ...],
+    old_modes: tuple[Mode, ...],
+    before: Layout,
+    where: dict[tuple[str, Mode], tuple[int, int]],
+    value: Spec,
+    count: Spec,
+) -> None:
+    """Raise if a step gives a key only new modes for a value of another shape than its
+    accumulating state was made for: a placeholder (``init({"f1": 0.0})``) followed by a task
+    metric's statistics, which would report the placeholder's empty mode beside them."""
+    for old_mode in old_modes:
+        if not get_log_mode(old_mode).cls.accumulates:
+            continue
+        old = before.groups[where[(key, old_mode)][0]].signature
+        try:
+            probe = _signature(old_mode, value, count)
+        except ValueError:
+            probe = None
+        if probe is None or [s.shape for _, s in probe.fields] != [s.shape for _, s in old.fields]:
+            shown = ", ".join(map(mode_name, modes))
+            raise ValueError(
+                f"metric {key!r} holds log mode {mode_name(old_mode)!r} for a value of another "
+                f"shape (fields {describe(old)}: a placeholder such as 0.0 in init or a first "
+                f"step?), and this step gives it a value of shape {value.shape} under {shown} "
+                "only; a key's shapes are fixed once seen. Initialise the key with what the "
+                f"step gives it (store.init({{{key!r}: tasks.f1(...)}}) with the task function's "
+                "output), or zero-fill jax.eval_shape of the step that makes it"
+            )
+
+
 @functools.lru_cache(maxsize=512)
 def make_plan(before: Layout, step: StepSignature) -> Plan:
     """The plan for updating a store of layout ``before`` with a step of structure ``step``.
@@ -191,7 +224,10 @@ def make_plan(before: Layout, step: StepSignature) -> Plan:
     }
     targets: dict[tuple[Mode, Signature], list[tuple[str, int, Spec, Spec, bool]]] = {}
     signatures: dict[tuple[Mode, Spec, Spec], Signature] = {}  # K keys share a few
+    known = key_modes(before)
     for i, (key, modes, vspec, cspec, skip) in enumerate(step):
+        if key in known and not set(modes) & set(known[key]):
+            _check_replaced(key, modes, known[key], before, where, vspec, cspec)
         for mode in modes:
             new = signatures.get((mode, vspec, cspec))
             if new is None:

@@ -408,7 +408,7 @@ class MetricStore(Mapping[str, KeyMetrics]):
             metricskit.checkpoint.CheckpointError: A ``ValueError`` for a truncated file, a
                 file that is not a metricskit checkpoint, or a structure other than ``like``'s.
         """
-        known = () if like is None else tuple(g.mode for g in like.layout.groups)
+        known = None if like is None else tuple(g.mode for g in like.layout.groups)
         layout, metrics, meta = checkpoint.load(path, known)
         if like is not None:
             checkpoint.check_like(path, layout, like.layout)

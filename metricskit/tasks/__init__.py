@@ -11,6 +11,7 @@ Statistics are summed exactly and finished on the host in float64, so the report
 are scikit-learn's on all the samples (see each family's module for its references).
 """
 
+from metricskit.registry import register_legacy_names
 from metricskit.tasks.classification import accuracy, class_counts, confusion_matrix
 from metricskit.tasks.curves import exact_average_precision, exact_roc_auc, scored_samples
 from metricskit.tasks.fscores import ScoreOptions, f1, fbeta, precision, recall
@@ -23,6 +24,7 @@ from metricskit.tasks.language import (
     token_accuracy,
     token_nll,
 )
+from metricskit.tasks.legacy import translate
 from metricskit.tasks.ranking import mrr, ndcg
 from metricskit.tasks.regression import explained_variance, mae, mse, pearson, r2, rmse
 from metricskit.tasks.scores import (
@@ -34,6 +36,8 @@ from metricskit.tasks.scores import (
     score_histograms,
 )
 from metricskit.tasks.sketch import Histogram, histogram, quantiles
+
+register_legacy_names(translate)  # checkpoints of metricskit 0.2 name task modes by options
 
 __all__ = [
     "Histogram",

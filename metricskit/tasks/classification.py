@@ -158,7 +158,7 @@ def _check_values(kind: str, p: jax.Array, y: jax.Array, classes: int, mask: Any
     arrays = (p, y) if mask is None else (p, y, jnp.asarray(mask))
     if any(isinstance(a, jax.core.Tracer) for a in arrays):
         return  # under jit: the caller's ids must be valid (out of range: counted nowhere)
-    which = np.asarray(counted(mask, y.shape))
+    which = counted(mask, y.shape, np)
     labels = np.asarray(y)[which]
     if kind in ("binary", "multilabel"):
         bad = labels[(labels != 0) & (labels != 1)]

@@ -114,7 +114,7 @@ def _prf_step(
     bad = nonfinite_rows(p, kind_, y.shape).reshape(per_sample).any(-1) & which
     nan = jnp.zeros((1, num_classes), jnp.int32).at[0, 0].set(jnp.sum(bad, dtype=jnp.int32))
     mode = FScores.configure(
-        kind=kind, average=average, beta=float(beta), zero_division=zero_division
+        kind=kind, average=average, beta=float(beta), zero_division=float(zero_division)
     )
     return step_item(jnp.concatenate([counts, nan]), jnp.sum(which, dtype=jnp.int32), mode)
 

@@ -17,7 +17,7 @@ of several values (``parts``).
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ import numpy as np
 
 from metricskit import exact
 from metricskit.fields import state
-from metricskit.metric import ConfiguredMetric, Metric, static_fields
+from metricskit.metric import ConfiguredMetric, Metric, Options, static_fields
 
 __all__ = ["HostFinish", "SumsMetric", "counted", "step_item"]
 
@@ -47,7 +47,7 @@ class HostFinish:
     def of(cls, metric: Metric) -> HostFinish:
         """The host step of ``metric``'s class and static options."""
         kind = type(metric)
-        return cls(kind, tuple((f.name, getattr(metric, f.name)) for f in static_fields(kind)))
+        return cls(kind, Options((f.name, getattr(metric, f.name)) for f in static_fields(kind)))
 
     def __call__(self, operand: tuple[Any, ...]) -> Any:
         config: Any = object.__new__(self.cls)  # its options only: finish reads no state
@@ -101,13 +101,22 @@ class SumsMetric(Metric):
         """
 
 
-def counted(mask: Any, shape: tuple[int, ...]) -> jax.Array:
+@overload
+def counted(mask: Any, shape: tuple[int, ...]) -> jax.Array: ...
+
+
+@overload
+def counted(mask: Any, shape: tuple[int, ...], xp: Any) -> Any: ...
+
+
+def counted(mask: Any, shape: tuple[int, ...], xp: Any = jnp) -> Any:
     """The samples that count, as booleans of ``shape`` (all of them without a mask; a mask
-    of fewer dimensions applies to the leading ones)."""
+    of fewer dimensions applies to the leading ones). ``xp=np`` for the eager value checks of
+    concrete inputs, which stay concrete inside a ``jit`` trace that closed over them."""
     if mask is None:
-        return jnp.ones(shape, bool)
-    m = jnp.asarray(mask).astype(bool)
-    return jnp.broadcast_to(m.reshape(m.shape + (1,) * (len(shape) - m.ndim)), shape)
+        return xp.ones(shape, bool)
+    m = xp.asarray(mask).astype(bool)
+    return xp.broadcast_to(m.reshape(m.shape + (1,) * (len(shape) - m.ndim)), shape)
 
 
 def step_item(value: Any, count: Any, mode: str | ConfiguredMetric) -> dict[str, Any]:

@@ -150,7 +150,7 @@ def ndcg(scores: Any, relevance: Any, *, k: int | None = None, mask: Any = None)
     if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
         raise ValueError(f"ndcg: k={k!r}; pass a positive int (the ranks that count) or None")
     s, rel, candidates, queries = _inputs("ndcg", scores, relevance, mask)
-    if not isinstance(relevance, jax.core.Tracer):  # eager: the values are known
+    if not isinstance(relevance, jax.core.Tracer) and not isinstance(candidates, jax.core.Tracer):
         known = np.asarray(relevance)
         if known.size and np.any(known[np.asarray(candidates, bool)] < 0):
             raise ValueError(

@@ -127,7 +127,7 @@ def _check_probabilities(name: str, x: jax.Array, mask: Any) -> None:
     """Probabilities in [0, 1] (NaN allowed: it propagates), when concrete."""
     if isinstance(x, jax.core.Tracer) or isinstance(mask, jax.core.Tracer):
         return
-    values = np.asarray(x)[np.asarray(counted(mask, x.shape))]
+    values = np.asarray(x)[counted(mask, x.shape, np)]
     out = values[(values < 0) | (values > 1)]
     if out.size:
         raise ValueError(

@@ -144,7 +144,7 @@ def _quantiles(
 def quantiles(
     values: Any,
     *,
-    q: tuple[float, ...] = (0.5, 0.9, 0.99),
+    q: float | tuple[float, ...] = (0.5, 0.9, 0.99),
     relative_accuracy: float = 0.01,
     mask: Any = None,
 ) -> dict[str, Any]:
@@ -152,8 +152,8 @@ def quantiles(
 
     Args:
         values: Any shape: every (unmasked, non-NaN) element is a sample.
-        q: The quantiles, reported in increasing order as ``key_p50`` etc. (``key_p99.9``
-            for 0.999; twelve significant digits).
+        q: The quantiles (or one), reported in increasing order as ``key_p50`` etc.
+            (``key_p99.9`` for 0.999; twelve significant digits).
         relative_accuracy: ``a``: each reported quantile is within ``a`` relative of the exact
             one (for magnitudes in ``[1e-9, 1e9]``).
         mask: Booleans broadcast against ``values``: which samples count.
@@ -170,6 +170,8 @@ def quantiles(
         >>> all(abs(host[k] - v) <= 0.01 * v for k, v in exact.items())
         True
     """
+    if isinstance(q, int | float | np.number):
+        q = (q,)  # one quantile
     qs = tuple(sorted({float(v) for v in q}))  # reported in increasing order
     if not qs or not all(0 <= v <= 1 for v in qs):
         raise ValueError(f"q={q}; pass one or more quantiles in [0, 1]")
