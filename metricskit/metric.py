@@ -448,11 +448,13 @@ def _check_field_names(cls: type, fields: Any) -> None:
                     if kind == "static"
                     else f'mk.state("{reduction_of(f)}", ...)'
                 )
+                configure = (
+                    f", or pass {f.name}=... when configuring it" if kind == "static" else ""
+                )
                 raise TypeError(
                     f"{klass.__name__}.{f.name} = {value!r} overrides the {kind} field "
                     f"{f.name!r} with a plain class attribute, which changes nothing; "
-                    f"declare it again as a field ({f.name} = {fix}), or pass "
-                    f"{f.name}=... when configuring the metric"
+                    f"declare it again as a field ({f.name} = {fix}){configure}"
                 )
 
 
@@ -595,23 +597,21 @@ class ConfiguredMetric:
     Examples:
         >>> import jax.numpy as jnp
         >>> import metricskit as mk
-        >>> class DecayedMean(mk.Metric):
-        ...     decay = mk.static(0.9)
+        >>> class PowerMean(mk.Metric):
+        ...     p = mk.static(2.0)
         ...     total = mk.state("sum")
-        ...     weight = mk.state("sum")
+        ...     count = mk.state("sum", shape="count")
         ...     def update(self, value, count):
-        ...         return self.replace(total=self.decay * self.total + value,
-        ...                             weight=self.decay * self.weight + count)
+        ...         return self.replace(total=self.total + jnp.abs(value) ** self.p,
+        ...                             count=self.count + count)
         ...     def compute(self):
-        ...         return mk.divide(self.total, self.weight)
-        >>> DecayedMean(decay=0.5)
-        DecayedMean(decay=0.5)
-        >>> store = mk.MetricStore().update({
-        ...     "loss": {"value": 1.0, "log_modes": [DecayedMean(decay=0.5)]},
-        ...     "acc": {"value": 1.0, "log_modes": [DecayedMean(decay=0.99, postfix="_ema")]},
-        ... })
-        >>> store.update({"loss": 3.0, "acc": 3.0}).compute()
-        {'acc_ema': 2.0050..., 'loss_decayed_mean': 2.33...}
+        ...         return mk.divide(self.total, self.count) ** (1 / self.p)
+        >>> PowerMean(p=1.0)
+        PowerMean(p=1.0)
+        >>> modes = [PowerMean(p=1.0), PowerMean(postfix="_rms")]
+        >>> store = mk.MetricStore().update({"err": {"value": 3.0, "log_modes": modes}})
+        >>> store.update({"err": -4.0}).compute()
+        {'err_power_mean': 3.5, 'err_rms': 3.5355...}
     """
 
     cls: type[Metric]

@@ -11,26 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from usermetrics import DecayedMean
 
 import metricskit as mk
 from metricskit.functional import aggregate_metrics, get_metrics, update_metrics
 from metricskit.metric import ConfiguredMetric
-
-
-class DecayedMean(mk.Metric):
-    """An exponentially decayed mean: the later steps weigh more."""
-
-    decay = mk.static(0.9)
-    total = mk.state("sum")
-    weight = mk.state("sum")
-
-    def update(self, value, count):
-        return self.replace(
-            total=self.decay * self.total + value, weight=self.decay * self.weight + count
-        )
-
-    def compute(self):
-        return mk.divide(self.total, self.weight)
 
 
 class Needs(mk.Metric):
@@ -97,7 +82,8 @@ def test_a_class_is_its_default_configuration_and_options_compare_by_value():
     store = mk.MetricStore().update({"x": {"value": 1.0, "log_modes": [DecayedMean]}})
     store = store.update({"x": {"value": 3.0, "log_modes": [DecayedMean(decay=0.9)]}})
     assert len(store.layout.groups) == 1  # one mode: the class and its default configuration
-    instance = DecayedMean(total=jnp.zeros(()), weight=jnp.zeros(()), decay=0.5)
+    zero = jnp.zeros(())
+    instance = DecayedMean(total=zero, weight=zero, steps=jnp.int32(0), decay=0.5)
     assert isinstance(instance, DecayedMean) and instance.decay == 0.5
 
 
@@ -265,7 +251,9 @@ def test_class_definitions_that_would_silently_do_nothing_are_refused():
         class Fast(DecayedMean):
             decay = 0.5
 
-    with pytest.raises(TypeError, match=r"total = 0\.0 overrides the state field.*state\(\"sum\""):
+    with pytest.raises(
+        TypeError, match=r"total = 0\.0 overrides the state field.*state\(\"merge\", \.\.\.\)\)$"
+    ):
 
         class Plain(DecayedMean):
             total = 0.0
@@ -286,7 +274,7 @@ def test_class_definitions_that_would_silently_do_nothing_are_refused():
         decay = mk.static(0.5)
 
     assert Faster() == Faster(decay=0.5) and Faster().decay == 0.5
-    with pytest.raises(TypeError, match=r"gives some state fields but not \['weight'\]"):
+    with pytest.raises(TypeError, match=r"gives some state fields but not \['weight', 'steps'\]"):
         DecayedMean(total=jnp.zeros(()))
     with pytest.raises(TypeError, match=r"attrs class decorator.*remove the decorator"):
 

@@ -236,24 +236,6 @@ def test_without_orbax_the_extra_is_named(monkeypatch):
         abstract_store(mk.MetricStore())
 
 
-ORBAX_USER_METRICS = """
-import metricskit as mk
-
-
-class DecayedMean(mk.Metric):
-    decay = mk.static(0.9)
-    total = mk.state("sum")
-    weight = mk.state("sum")
-
-    def update(self, value, count):
-        return self.replace(
-            total=self.decay * self.total + value, weight=self.decay * self.weight + count
-        )
-
-    def compute(self):
-        return mk.divide(self.total, self.weight)
-"""
-
 ORBAX_SAVE = """
 import json, sys
 import jax.numpy as jnp
@@ -311,8 +293,7 @@ def test_orbax_restores_task_and_user_metrics_in_a_fresh_process_from_the_record
     import os
     import subprocess
 
-    (tmp_path / "usermetrics.py").write_text(ORBAX_USER_METRICS)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.path.dirname(__file__)}
     env.pop("XLA_FLAGS", None)
     outputs = []
     for script in (ORBAX_SAVE, ORBAX_LOAD):
