@@ -276,27 +276,14 @@ USER_METRICS = Path(__file__).with_name("usermetrics.py").read_text()
 
 SAVE = """
 import json, sys
-import jax.numpy as jnp
 import numpy as np
 import metricskit as mk
-from usermetrics import DecayedMean
+from usermetrics import DecayedMean, mixed_step
 
 rng = np.random.default_rng(0)
 store = mk.MetricStore(default_log_modes=["mean", DecayedMean(decay=0.5)])
 for _ in range(3):
-    x = jnp.asarray(rng.normal(size=64), jnp.float32)
-    logits = jnp.asarray(rng.normal(size=(64, 3)), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, 3, size=64))
-    store = store.update({
-        "q_tails": mk.tasks.quantiles(x, q=(0.0, 1.0)),
-        "q_low": mk.tasks.quantiles(x, q=(0.1,)),
-        "f1_macro": mk.tasks.f1(logits, labels, num_classes=3),
-        "f1_micro": mk.tasks.f1(logits, labels, num_classes=3, average="micro"),
-        "r2": mk.tasks.r2(x, x + 0.1),
-        "fast": {"value": x.sum(), "log_modes": [DecayedMean(decay=0.5)]},
-        "slow": {"value": x.sum(), "log_modes": [DecayedMean(decay=0.99)]},
-        "loss": x.mean(),
-    })
+    store = store.update(mixed_step(rng))
 store.save(sys.argv[1])
 print(json.dumps(store.compute()))
 """

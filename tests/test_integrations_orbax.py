@@ -243,22 +243,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import metricskit as mk
 from metricskit.integrations.orbax import store_layouts
-from usermetrics import DecayedMean
+from usermetrics import mixed_step
 
 rng = np.random.default_rng(1)
 store = mk.MetricStore()
 for _ in range(3):
-    x = jnp.asarray(rng.normal(size=32), jnp.float32)
-    logits = jnp.asarray(rng.normal(size=(32, 3)), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, 3, size=32))
-    store = store.update({
-        "q_tails": mk.tasks.quantiles(x, q=(0.0, 1.0)),
-        "q_low": mk.tasks.quantiles(x, q=(0.1,)),
-        "f1_macro": mk.tasks.f1(logits, labels, num_classes=3),
-        "f1_micro": mk.tasks.f1(logits, labels, num_classes=3, average="micro"),
-        "fast": {"value": x.sum(), "log_modes": [DecayedMean(decay=0.5)]},
-        "slow": {"value": x.sum(), "log_modes": [DecayedMean(decay=0.99)]},
-    })
+    store = store.update(mixed_step(rng, 32))
 state = {"step": jnp.int32(3), "metrics": store}
 with ocp.CheckpointManager(sys.argv[1]) as manager:
     manager.save(3, args=ocp.args.Composite(
