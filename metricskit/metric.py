@@ -558,12 +558,15 @@ class Options(tuple[tuple[str, Any], ...]):
     are never one configuration, in a mode, a state's structure or a compile cache."""
 
     def _key(self) -> tuple[tuple[str, Any], ...]:
-        return tuple((name, option_key(value)) for name, value in self)
+        key = self.__dict__.get("key")  # computed once: options are looked up every step
+        if key is None:
+            key = self.__dict__["key"] = tuple((n, option_key(v)) for n, v in self)
+        return key
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, tuple):
             return NotImplemented
-        return self._key() == Options(other)._key()
+        return self is other or self._key() == Options(other)._key()
 
     def __ne__(self, other: object) -> bool:
         equal = self.__eq__(other)
@@ -573,7 +576,7 @@ class Options(tuple[tuple[str, Any], ...]):
         return hash(self._key())
 
 
-@attrs.frozen(repr=False)
+@attrs.frozen(repr=False, cache_hash=True)
 class ConfiguredMetric:
     """A metric class with its static options: a log mode, set per key.
 
@@ -626,13 +629,25 @@ class ConfiguredMetric:
         Raises:
             TypeError: If ``metric`` is abstract, or for an unknown or non-data option.
         """
+        try:  # a task function configures its metric at every eager call: remember them
+            key: Any = (metric, tuple((n, option_key(v)) for n, v in given.items()))
+            made = _CONFIGURED.get(key)
+        except TypeError:  # an unhashable option value (a list): made afresh
+            key, made = None, None
+        if made is not None:
+            return made
         check_concrete(metric)
         given = dict(given)
         postfix = given.pop("postfix", None) if "postfix" not in _static_names(metric) else None
         if postfix is not None and not isinstance(postfix, str):
             raise TypeError(f"{metric.__name__}(postfix={postfix!r}): pass a string")
         options = static_options(metric, given)
-        return cls(metric, options, default_postfix(metric) if postfix is None else postfix)
+        made = cls(metric, options, default_postfix(metric) if postfix is None else postfix)
+        if key is not None:
+            if len(_CONFIGURED) > 4096:
+                _CONFIGURED.clear()
+            _CONFIGURED[key] = made
+        return made
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -657,6 +672,9 @@ class ConfiguredMetric:
         if self.postfix != default_postfix(self.cls):
             args.append(f"postfix={self.postfix!r}")
         return f"{self.cls.__qualname__}({', '.join(args)})"
+
+
+_CONFIGURED: dict[Any, ConfiguredMetric] = {}  # (class, typed options given) -> configured
 
 
 @functools.cache
