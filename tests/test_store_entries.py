@@ -76,5 +76,5 @@ def test_an_entry_with_an_unknown_log_mode_is_refused_naming_the_key():
 @pytest.mark.parametrize("mode", [3, None, b"mean"])
 def test_an_entry_whose_log_mode_is_not_a_string_is_a_type_error(mode):
     metric = mk.MetricStore().update({"k": 1.0})["k"]["mean_nopostfix"]
-    with pytest.raises(TypeError, match=r"metrics\['loss'\] has log mode .*strings"):
+    with pytest.raises(TypeError, match=r"metrics\['loss'\] has log mode .*names, metric classes"):
         mk.MetricStore.from_mapping({"loss": {mode: metric}})
