@@ -48,7 +48,7 @@ from metricskit.metric import (
     sample_fields,
     state_fields,
 )
-from metricskit.registry import Mode, get_log_mode, legacy_mode
+from metricskit.registry import Mode, get_log_mode, legacy_mode, mode_order
 from metricskit.store.layout import Group, Layout, Signature, build, index, names
 
 __all__ = [
@@ -333,6 +333,10 @@ def load(
     return layout, metrics, dict(header.get("meta", {}))
 
 
+def _pair_order(pair: tuple[str, Mode]) -> tuple[str, tuple[int, str]]:
+    return pair[0], mode_order(pair[1])
+
+
 def check_like(path: str | os.PathLike[str], found: Layout, like: Layout) -> None:
     """Raise unless the checkpoint's layout ``found`` is ``like``'s, up to the sample axis of
     per-sample fields (an evaluation store grown over batches loads into a one-batch store).
@@ -341,8 +345,8 @@ def check_like(path: str | os.PathLike[str], found: Layout, like: Layout) -> Non
         CheckpointError: Naming the key, mode, field and the two shapes or storages.
     """
     mine, theirs = index(found), index(like)
-    missing = sorted(set(theirs) - set(mine))
-    extra = sorted(set(mine) - set(theirs))
+    missing = sorted(set(theirs) - set(mine), key=_pair_order)
+    extra = sorted(set(mine) - set(theirs), key=_pair_order)
     if missing or extra:
         raise CheckpointError(
             f"{os.fspath(path)!r} holds (key, mode) pairs that differ from the store to restore: "

@@ -116,8 +116,13 @@ def state(
             f"unknown reduction {reduce!r}; use one of {sorted(REDUCTIONS)} "
             "('merge' when only the metric's own aggregate() can combine the field)"
         )
-    if not (shape in _SHAPES or (isinstance(shape, tuple) and all(type(n) is int for n in shape))):
-        raise ValueError(f"state shape {shape!r} must be one of {list(_SHAPES)} or a tuple of ints")
+    if not (
+        shape in _SHAPES
+        or (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape))
+    ):
+        raise ValueError(
+            f"state shape {shape!r} must be one of {list(_SHAPES)} or a tuple of non-negative ints"
+        )
     if isinstance(dtype, str) and dtype in _DTYPES:
         if exact and dtype == "bool":
             raise ValueError("exact=True needs a numeric dtype, not 'bool'")

@@ -19,6 +19,7 @@ fields, ``update``, ``compute`` and a name (:func:`metricskit.register_metric`).
 from __future__ import annotations
 
 import abc
+import enum
 import functools
 import inspect
 import math
@@ -399,6 +400,8 @@ def ensure_metric_class(cls: type[Metric]) -> None:
     """
     if cls in _READY:
         return
+    if cls is Metric:
+        raise TypeError("metricskit.Metric is the abstract base class: subclass it")
     if not (isinstance(cls, type) and issubclass(cls, Metric)):
         raise TypeError(f"{cls!r} is not a subclass of metricskit.Metric")
     for klass in (*reversed(cls.__mro__[1:]), cls):  # base classes first: they hold fields too
@@ -416,6 +419,15 @@ def ensure_metric_class(cls: type[Metric]) -> None:
             "metricskit.static(...) (configuration): declare each field with one of them"
         )
     _check_field_names(cls, fields)
+    for base in cls.__mro__[1:]:
+        for f in getattr(base, "__attrs_attrs__", ()):
+            mine = getattr(attrs.fields(cast(Any, cls)), f.name, None)
+            if mine is not None and field_kind(mine) != field_kind(f):
+                raise TypeError(
+                    f"{cls.__name__}.{f.name} is declared {field_kind(mine)}, but "
+                    f"{base.__name__}.{f.name} is a {field_kind(f)} field: a subclass keeps "
+                    "each inherited field's kind (give the new field another name)"
+                )
     register_pytree(
         cls,
         [f.name for f in fields if field_kind(f) == "state"],
@@ -469,6 +481,11 @@ def check_concrete(cls: type[Metric]) -> None:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         raise TypeError(f"{cls.__name__} is abstract: implement {missing}")
+    if not state_fields(cls):
+        raise TypeError(
+            f"{cls.__name__} declares no state fields: a metric accumulates at least one array "
+            "(total = metricskit.state('sum'))"
+        )
     merged = [f.name for f in state_fields(cls) if reduction_of(f) == "merge"]
     if merged and cls.aggregate is Metric.aggregate:
         raise TypeError(
@@ -482,13 +499,20 @@ _OPTION_TYPES = "a bool, int, float, str, None, or a tuple of them"
 
 
 def _canonical(value: Any, where: str) -> Any:
-    """An option value as plain, hashable data (tuples for sequences, one NaN object)."""
+    """An option value as plain, hashable data of the exact built-in types that JSON gives
+    back (tuples for sequences, an enum's value, one NaN object)."""
+    if isinstance(value, enum.Enum):
+        value = value.value
     if isinstance(value, np.generic | np.ndarray) and np.ndim(value) == 0:
         value = value.item()
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or type(value) is bool:
         return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)  # an int subclass (IntEnum ...) as a plain int
+    if isinstance(value, str):
+        return str.__str__(value)
     if isinstance(value, float):
-        return math.nan if math.isnan(value) else value  # NaN == NaN: one configuration
+        return math.nan if math.isnan(value) else float(value)  # NaN == NaN: one configuration
     if isinstance(value, list | tuple):
         return tuple(_canonical(v, where) for v in value)
     raise TypeError(

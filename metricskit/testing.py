@@ -344,7 +344,7 @@ def check_split(
     """Accumulating parts and combining them with ``aggregate`` equals the whole stream.
 
     Args:
-        mode: A registered log mode.
+        mode: A log mode: a registered name, a metric class or a configured metric.
         values: Step values with a leading step axis.
         counts: Step counts with a leading step axis.
         cuts: For ``partial == "stream"`` metrics, sorted step indices in ``(0, steps)``
@@ -382,15 +382,17 @@ def check_metric(
     rtol: float = 1e-5,
     atol: float = 1e-6,
 ) -> None:
-    """Run the whole conformance suite on the registered log mode ``mode``.
+    """Run the whole conformance suite on the log mode ``mode``.
 
     Args:
-        mode: A registered log mode.
+        mode: A registered name, a metric class (its defaults) or a configured metric
+            (``MyMetric(option=...)``).
         shape: The shape of one step's value.
         steps: The length of the random stream.
         seed: The stream's random seed.
         reference: Optional ``reference(values, counts)`` giving the expected reported value
-            (NumPy, float64) for the whole stream.
+            (NumPy, float64) for the whole stream; for a metric with several parts, a tuple
+            of the values in the order of its parts.
         rtol: Relative tolerance of comparisons.
         atol: Absolute tolerance of comparisons.
 
@@ -405,7 +407,8 @@ def check_metric(
     check_split(mode, values, counts, cuts[:1], rtol, atol)
     check_associative(mode, values, counts, cuts, rtol, atol)
     if reference is not None:
-        name = KEY + get_log_mode(mode).postfix
+        log_mode = get_log_mode(mode)
+        names = [KEY + log_mode.postfix + part for part in log_mode.parts]
         spread = np.abs(values).max() + 1.0
         # as drawn, all negative and all positive: a zero fill that wins a max or min shows
         for label, stream in (
@@ -413,10 +416,16 @@ def check_metric(
             ("all-negative", values - spread),
             ("all-positive", values + spread),
         ):
-            got = _feed(mode, stream, counts).compute()[name]
+            host = _feed(mode, stream, counts).compute()
             want = reference(stream.astype(np.float64), counts)
+            if names:  # several values: the reference gives a tuple of them, in parts order
+                got = {name: host[name] for name in names}
+                expected = dict(zip(names, want, strict=True))
+            else:
+                got = {KEY + log_mode.postfix: host[KEY + log_mode.postfix]}
+                expected = {KEY + log_mode.postfix: want}
             try:
-                assert_results_close({name: got}, {name: want}, rtol, atol)
+                assert_results_close(got, expected, rtol, atol)
             except AssertionError as error:
                 raise AssertionError(
                     f"{mode}: differs from the reference on the {label} stream\n{error}"

@@ -473,3 +473,13 @@ def test_altered_headers_are_checkpoint_errors_and_like_imports_nothing(tmp_path
     with pytest.raises(CheckpointError, match=r"which the store to load into does not have"):
         mk.MetricStore.load(path, like=other)
     assert "usermetrics_like" not in sys.modules
+
+
+def test_loading_into_a_store_of_other_configured_modes_names_the_pairs(tmp_path):
+    from usermetrics import DecayedMean
+
+    path = str(tmp_path / "c.npz")
+    mk.MetricStore().update({"a": 1.0}).save(path)
+    like = mk.MetricStore().update({"x": {"value": 1.0, "log_modes": ["mean", DecayedMean]}})
+    with pytest.raises(CheckpointError, match=r"missing \[\('x', 'mean'\), \('x', Decayed"):
+        mk.MetricStore.load(path, like=like)

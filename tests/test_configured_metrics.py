@@ -324,3 +324,141 @@ def test_entries_are_looked_up_and_given_back_by_class_or_configuration():
     by_class = {"k": {DecayedMean: m["k"][DecayedMean]}}
     assert get_metrics(by_class)[1] == {"k_decayed_mean": 2.0}
     assert mk.MetricStore().update({"q": mk.tasks.quantiles(jnp.arange(1.0, 101.0), q=0.5)})
+
+
+class ClipRange(mk.Metric):
+    """The smallest and largest value clipped to [lo, hi]: two parts, named by the options."""
+
+    lo = mk.static(-1.0)
+    hi = mk.static(1.0)
+    low = mk.state("min")
+    high = mk.state("max")
+    steps = mk.state("sum", shape="scalar", dtype="int")
+
+    @classmethod
+    def parts_of(cls, options):
+        return (f"_above{options['lo']:g}", f"_below{options['hi']:g}")
+
+    def update(self, value, count):
+        v = jnp.clip(value, self.lo, self.hi)
+        seen = self.steps > 0
+        return self.replace(
+            low=jnp.where(seen, jnp.minimum(self.low, v), v),
+            high=jnp.where(seen, jnp.maximum(self.high, v), v),
+            steps=self.steps + 1,
+        )
+
+    def aggregate(self, other):
+        a, b = self.steps > 0, other.steps > 0
+        low = jnp.where(a, self.low, other.low)
+        high = jnp.where(a, self.high, other.high)
+        return self.replace(
+            low=jnp.where(a & b, jnp.minimum(self.low, other.low), low),
+            high=jnp.where(a & b, jnp.maximum(self.high, other.high), high),
+            steps=self.steps + other.steps,
+        )
+
+    def compute(self):
+        return self.low, self.high
+
+
+def test_parts_named_by_options_report_and_check_against_a_reference():
+    from metricskit.testing import check_metric
+
+    mode = ClipRange(lo=-0.5, hi=0.5)
+
+    def reference(values, counts):
+        v = np.clip(values, -0.5, 0.5)  # every step's value is a sample (counts unused)
+        return v.min(0), v.max(0)
+
+    check_metric(mode, reference=reference)
+    with pytest.raises(AssertionError, match="differs from the reference"):
+        check_metric(mode, reference=lambda v, c: (np.zeros(4), np.zeros(4)))
+    host = mk.MetricStore().update({"x": {"value": 2.0, "log_modes": [mode]}}).compute()
+    assert host == {"x_clip_range_above-0.5": 0.5, "x_clip_range_below0.5": 0.5}
+
+
+def test_a_compute_returning_more_or_fewer_values_than_its_parts_is_refused():
+    class TooMany(Scaled):
+        parts = ("_a",)
+
+        def compute(self):
+            return self.total, 2 * self.total
+
+    class NotATuple(Scaled):
+        parts = ("_a", "_b")
+
+        def compute(self):
+            return self.total
+
+    for cls, got in ((TooMany, "a tuple of 2"), (NotATuple, "one value, not a tuple")):
+        store = mk.MetricStore().update({"x": {"value": 1.0, "log_modes": [cls]}})
+        with pytest.raises(ValueError, match=rf"reports parts .*returned {got}"):
+            store.compute()
+
+
+class Color(__import__("enum").IntEnum):
+    RED = 1
+
+
+def test_option_values_are_the_plain_types_a_checkpoint_gives_back(tmp_path):
+    import enum
+
+    class Kind(str, enum.Enum):  # noqa: UP042 (the older spelling, an enum mixed into str)
+        A = "a"
+
+    assert Pow(p=Color.RED) == Pow(p=1) and type(Pow(p=Color.RED).p) is int
+    assert Pow(p=Kind.A) == Pow(p="a") and repr(Pow(p=Kind.A)) == "Pow(p='a')"
+    assert type(Pow(p=np.int64(3)).p) is int and type(Pow(p=np.float32(0.5)).p) is float
+    store = mk.MetricStore().update({"x": {"value": 2.0, "log_modes": [Pow(p=Color.RED)]}})
+    store.save(tmp_path / "c.npz")
+    loaded = mk.MetricStore.load(tmp_path / "c.npz", like=store)
+    assert loaded.update({"x": {"value": 4.0, "log_modes": [Pow(p=Color.RED)]}}).compute() == {
+        "x_pow": 3.0
+    }
+
+
+def test_a_state_under_another_configuration_of_its_class_is_refused():
+    m = update_metrics(None, {"c": {"value": 4.0, "log_modes": [DecayedMean(decay=0.5)]}})
+    bad = {"c": {DecayedMean(decay=0.9): m["c"][DecayedMean(decay=0.5)]}}
+    for call in (lambda: get_metrics(bad), lambda: mk.MetricStore.from_mapping(bad)):
+        with pytest.raises(TypeError, match=r"configured with \{'decay': 0\.5\}, not the mode"):
+            call()
+
+
+def test_more_misdeclared_classes_are_refused_where_they_are_declared():
+    with pytest.raises(TypeError, match=r"C1\.total is declared static, but DecayedMean\.total"):
+
+        class C1(DecayedMean):
+            total = mk.static(0.0)
+
+    with pytest.raises(TypeError, match=r"C2\.decay is declared state"):
+
+        class C2(DecayedMean):
+            decay = mk.state("sum")
+
+    class OnlyOptions(mk.Metric):
+        scale = mk.static(1.0)
+
+        def update(self, value, count):
+            return self
+
+        def compute(self):
+            return 0.0
+
+    with pytest.raises(TypeError, match="declares no state fields"):
+        OnlyOptions()
+    with pytest.raises(ValueError, match=r"tuple of non-negative ints"):
+        mk.state("sum", shape=(-1,))
+    with pytest.raises(TypeError, match="abstract base class"):
+        mk.MetricStore().update({"x": {"value": 1.0, "log_modes": [mk.Metric]}})
+    with pytest.raises(TypeError, match=r"write e\.g\. log_modes=\[PowerMean|log_modes=\[Pow\("):
+        mk.MetricStore().update({"x": {"value": 1.0, "log_modes": Pow(p=1)}})
+
+    class Repeats(ClipRange):
+        @classmethod
+        def parts_of(cls, options):
+            return ("_x", "_x")
+
+    with pytest.raises(ValueError, match=r"parts \('_x', '_x'\) of this one mode repeat a suffix"):
+        mk.MetricStore().update({"x": {"value": 1.0, "log_modes": [Repeats]}})

@@ -186,6 +186,14 @@ def sources_of(key: str, entry: Any) -> Mapping[Mode, Source] | None:
                     f"metrics[{key!r}][{mode!r}] is a {type(metric).__name__}, but log mode "
                     f"{mode!r} is a {expected.__name__}"
                 )
+            if isinstance(mode, ConfiguredMetric):
+                statics = signature_of(metric).statics
+                if statics != mode.options:
+                    raise TypeError(
+                        f"metrics[{key!r}][{mode!r}] holds a state configured with "
+                        f"{dict(statics)}, not the mode's options {dict(mode.options)}: put "
+                        "each state under the configured metric that made it"
+                    )
             out[mode] = Whole(metric)
         return out
     if isinstance(entry, Mapping | Metric):

@@ -219,6 +219,8 @@ def _collision(key: str, mode: Mode, name: str, other_key: str, other_mode: Mode
     )
     if other_key != key:
         return head + "rename one of the keys"
+    if mode == other_mode:
+        return head + f"the parts {get_log_mode(mode).parts} of this one mode repeat a suffix"
     if repr(mode) == repr(other_mode):  # two classes of one name
         return head + (
             "they are two different classes of the same name (was the class defined again, "

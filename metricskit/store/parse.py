@@ -123,7 +123,8 @@ def normalize_log_modes(modes: Any, where: str) -> tuple[Mode, ...]:
         and type(modes) is not tuple
         and (isinstance(modes, str) or not isinstance(modes, Sequence))
     ):
-        example = [modes] if isinstance(modes, str) else ["mean", "max"]
+        single = isinstance(modes, str) or _is_metric_mode(modes)
+        example = [modes] if single else ["mean", "max"]
         raise TypeError(
             f"log_modes for {where} must be a list of mode names, got {modes!r} (a "
             f"{type(modes).__name__}); write e.g. log_modes={example!r}"

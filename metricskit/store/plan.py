@@ -204,8 +204,8 @@ def _check_replaced(
                 f"shape (fields {describe(old)}: a placeholder such as 0.0 in init or a first "
                 f"step?), and this step gives it a value of shape {value.shape} under {shown} "
                 "only; a key's shapes are fixed once seen. Initialise the key with what the "
-                f"step gives it (store.init({{{key!r}: tasks.f1(...)}}) with the task function's "
-                "output), or zero-fill jax.eval_shape of the step that makes it"
+                f"step gives it (store.init({{{key!r}: <the task function's output>}}), e.g. "
+                "tasks.f1(...)), or zero-fill jax.eval_shape of the step that makes it"
             )
 
 

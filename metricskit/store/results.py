@@ -19,7 +19,7 @@ import numpy as np
 from metricskit import exact
 from metricskit.log import LOGGER
 from metricskit.metric import Metric, per_sample
-from metricskit.registry import get_log_mode
+from metricskit.registry import Mode, get_log_mode
 from metricskit.store import engine, host
 from metricskit.store.entries import Row, on_host
 from metricskit.store.layout import Layout, names
@@ -117,19 +117,23 @@ def report(
             out[name] = rows[g][row]
         else:  # one of the values a metric reports under names of their own
             values = rows[g][row]
-            if not isinstance(values, tuple) or part >= len(values):
-                group = layout.groups[g]
-                cls = get_log_mode(group.mode).cls
-                got = len(values) if isinstance(values, tuple) else "not a tuple"
-                raise ValueError(
-                    f"{cls.__name__} (log mode {group.mode!r}) declares parts {cls.parts}, so "
-                    f"its compute() must return a tuple of {len(cls.parts)} values; it "
-                    f"returned {got}"
-                )
+            mode = layout.groups[g].mode
+            if not isinstance(values, tuple) or len(values) != len(get_log_mode(mode).parts):
+                _wrong_parts(mode, values)
             value = np.asarray(values[part])
             out[name] = _python(value) if value.size == 1 else _frozen(value)
     warn_empty(empty)
     return out
+
+
+def _wrong_parts(mode: Mode, values: Any) -> None:
+    log_mode = get_log_mode(mode)
+    got = f"a tuple of {len(values)}" if isinstance(values, tuple) else "one value, not a tuple"
+    raise ValueError(
+        f"{log_mode.cls.__name__} (log mode {mode!r}) reports parts {log_mode.parts}, so its "
+        f"compute() must return a tuple of {len(log_mode.parts)} values; it returned {got} "
+        "(declare parts, or parts_of, for each value it returns)"
+    )
 
 
 def warn_empty(metrics: Sequence[str]) -> None:
