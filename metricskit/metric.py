@@ -590,7 +590,10 @@ class Options(tuple[tuple[str, Any], ...]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, tuple):
             return NotImplemented
-        return self is other or self._key() == Options(other)._key()
+        if self is other:
+            return True
+        theirs = other._key() if isinstance(other, Options) else Options(other)._key()
+        return self._key() == theirs
 
     def __ne__(self, other: object) -> bool:
         equal = self.__eq__(other)
