@@ -319,6 +319,7 @@ def load(
         raise CheckpointError(f"{path!r} has an unreadable store layout: {e}") from e
     found = [(name, dtype, tuple(shape)) for name, dtype, shape in header["leaves"]]
     if found != [(name, str(x.dtype), x.shape) for name, x in expected]:
+        _check_x64(path, found, expected)
         raise CheckpointError(
             f"{path!r} has leaves {found}, which its layout does not produce; the file was "
             "not written by MetricStore.save of this metricskit version"
@@ -335,6 +336,28 @@ def load(
 
 def _pair_order(pair: tuple[str, Mode]) -> tuple[str, tuple[int, str]]:
     return pair[0], mode_order(pair[1])
+
+
+_WIDER = {"float32": "float64", "int32": "int64"}
+
+
+def _check_x64(path: str, found: list[Any], expected: list[tuple[str, np.ndarray]]) -> None:
+    """Raise naming ``jax_enable_x64`` if the leaves differ from ``expected`` only in the
+    width of their accumulators (a file saved with the other setting)."""
+    pairs = list(zip(found, expected, strict=False))
+    if len(found) != len(expected) or any(
+        (n, tuple(shape)) != (m, x.shape) for (n, _, shape), (m, x) in pairs
+    ):
+        return
+    widths = {(d, str(x.dtype)) for (_, d, _), (_, x) in pairs if d != str(x.dtype)}
+    if widths and all(_WIDER.get(a) == b or _WIDER.get(b) == a for a, b in widths):
+        saved = "on" if any(_WIDER.get(b) == a for a, b in widths) else "off"
+        now = "off" if saved == "on" else "on"
+        raise CheckpointError(
+            f"{path!r} was saved with jax_enable_x64 {saved} (its exact accumulators are "
+            f"{sorted(a for a, _ in widths)}), and this process has it {now}: load it in a "
+            f"process with jax_enable_x64 {saved}"
+        )
 
 
 def check_like(path: str | os.PathLike[str], found: Layout, like: Layout) -> None:

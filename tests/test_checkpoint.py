@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import BUILTIN_MODES
+from helpers import BUILTIN_MODES, X64
 
 import metricskit as mk
 from metricskit.checkpoint import CheckpointError
@@ -412,6 +412,10 @@ def _task_step(rng, quantiles: bool = True) -> dict:
 def test_metricskit_0_2_task_checkpoints_load_with_the_same_numbers(rng):
     # written by metricskit 0.2 (format 2), which named task modes after their options
     path, want = _fixture("metricskit02_no_quantiles")
+    if X64:  # the fixtures were saved with x64 off: their accumulators are 32-bit words
+        with pytest.raises(CheckpointError, match=r"saved with jax_enable_x64 off.*has it on"):
+            mk.MetricStore.load(path)
+        return
     store = mk.MetricStore.load(path)
     _assert_reports(store, want)
     assert mk.tasks.fscores.FScores(

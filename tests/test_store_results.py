@@ -50,7 +50,9 @@ def test_parts_that_compute_does_not_return_are_named():
             return self.total, self.total  # two values for three parts
 
     store = mk.MetricStore().update({"x": {"value": 1.0, "log_modes": ["test_too_few_parts"]}})
-    with pytest.raises(ValueError, match=r"declares parts \('_a', '_b', '_c'\).*returned 2"):
+    with pytest.raises(
+        ValueError, match=r"reports parts \('_a', '_b', '_c'\).*returned a tuple of 2"
+    ):
         store.compute()
 
 
