@@ -421,7 +421,7 @@ def ensure_metric_class(cls: type[Metric]) -> None:
     _check_field_names(cls, fields)
     for base in cls.__mro__[1:]:
         for f in getattr(base, "__attrs_attrs__", ()):
-            mine = getattr(attrs.fields(cast(Any, cls)), f.name, None)
+            mine = getattr(fields, f.name, None)
             if mine is not None and field_kind(mine) != field_kind(f):
                 raise TypeError(
                     f"{cls.__name__}.{f.name} is declared {field_kind(mine)}, but "

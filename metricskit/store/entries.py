@@ -186,15 +186,17 @@ def sources_of(key: str, entry: Any) -> Mapping[Mode, Source] | None:
                     f"metrics[{key!r}][{mode!r}] is a {type(metric).__name__}, but log mode "
                     f"{mode!r} is a {expected.__name__}"
                 )
+            signature = None
             if isinstance(mode, ConfiguredMetric):
-                statics = signature_of(metric).statics
+                signature = signature_of(metric)
+                statics = signature.statics
                 if statics != mode.options:
                     raise TypeError(
                         f"metrics[{key!r}][{mode!r}] holds a state configured with "
                         f"{dict(statics)}, not the mode's options {dict(mode.options)}: put "
                         "each state under the configured metric that made it"
                     )
-            out[mode] = Whole(metric)
+            out[mode] = Whole(metric, signature)  # the signature, if already computed
         return out
     if isinstance(entry, Mapping | Metric):
         raise TypeError(
