@@ -5,15 +5,29 @@ The class API (:class:`MetricStore` over registered :class:`Metric` subclasses) 
 """
 
 from metricskit import exact, tasks
-from metricskit.builtin import MaxMetric, MeanMetric, MinMetric, SingleMetric, StdMetric
-from metricskit.division import divide
-from metricskit.fields import Spec, state, static
+from metricskit._engine.store import KeyMetrics, MetricStore
+from metricskit.builtin import (
+    MaxMetric,
+    MeanMetric,
+    MinMetric,
+    NonFiniteMetric,
+    NoReduceMetric,
+    NoReduceWCountMetric,
+    SingleMetric,
+    StdMetric,
+)
+from metricskit.exact import divide
 from metricskit.functional import LOGGER, aggregate_metrics, get_metrics, update_metrics
-from metricskit.metric import Metric
-from metricskit.nan_policy import NonFiniteMetric
-from metricskit.persample import NoReduceMetric, NoReduceWCountMetric
-from metricskit.registry import LogMode, get_log_mode, register_metric, registered_modes
-from metricskit.store import KeyMetrics, MetricStore
+from metricskit.metric import (
+    LogMode,
+    Metric,
+    Spec,
+    get_log_mode,
+    register_metric,
+    registered_modes,
+    state,
+    static,
+)
 
 __version__ = "0.3.0"
 

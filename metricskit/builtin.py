@@ -1,30 +1,47 @@
-"""The built-in accumulating log modes: ``mean``, ``mean_nopostfix``, ``single``, ``max``,
-``min`` and ``std`` (the per-sample modes are in :mod:`metricskit.persample`).
+"""The built-in log modes, and the NaN policy.
 
+**Accumulating modes**: ``mean``, ``mean_nopostfix``, ``single``, ``max``, ``min`` and ``std``.
 Every kernel is elementwise over the value's shape, so one code path serves a scalar metric,
 an array metric and a stack of metrics mapped with ``jax.vmap``. A step whose count is zero
 has no sample: it adds nothing to ``max``, ``min`` and ``std``. Every state is exact (see
 :mod:`metricskit.exact`): sums and counts never drift or wrap, a mean is reported as the
 correctly rounded float64 quotient of its exact sum and count, and per-step samples
 ``value / count`` are double-floats. Non-finite values propagate as float64 arithmetic would.
+
+**Per-sample modes**: ``single_noreduce`` and ``single_noreduce_wcount`` hold the latest
+step's per-sample values (e.g. one log-likelihood per sequence) along axis 0, not reduced.
+Their value fields are declared ``"concat"``, which makes them per-sample metrics:
+:func:`metricskit.aggregate_metrics` appends evaluation batches of them, ``sync`` gathers them
+across devices, and their batch size may change between steps (a smaller last batch).
+
+**The NaN policy** (what a store does with non-finite steps), in one place:
+
+- ``"propagate"`` (the default): NaN and inf flow into the metrics as float64 arithmetic
+  would carry them (a mean with an inf step is inf, a std is NaN).
+- ``"skip"``: a step whose value or count has a NaN or inf adds nothing to that key (every
+  mode keeps its state, inside the compiled update, with no host sync), and the key gets the
+  ``"nonfinite"`` mode, which counts those steps and is reported as ``key_nonfinite``: nothing
+  is dropped silently.
+
+The engine asks this module which modes a key gets (:func:`policy_modes`), whether a metric's
+update is masked (:func:`masked`) and how (:func:`keep_rows`); no other module knows the
+policy.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, Final
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metricskit import exact
-from metricskit.division import divide
-from metricskit.dtypes import float_dtype, upcast
-from metricskit.exact import Pair, Ratio
-from metricskit.fields import state
-from metricskit.metric import Metric
-from metricskit.registry import register_metric
+from metricskit.exact import Pair, Ratio, divide, float_dtype, upcast
+from metricskit.metric import FieldSpec, Metric, Mode, Spec, register_metric, state, storage
 
-__all__ = ["MaxMetric", "MeanMetric", "MinMetric", "SingleMetric", "StdMetric", "samples"]
+# -- accumulating modes -----------------------------------------------------------------------
 
 
 def samples(value: Any, count: Any, shape: tuple[int, ...]) -> tuple[Pair, jax.Array]:
@@ -254,3 +271,204 @@ class StdMetric(Metric):
         variance = divide(self.m2, self.count)
         zero = jax.tree.map(jnp.zeros_like, variance)
         return exact.sqrt(exact.where(variance.hi < 0, zero, variance))  # NaN stays NaN
+
+
+# -- per-sample modes -------------------------------------------------------------------------
+
+
+def _store(x: Any, like: Any) -> Any:
+    """A step's values in the storage of the field ``like`` (array, Pair or Words), at least 1-d."""
+    if isinstance(like, exact.Pair):
+        x = exact.as_pair(x, like.hi.dtype)
+    elif isinstance(like, exact.Words):
+        x = exact.as_words(x)
+    else:
+        x = jnp.asarray(x).astype(like.dtype)
+    shape = np.shape(like.lo if isinstance(like, exact.Pair | exact.Words) else like)
+    return jax.tree.map(lambda p: jnp.broadcast_to(p, shape), x)
+
+
+@register_metric("single_noreduce")
+class NoReduceMetric(Metric):
+    """The latest step's value array (per-sample values), not divided: ``key_single_noreduce``.
+
+    A 0-d value is kept as shape ``(1,)``. Aggregation concatenates values along axis 0 and
+    adds counts (the count is the step's total count, a scalar).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> m = mk.NoReduceMetric.empty(mk.Spec((2,), "float32"), mk.Spec((), "int32"))
+        >>> m = m.update(jnp.array([1.0, 2.0]), jnp.int32(2))
+        >>> m.aggregate(m).compute().tolist()
+        [1.0, 2.0, 1.0, 2.0]
+    """
+
+    accumulates: ClassVar[bool] = False
+    exact_inputs: ClassVar[bool] = True
+
+    value = state("concat", dtype="value")  # value shape (at least 1-d), the value's own dtype
+    count = state("sum", shape="scalar", dtype="count", exact=True)  # the step's total count
+
+    @classmethod
+    def field_specs(cls, value: Spec, count: Spec) -> dict[str, FieldSpec]:
+        specs = super().field_specs(value, count)
+        specs["value"] = FieldSpec(value.shape or (1,), specs["value"].storage)
+        return specs
+
+    def update(self, value: Any, count: Any) -> NoReduceMetric:
+        total = exact.accumulate(jax.tree.map(jnp.zeros_like, self.count), exact.total(count))
+        return self.replace(value=_store(value, self.value), count=total)
+
+    def compute(self) -> Any:
+        return self.value  # exact 64-bit values are widened on the host
+
+
+@register_metric("single_noreduce_wcount")
+class NoReduceWCountMetric(Metric):
+    """The latest step's values and per-sample counts: ``key_single_noreduce_wcount``.
+
+    Reported as the tuple ``(values, counts)``; value and count are broadcast to one shape
+    (at least 1-d). Aggregation concatenates both along axis 0.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> m = mk.NoReduceWCountMetric.empty(mk.Spec((2,), "float32"), mk.Spec((2,), "int32"))
+        >>> values, counts = m.update(jnp.array([-3.0, -5.0]), jnp.array([3, 5])).compute()
+        >>> values.tolist(), counts.tolist()
+        ([-3.0, -5.0], [3, 5])
+    """
+
+    accumulates: ClassVar[bool] = False
+    exact_inputs: ClassVar[bool] = True
+
+    value = state("concat", dtype="value")  # sample shape (at least 1-d)
+    count = state("concat", dtype="count")  # sample shape (at least 1-d)
+
+    @classmethod
+    def field_specs(cls, value: Spec, count: Spec) -> dict[str, FieldSpec]:
+        shape = tuple(np.broadcast_shapes(value.shape, count.shape)) or (1,)
+        return {
+            "value": FieldSpec(shape, storage("value", False, value, count)),
+            "count": FieldSpec(shape, storage("count", False, value, count)),
+        }
+
+    def update(self, value: Any, count: Any) -> NoReduceWCountMetric:
+        return self.replace(value=_store(value, self.value), count=_store(count, self.count))
+
+    def compute(self) -> tuple[Any, Any]:
+        return self.value, self.count
+
+    def is_empty(self) -> jax.Array:
+        # As the documented module: only a single zero count (or no sample at all) is empty.
+        count = self.count.lo if isinstance(self.count, exact.Pair | exact.Words) else self.count
+        size = int(np.prod(np.shape(count)))
+        if size == 0:
+            return jnp.ones((), bool)
+        if size > 1:
+            return jnp.zeros((), bool)
+        return jnp.all(exact.is_zero(self.count))
+
+
+# -- the NaN policy ---------------------------------------------------------------------------
+
+NAN_POLICIES: Final = ("propagate", "skip")
+_COUNTER: Final = "nonfinite"
+
+
+def check_policy(policy: Any, where: str) -> str:
+    """Validate a NaN policy name.
+
+    Args:
+        policy: ``"propagate"`` or ``"skip"``.
+        where: What the policy belongs to, for the error message.
+
+    Returns:
+        The policy.
+
+    Raises:
+        ValueError: For any other value.
+
+    Examples:
+        >>> from metricskit.builtin import check_policy
+        >>> check_policy("skip", "the store")
+        'skip'
+    """
+    if policy not in NAN_POLICIES:
+        raise ValueError(
+            f"nan_policy for {where} is {policy!r}; use 'propagate' (non-finite values flow "
+            "into the metrics) or 'skip' (non-finite steps are dropped and counted)"
+        )
+    return str(policy)
+
+
+def policy_modes(log_modes: Sequence[Mode], skip: bool) -> tuple[Mode, ...]:
+    """A key's log modes under its policy: ``skip`` adds the counter of skipped steps."""
+    if not skip or _COUNTER in log_modes:
+        return tuple(log_modes)
+    return (*log_modes, _COUNTER)
+
+
+def finite(value: Any, count: Any) -> jax.Array:
+    """Whether every element of one key's step value and count is finite (a boolean scalar).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from metricskit.builtin import finite
+        >>> bool(finite(jnp.array([1.0, jnp.inf]), 1)), bool(finite(3, 1))
+        (False, True)
+    """
+    ok = jnp.ones((), bool)
+    for x in (value, count):
+        x = x.hi if isinstance(x, exact.Pair) else x
+        if isinstance(x, exact.Words):
+            continue
+        x = jnp.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.inexact):
+            ok = ok & jnp.all(jnp.isfinite(x))
+    return ok
+
+
+def masked(cls: type[Metric]) -> bool:
+    """Whether the skip policy masks updates of ``cls`` (all but the counter of skipped steps)."""
+    return cls is not NonFiniteMetric
+
+
+def keep_rows(keep: jax.Array, new: Metric, old: Metric) -> Metric:
+    """Per leading row (key) of a stacked metric: ``old`` where ``keep``, else ``new``."""
+
+    def select(x: jax.Array, y: jax.Array) -> jax.Array:
+        return jnp.where(keep.reshape(-1, *([1] * (x.ndim - 1))), y, x)
+
+    return jax.tree.map(select, new, old)  # type: ignore[no-any-return]
+
+
+@register_metric(_COUNTER)
+class NonFiniteMetric(Metric):
+    """The number of steps whose value or count was not finite: ``key_nonfinite``.
+
+    A store adds this mode to every key under ``nan_policy="skip"``; it may also be asked for
+    as a log mode of its own. It is never empty (zero is an answer).
+
+    Examples:
+        >>> import metricskit as mk
+        >>> store = mk.MetricStore(default_log_modes=["mean"], nan_policy="skip")
+        >>> for loss in (1.0, float("nan"), 3.0, float("inf")):
+        ...     store = store.update({"loss": loss})
+        >>> store.compute()
+        {'loss_mean': 2.0, 'loss_nonfinite': 2}
+    """
+
+    exact_inputs: ClassVar[bool] = True
+
+    count = state("sum", shape="scalar", dtype="int")  # steps with a non-finite value or count
+
+    def update(self, value: Any, count: Any) -> NonFiniteMetric:
+        return self.replace(count=self.count + (~finite(value, count)).astype(self.count.dtype))
+
+    def compute(self) -> Any:
+        return self.count
+
+    def is_empty(self) -> jax.Array:
+        return jnp.zeros((), bool)

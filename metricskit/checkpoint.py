@@ -39,17 +39,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.fields import FieldSpec
+from metricskit._engine.step import Group, Layout, Signature, empty_state, index, names
 from metricskit.metric import (
     ConfiguredMetric,
+    FieldSpec,
     Metric,
+    Mode,
     Options,
+    get_log_mode,
+    legacy_mode,
+    mode_order,
     per_sample,
     sample_fields,
     state_fields,
 )
-from metricskit.registry import Mode, get_log_mode, legacy_mode, mode_order
-from metricskit.store.layout import Group, Layout, Signature, build, index, names
 
 __all__ = [
     "FORMAT",
@@ -311,7 +314,7 @@ def load(
     try:
         layout = layout_from_json(header["layout"], header["format"], known)
         names(layout)  # two values reported under one name: not a store's layout
-        template = tuple(build(g.mode, g.signature, len(g.keys), np) for g in layout.groups)
+        template = tuple(empty_state(g.mode, g.signature, len(g.keys), np) for g in layout.groups)
         expected = _leaves(template)
     except CheckpointError as e:
         raise CheckpointError(f"{path!r}: {e}") from e

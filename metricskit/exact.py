@@ -1,63 +1,477 @@
-"""Exact numbers without ``jax_enable_x64``: double-floats, carried integers and ratios.
+"""Numbers: the dtype policy, and exact numbers without ``jax_enable_x64``.
 
-- :class:`Pair` is a double-float ``hi + lo`` (:mod:`metricskit.doublefloat`, whose
-  arithmetic this module re-exports): 48 bits of precision with float32 parts, infinities
-  carried as float64 would carry them.
+**The dtype policy.** A step value or count is first given a *logical dtype* (:func:`logical`),
+one of ``bool``, ``int32``, ``int64``, ``float32`` and ``float64``:
+
+- bool stays ``bool``; signed integers of at most 32 bits and unsigned integers of at most 16
+  bits are ``int32``; ``int64``, ``uint32`` and ``uint64`` are ``int64``;
+- ``float16``, ``bfloat16`` and ``float32`` are ``float32``; ``float64`` is ``float64``;
+- a Python ``int`` is ``int32`` when it fits, else ``int64``; a Python ``float`` is
+  ``float64``; complex numbers, strings and objects are not numeric.
+
+With ``jax_enable_x64`` off, JAX has no 64-bit arrays, so ``int64`` and ``float64`` are
+*wide*: they travel and are stored as two 32-bit words that hold them exactly (integers up to
+``2**60`` in magnitude, floats to 48 of their 53 bits and within float32's range).
+
+**Exact numbers.**
+
+- :class:`Pair` is a double-float ``hi + lo``: 48 bits of precision with float32 parts,
+  infinities carried as float64 would carry them. Sums are TwoSum-compensated (Knuth;
+  Dekker, "A floating-point technique for extending the available precision", 1971), products
+  split their factors with ``lax.reduce_precision`` rather than Dekker's ``c * a`` trick, so no
+  fused multiply-add can break them; the error terms are dropped where a result is not finite,
+  so ``inf + 1`` is ``inf``, never a spurious NaN.
 - :class:`Words` is an integer ``hi * 2**30 + lo`` with ``0 <= lo < 2**30`` (two integer
   arrays), added with a carry: exact up to ``2**60`` with int32 words, never wrapping at 2^31.
 - :class:`Ratio` is an exact quotient to be divided on the host in float64, so a mean of
-  integer data is the correctly rounded ``sum / count``.
+  integer data is the correctly rounded ``sum / count``; :func:`divide` is the one division by
+  a count on the device (an empty count reports ``0``).
 
 An *accumulator* is a ``Pair`` (float kind) or ``Words`` (integer kind). Both are pytrees of
 two leaves, so XLA fuses their arithmetic with the rest of a step. Every function works
 elementwise, eagerly, under ``jit`` and under ``vmap``; the ``xp`` argument of the few that
 also run on the host takes ``numpy``.
+
+An error-free transformation holds only for operands that are rounded floats, each used with
+one value wherever it appears. Under ``jit`` XLA may recompute an operand's expression inside
+each fusion that uses it (``x / 24`` of a caller's ``jnp.mean`` becomes ``x * (1/24)``, copied
+into every consumer), and the backend may then contract that product with the TwoSum's
+subtraction into one fused multiply-add, which sees the unrounded product: the error term then
+describes a value the step never had (``mean(ones(24))`` recorded as ``1 + 2**-25``). So the
+operands of every error-free transformation pass through :func:`rounded` first, an exact
+identity that no contraction can look through.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import operator
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, TypeVar, cast
 
 import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.doublefloat import Pair, add, add_float, div, mul, neg, rounded, sqrt, sub
-from metricskit.dtypes import float_dtype, int_dtype, upcast
 from metricskit.log import LOGGER
-from metricskit.pytree import register_pytree
 
-__all__ = [
-    "BITS",
-    "OVERFLOW",
-    "Finish",
-    "Pair",
-    "Ratio",
-    "Words",
-    "accumulate",
-    "add",
-    "add_float",
-    "as_pair",
-    "as_words",
-    "combine",
-    "div",
-    "extreme",
-    "is_zero",
-    "mul",
-    "neg",
-    "rounded",
-    "split_float",
-    "split_int",
-    "sqrt",
-    "sub",
-    "to_float",
-    "to_host",
-    "total",
-    "where",
-    "words_from_sums",
-    "zeros",
-]
+# -- attrs classes as pytrees -----------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+@functools.cache
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in attrs.fields(cls))
+
+
+@functools.cache
+def _field_set(cls: type) -> frozenset[str]:
+    return frozenset(_field_names(cls))
+
+
+def replace(obj: T, changes: Mapping[str, Any]) -> T:
+    """A copy of the attrs instance ``obj`` with ``changes``, built as unflattening builds it.
+
+    Unlike ``attrs.evolve`` this runs no ``__init__``, converters or validators: it is for
+    swapping array fields of a state (a few hundred nanoseconds, not microseconds).
+
+    Args:
+        obj: An instance of an attrs class registered with :func:`register_pytree`.
+        changes: New values by field name.
+
+    Returns:
+        The new instance; ``obj`` is unchanged.
+
+    Examples:
+        >>> import attrs
+        >>> from metricskit.exact import replace
+        >>> @attrs.frozen
+        ... class Point:
+        ...     x: int
+        ...     y: int
+        >>> replace(Point(1, 2), {"y": 5})
+        Point(x=1, y=5)
+    """
+    cls = type(obj)
+    names = _field_names(cast(Any, cls))
+    if not _field_set(cast(Any, cls)).issuperset(changes):
+        unknown = set(changes).difference(names)
+        raise TypeError(
+            f"{cls.__name__}.replace() got {sorted(unknown)}, which are not fields of "
+            f"{cls.__name__} (its fields: {list(names)}); check the spelling"
+        )
+    new: Any = object.__new__(cls)
+    for name in names:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
+    return new  # type: ignore[no-any-return]
+
+
+def register_pytree(cls: type, data_fields: Sequence[str], meta_fields: Sequence[str]) -> None:
+    """Register ``cls`` as a pytree whose ``data_fields`` are leaves and ``meta_fields`` static.
+
+    Unflattening sets the attributes directly (no ``__init__``, converters or validators), so it
+    is cheap and safe with tracers and placeholder leaves.
+
+    Args:
+        cls: An attrs class (slotted or not, frozen or not).
+        data_fields: Names of the fields that are pytree children.
+        meta_fields: Names of the fields that are hashable, static structure.
+
+    Examples:
+        >>> import attrs, jax
+        >>> from metricskit.exact import register_pytree
+        >>> @attrs.frozen
+        ... class Pair:
+        ...     x: object
+        ...     tag: str
+        >>> register_pytree(Pair, ["x"], ["tag"])
+        >>> jax.tree.map(lambda v: v + 1, Pair(1, "a"))
+        Pair(x=2, tag='a')
+    """
+    data, meta = tuple(data_fields), tuple(meta_fields)
+    keys = tuple(jax.tree_util.GetAttrKey(name) for name in data)
+    get_data, get_meta = _getter(data), _getter(meta)
+    slotted = "__dict__" not in dir(cls) or bool(getattr(cls, "__slots__", ()))
+
+    def flatten(obj: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return get_data(obj), get_meta(obj)
+
+    def flatten_with_keys(obj: Any) -> tuple[list[tuple[Any, Any]], tuple[Any, ...]]:
+        children, aux = flatten(obj)
+        return list(zip(keys, children, strict=True)), aux
+
+    def unflatten(aux: tuple[Any, ...], children: Any) -> Any:
+        obj: Any = object.__new__(cls)
+        if slotted:
+            for name, value in zip(meta, aux, strict=True):
+                object.__setattr__(obj, name, value)
+            for name, value in zip(data, children, strict=True):
+                object.__setattr__(obj, name, value)
+        else:  # one dict update: the fast path for metrics (attrs classes with a __dict__)
+            obj.__dict__.update(zip(meta, aux, strict=True))
+            obj.__dict__.update(zip(data, children, strict=True))
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+
+
+def _getter(names: tuple[str, ...]) -> Any:
+    """A function returning the tuple of the named attributes of an object (C-speed)."""
+    if not names:
+        return lambda obj: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda obj: (getattr(obj, name),)
+    return operator.attrgetter(*names)
+
+
+# -- the dtype policy -------------------------------------------------------------------------
+
+LogicalDtype = Literal["bool", "int32", "int64", "float32", "float64"]
+
+INT_LIMIT: Final = 2**60
+"""Integers are exact up to this magnitude (values, counts and their sums) with x64 off."""
+
+
+def x64() -> bool:
+    """Whether ``jax_enable_x64`` is on (read at each call: tests may flip it).
+
+    Examples:
+        >>> from metricskit.exact import x64
+        >>> x64()
+        False
+    """
+    return bool(jax.dtypes.canonicalize_dtype(np.float64) == np.float64)
+
+
+def float_dtype() -> np.dtype:
+    """The floating dtype of accumulators: ``float64`` with x64, else ``float32``.
+
+    Examples:
+        >>> from metricskit.exact import float_dtype
+        >>> float_dtype()
+        dtype('float32')
+    """
+    return np.dtype(np.float64 if x64() else np.float32)
+
+
+def int_dtype() -> np.dtype:
+    """The integer dtype of accumulator words: ``int64`` with x64, else ``int32``.
+
+    Examples:
+        >>> from metricskit.exact import int_dtype
+        >>> int_dtype()
+        dtype('int32')
+    """
+    return np.dtype(np.int64 if x64() else np.int32)
+
+
+@functools.lru_cache(maxsize=256)
+def logical(dtype: np.dtype) -> LogicalDtype | None:
+    """The logical dtype of values of a NumPy or JAX ``dtype``, or ``None`` if not numeric.
+
+    Args:
+        dtype: The dtype as the caller passed it (``bfloat16`` included).
+
+    Returns:
+        ``"bool"``, ``"int32"``, ``"int64"``, ``"float32"``, ``"float64"`` or ``None``.
+
+    Examples:
+        >>> import numpy as np, ml_dtypes
+        >>> from metricskit.exact import logical
+        >>> logical(np.dtype(ml_dtypes.bfloat16)), logical(np.dtype(np.uint32))
+        ('float32', 'int64')
+        >>> logical(np.dtype(np.complex64)) is None
+        True
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return "bool"
+    if jnp.issubdtype(dtype, jnp.integer):
+        narrow = dtype.itemsize < 4 or (dtype.itemsize == 4 and dtype.kind == "i")
+        return "int32" if narrow else "int64"
+    if jnp.issubdtype(dtype, jnp.floating):
+        return "float64" if dtype.itemsize >= 8 else "float32"
+    return None
+
+
+def logical_of_python(x: bool | int | float) -> LogicalDtype:
+    """The logical dtype of a Python number (``int`` by its size).
+
+    Examples:
+        >>> from metricskit.exact import logical_of_python
+        >>> logical_of_python(3), logical_of_python(2**40), logical_of_python(0.5)
+        ('int32', 'int64', 'float64')
+    """
+    if isinstance(x, bool):
+        return "bool"
+    if isinstance(x, int):
+        return "int32" if -(2**31) <= x < 2**31 else "int64"
+    return "float64"
+
+
+def kind(dtype: str) -> Literal["int", "float"]:
+    """Whether a logical dtype accumulates as integers (``bool`` too) or floats.
+
+    Examples:
+        >>> from metricskit.exact import kind
+        >>> kind("bool"), kind("float64")
+        ('int', 'float')
+    """
+    return "float" if dtype.startswith("float") else "int"
+
+
+def is_wide(dtype: str) -> bool:
+    """Whether values of this logical dtype travel as two 32-bit words (64 bits, x64 off).
+
+    Examples:
+        >>> from metricskit.exact import is_wide
+        >>> is_wide("float64"), is_wide("int32")
+        (True, False)
+    """
+    return dtype in ("int64", "float64") and not x64()
+
+
+def upcast(x: Any, dtype: Any) -> jax.Array:
+    """``x`` converted to ``dtype``; a narrower float is kept rounded to its own format.
+
+    With ``xla_allow_excess_precision`` (XLA's default) the compiler may drop a caller's
+    ``float32 -> bfloat16`` rounding together with this ``bfloat16 -> float32`` conversion,
+    and hand on the unrounded float32 instead of the bfloat16 value the step returns. A
+    ``reduce_precision`` to the narrow format after the conversion is an identity on the
+    narrow value and restores that rounding if it was dropped (for bfloat16 and float16 values
+    converted to float32; for float16 it keeps float32's exponent range, so that float16
+    subnormals stay exact: the restored rounding is float16's for its normal values).
+
+    Args:
+        x: A JAX array of any dtype.
+        dtype: The dtype to convert to.
+
+    Returns:
+        The converted array.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from metricskit.exact import upcast
+        >>> upcast(jnp.array(1.5, jnp.bfloat16), jnp.float32)
+        Array(1.5, dtype=float32)
+    """
+    x = jnp.asarray(x)
+    out: jax.Array = x.astype(dtype)
+    if out.dtype == np.float32 and x.dtype.itemsize == 2 and jnp.issubdtype(x.dtype, jnp.floating):
+        info: Any = jnp.finfo(x.dtype)  # type: ignore[no-untyped-call,unused-ignore]
+        out = jax.lax.reduce_precision(out, exponent_bits=8, mantissa_bits=info.nmant)
+    return out
+
+
+# -- double-float arithmetic ------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class Pair:
+    """A double-float ``hi + lo`` (two arrays of one shape and floating dtype).
+
+    Attributes:
+        hi: The leading part (it alone carries ``inf`` and NaN).
+        lo: The trailing part, ``|lo| <= ulp(hi) / 2`` (zero where ``hi`` is not finite).
+
+    Examples:
+        >>> import numpy as np
+        >>> from metricskit import exact
+        >>> p = exact.add(exact.as_pair(np.float32(1.0)), exact.as_pair(np.float32(2.0**-30)))
+        >>> float(p.hi), float(p.lo)
+        (1.0, 9.313225746154785e-10)
+        >>> float(exact.to_host(p))
+        1.0000000009313226
+    """
+
+    hi: Any
+    lo: Any
+
+
+register_pytree(Pair, ["hi", "lo"], [])
+
+
+_SIGNED: dict[int, Any] = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def rounded(x: Any, xp: Any = jnp) -> Any:
+    """``x`` itself, as a value no fused multiply-add can look through (an exact identity).
+
+    Returns ``x + copysign(0, x)``: equal to ``x`` for every float (``-0.0``, infinities and
+    NaN included; a subnormal is flushed to zero where the device flushes them, as in every
+    addition here), but computed by an addition from ``x``'s rounded value. A product ``x``
+    (``p * q``) used in a later addition or subtraction may otherwise be contracted into
+    ``fma(p, q, ...)``, which sees the unrounded product; here it can only become
+    ``fma(p, q, ±0)``, which rounds ``p * q`` exactly as the multiplication does, and the
+    result is an addition that nothing contracts further, in every fusion XLA copies it into.
+    The zero is taken from ``x``'s sign bit, so no compiler can fold the addition away.
+    (``lax.optimization_barrier`` cannot do this: XLA removes barriers before fusion.)
+
+    Args:
+        x: A floating JAX array (a NumPy array with ``xp=numpy`` passes through).
+        xp: ``jax.numpy`` (default), or ``numpy`` on the host, where nothing is contracted.
+
+    Returns:
+        ``x``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from metricskit import exact
+        >>> x = jnp.array([1.5, -0.0, jnp.inf, jnp.nan])
+        >>> jax.jit(exact.rounded)(x)
+        Array([ 1.5, -0. ,  inf,  nan], dtype=float32)
+    """
+    if xp is np:
+        return x
+    x = jnp.asarray(x)
+    signed = _SIGNED[x.dtype.itemsize]
+    mask = np.array(np.iinfo(signed).min, signed)  # the sign bit
+    sign = jax.lax.bitcast_convert_type(x, signed) & mask
+    return x + jax.lax.bitcast_convert_type(sign, x.dtype)
+
+
+def _two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
+    a, b = rounded(a, xp), rounded(b, xp)
+    s = a + b
+    bb = s - a
+    e = (a - (s - bb)) + (b - bb)
+    return s, xp.where(xp.isfinite(s), e, xp.zeros_like(e))
+
+
+def _quick_two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
+    a, b = rounded(a, xp), rounded(b, xp)
+    s = a + b
+    e = b - (s - a)
+    return s, xp.where(xp.isfinite(s), e, xp.zeros_like(e))
+
+
+def add(a: Pair, b: Pair, xp: Any = jnp) -> Pair:
+    """``a + b`` in double-float arithmetic (relative error about 2^-46 for float32 parts)."""
+    if xp is np:  # on the host, inf - inf inside TwoSum is expected: it is masked below
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _add(a, b, xp)
+    return _add(a, b, xp)
+
+
+def _add(a: Pair, b: Pair, xp: Any) -> Pair:
+    s, e = _two_sum(a.hi, b.hi, xp)
+    t, f = _two_sum(a.lo, b.lo, xp)
+    s, e = _quick_two_sum(s, e + t, xp)
+    return Pair(*_quick_two_sum(s, e + f, xp))
+
+
+def add_float(a: Pair, x: Any) -> Pair:
+    """``a + x`` for a plain float array ``x`` (cheaper than :func:`add`)."""
+    s, e = _two_sum(a.hi, x)
+    return Pair(*_quick_two_sum(s, e + a.lo))
+
+
+def neg(a: Pair) -> Pair:
+    """``-a``."""
+    return Pair(-a.hi, -a.lo)
+
+
+def sub(a: Pair, b: Pair) -> Pair:
+    """``a - b`` in double-float arithmetic."""
+    return add(a, neg(b))
+
+
+def _split(a: Any) -> tuple[Any, Any]:
+    info: Any = jnp.finfo(a.dtype)  # type: ignore[no-untyped-call,unused-ignore]
+    bits = info.nmant // 2
+    hi = jax.lax.reduce_precision(a, exponent_bits=info.nexp, mantissa_bits=bits)
+    # within half an ulp (of ``bits``) of the largest float, rounding overflows to inf: take
+    # the largest ``bits``-bit value instead (the rest still has at most ``bits`` bits)
+    cap = (2.0 - 2.0**-bits) * 2.0 ** (info.maxexp - 1)
+    hi = jnp.where(jnp.isinf(hi) & jnp.isfinite(a), jnp.copysign(jnp.asarray(cap, a.dtype), a), hi)
+    return hi, a - hi
+
+
+def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
+    a, b = rounded(a), rounded(b)
+    p = rounded(a * b)  # so that ``ah * bh - p`` cannot become ``fma(-a, b, ah * bh)``
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, jnp.where(jnp.isfinite(p), e, jnp.zeros_like(e))
+
+
+def mul(a: Pair, b: Pair) -> Pair:
+    """``a * b`` in double-float arithmetic."""
+    p, e = _two_prod(a.hi, b.hi)
+    error = e + (a.hi * b.lo + a.lo * b.hi)
+    return Pair(*_quick_two_sum(p, jnp.where(jnp.isfinite(p), error, jnp.zeros_like(error))))
+
+
+def div(a: Pair, b: Pair) -> Pair:
+    """``a / b`` in double-float arithmetic (IEEE semantics for zeros, infinities and NaN).
+
+    One correction step: the quotient's error is about 2^-46 relative for float32 parts.
+    """
+    q = a.hi / b.hi
+    regular = jnp.isfinite(q) & jnp.isfinite(a.hi) & jnp.isfinite(b.hi) & (b.hi != 0)
+    zero, one = jnp.zeros_like(q), jnp.ones_like(q)
+    num = Pair(jnp.where(regular, a.hi, zero), jnp.where(regular, a.lo, zero))
+    den = Pair(jnp.where(regular, b.hi, one), jnp.where(regular, b.lo, zero))
+    safe = jnp.where(regular, q, zero)
+    r = sub(num, mul(den, Pair(safe, zero)))
+    return Pair(*_quick_two_sum(q, jnp.where(regular, r.hi / den.hi, zero)))
+
+
+def sqrt(a: Pair) -> Pair:
+    """``sqrt(a)`` (NaN for negative ``a``, as IEEE float64)."""
+    s = jnp.sqrt(a.hi)
+    regular = jnp.isfinite(s) & (s > 0)
+    safe = jnp.where(regular, s, jnp.ones_like(s))
+    r = sub(a, mul(Pair(safe, jnp.zeros_like(s)), Pair(safe, jnp.zeros_like(s))))
+    return Pair(*_quick_two_sum(s, jnp.where(regular, r.hi / (2 * safe), jnp.zeros_like(s))))
+
+
+# -- exact accumulators -----------------------------------------------------------------------
 
 BITS = 30
 """The carry position of :class:`Words`: ``value = hi * 2**BITS + lo``."""
@@ -419,3 +833,43 @@ def split_int(x: np.ndarray) -> Words:
         return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
     x = x.astype(np.int64)
     return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
+
+
+# -- division by a count ----------------------------------------------------------------------
+
+
+def divide(numerator: Any, count: Any) -> Any:
+    """``numerator / count`` in floating point, with ``0`` wherever ``count`` is zero.
+
+    An entry with no samples reports ``0``, never ``nan`` or ``inf``. If either argument is an
+    exact :class:`~metricskit.exact.Pair` or :class:`~metricskit.exact.Words`, the division is
+    done in double-float arithmetic and the result is a ``Pair`` (reported as float64).
+
+    Args:
+        numerator: The accumulated value (an array, ``Pair`` or ``Words``).
+        count: The accumulated count, broadcast against ``numerator``.
+
+    Returns:
+        The quotient in the accumulation float dtype (or wider), or a ``Pair``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from metricskit import divide
+        >>> divide(jnp.array([3.0, 1.0]), jnp.array([2, 0]))
+        Array([1.5, 0. ], dtype=float32)
+    """
+    exact_args = (Pair, Words)
+    if isinstance(numerator, exact_args) or isinstance(count, exact_args):
+        num, den = as_pair(numerator), as_pair(count)
+        shape = jnp.broadcast_shapes(jnp.shape(num.hi), jnp.shape(den.hi))
+        empty = jnp.broadcast_to(den.hi == 0, shape)
+        one = Pair(jnp.ones(shape, den.hi.dtype), jnp.zeros(shape, den.hi.dtype))
+        den = where(empty, one, den)
+        zero = Pair(jnp.zeros(shape, num.hi.dtype), jnp.zeros(shape, num.hi.dtype))
+        return where(empty, zero, div(num, den))
+    top, bottom = jnp.asarray(numerator), jnp.asarray(count)
+    out_dtype = jnp.promote_types(top.dtype, float_dtype())
+    none = bottom == 0
+    safe = jnp.where(none, jnp.ones_like(bottom), bottom)
+    quotient = top.astype(out_dtype) / safe.astype(out_dtype)
+    return jnp.where(none, jnp.zeros((), out_dtype), quotient)

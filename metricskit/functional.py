@@ -30,11 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit import hostagg, log
-from metricskit.store import MetricStore
-from metricskit.store.entries import sources_of
-from metricskit.store.host import refuse_tracers
-from metricskit.store.results import host_value
+from metricskit import log
+from metricskit._engine import evaluation
+from metricskit._engine.kernels import refuse_tracers
+from metricskit._engine.store import MetricStore, host_value, sources_of
 
 __all__ = [
     "LOGGER",
@@ -147,7 +146,7 @@ def aggregate_metrics(aggregated_metrics: Metrics | None, batch_metrics: Metrics
         batch_metrics.first_leaf() if isinstance(batch_metrics, MetricStore) else batch_metrics
     )
     refuse_tracers(checked, "aggregate_metrics")
-    return hostagg.aggregate(aggregated_metrics, batch_metrics)
+    return evaluation.aggregate(aggregated_metrics, batch_metrics)
 
 
 def _empty_val(value: Any) -> Any:

@@ -1,8 +1,10 @@
-"""The abstract :class:`Metric`: an immutable pytree whose kernels are pure JAX functions.
+"""What a metric is: its fields, their reductions, the :class:`Metric` class and log modes.
 
 A metric is an immutable pytree of *state* fields (arrays) and *static* fields (hashable
-configuration), each declared once (:mod:`metricskit.fields`). Everything else is derived
-from those declarations:
+configuration), each declared once (:func:`state`, :func:`static`). A state field names a
+reduction, one row of :data:`REDUCTIONS` (how two partial values combine on JAX or NumPy
+arrays, its device collective, its host fold of many parts). Everything else is derived from
+those declarations:
 
 - the **empty state is all zeros**: :meth:`Metric.empty` fills every declared field with
   zeros, and a reset zero-fills a state of any shape. So a state that a trainer zero-fills
@@ -13,19 +15,29 @@ from those declarations:
 
 So a metric's ``update`` must treat zeros as "no samples yet" (a running maximum keeps a count
 of samples and ignores its value while the count is zero), and a custom metric needs only its
-fields, ``update``, ``compute`` and a name (:func:`metricskit.register_metric`).
+fields, ``update`` and ``compute``.
+
+A *log mode* (:data:`Mode`) is a registered name (``"mean"``, :func:`register_metric`) or a
+:class:`ConfiguredMetric` (a metric class called with its static options; a bare class means
+its defaults); :func:`get_log_mode` resolves either to a :class:`LogMode`.
+
+Metric classes are JAX pytrees registered as custom nodes, not with
+``jax.tree_util.register_dataclass``: on the JAX versions we test, tree definitions of two
+*different* dataclass-registered classes with the same number of leaves compare equal (only
+their hashes differ), so jit's cache could run one class's compiled kernel on another's state.
 """
 
 from __future__ import annotations
 
 import abc
+import difflib
 import enum
 import functools
 import inspect
 import math
 import re
-from collections.abc import Mapping
-from typing import Any, ClassVar, Self, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Literal, NamedTuple, Self, TypeAlias, TypeVar, cast
 
 import attrs
 import jax
@@ -33,24 +45,361 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
-from metricskit.fields import FieldSpec, Spec, field_kind, field_spec, reduction_of, zeros
-from metricskit.pytree import register_pytree, replace
-from metricskit.reductions import REDUCTIONS
+from metricskit.compat import AxisName, all_gather, pmax, pmin, psum
+from metricskit.exact import float_dtype, int_dtype, is_wide, kind, register_pytree, replace
 
-__all__ = [
-    "ConfiguredMetric",
-    "Metric",
-    "Options",
-    "check_concrete",
-    "combine_fields",
-    "ensure_metric_class",
-    "per_sample",
-    "sample_fields",
-    "state_fields",
-    "static_fields",
-    "static_options",
-    "zeros_like",
-]
+# -- reductions: how partial values combine ---------------------------------------------------
+
+ReductionName = Literal["sum", "max", "min", "concat", "last", "merge"]
+
+
+@attrs.frozen
+class Reduction:
+    """One way two partial values of a state field combine.
+
+    Attributes:
+        name: The name fields use in :func:`metricskit.state`.
+        combine: ``combine(xp, a, b, axis)``; ``None`` for ``"merge"`` (only the metric's own
+            ``aggregate`` knows how).
+        collective: ``collective(x, axis_name, axis)`` inside a map, or ``None``.
+        fold: ``fold(xp, parts, axis)`` for many parts, or ``None`` to fold with ``combine``.
+    """
+
+    name: str
+    combine: Callable[[Any, Any, Any, int], Any] | None
+    collective: Callable[[Any, AxisName, int], Any] | None = None
+    fold: Callable[[Any, Sequence[Any], int], Any] | None = None
+    stacked: Callable[[Any, Any], Any] | None = None
+
+    def fold_all(self, xp: Any, parts: Sequence[Any], axis: int) -> Any:
+        """Combine ``parts`` in order (with :attr:`fold` when there is one).
+
+        Raises:
+            NotImplementedError: For ``"merge"``.
+        """
+        if self.fold is not None:
+            return self.fold(xp, parts, axis)
+        if self.combine is None:
+            raise NotImplementedError(f"reduction {self.name!r} has no field-wise combine")
+        combine = self.combine
+        return functools.reduce(lambda a, b: combine(xp, a, b, axis), parts)
+
+    def fold_stacked(self, first: Any, stacked: Any) -> Any:
+        """``first`` (or nothing) combined in order with each part of ``stacked`` (NumPy
+        arrays, Pairs or Words with a leading parts axis; the sample axis is axis 1).
+
+        Raises:
+            NotImplementedError: For ``"merge"``.
+        """
+        if self.stacked is not None:
+            return self.stacked(first, stacked)
+        n = jax.tree.leaves(stacked)[0].shape[0]
+        parts = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)]
+        return self.fold_all(np, parts if first is None else [first, *parts], 0)
+
+
+def _plain(x: Any) -> bool:
+    return not isinstance(x, exact.Pair | exact.Words)
+
+
+def _sum_collective(x: Any, axis_name: AxisName, axis: int) -> Any:
+    return psum(x, axis_name) if _plain(x) else None
+
+
+def _sum_fold(xp: Any, parts: Sequence[Any], axis: int) -> Any:
+    first = parts[0]
+    if isinstance(first, exact.Words) or (
+        _plain(first) and np.dtype(first.dtype).kind in "biu"
+    ):  # integer adds are associative: one reduction, then one carry
+        if isinstance(first, exact.Words):
+            if xp is not np:  # no int64 on the device with x64 off: carry part by part
+                return functools.reduce(lambda a, b: exact.combine(a, b, xp), parts)
+            return _words_of_stack(
+                None, exact.Words(np.stack([p.lo for p in parts]), np.stack([p.hi for p in parts]))
+            )
+        return xp.sum(xp.stack(parts), axis=0, dtype=first.dtype)
+    return functools.reduce(lambda a, b: exact.combine(a, b, xp), parts)
+
+
+def _sum_stacked(first: Any, stacked: Any) -> Any:
+    if isinstance(stacked, exact.Words):  # exact and associative: one vectorized sum
+        return _words_of_stack(first, stacked)
+    if isinstance(stacked, exact.Pair) or np.dtype(stacked.dtype).kind == "f":
+        n = jax.tree.leaves(stacked)[0].shape[0]
+        parts = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)]
+        return _sum_fold(np, parts if first is None else [first, *parts], 0)  # in order
+    total = np.sum(stacked, axis=0, dtype=stacked.dtype)  # integers wrap alike in any order
+    return total if first is None else first + total
+
+
+def _words_of_stack(first: exact.Words | None, stacked: exact.Words) -> exact.Words:
+    """``first`` (or nothing) plus every part of host Words stacked on axis 0, in int64."""
+    lo = np.sum(stacked.lo.astype(np.int64), axis=0)
+    hi = np.sum(stacked.hi.astype(np.int64), axis=0)
+    marked = np.any(stacked.lo < 0, axis=0)
+    if first is not None:
+        lo, hi = lo + first.lo, hi + first.hi
+        marked = marked | (np.asarray(first.lo) < 0)
+    return exact.words_from_sums(lo, hi, marked, stacked.lo.dtype)
+
+
+def _concat_stacked(first: Any, stacked: Any) -> Any:
+    def merge(x: Any, y: Any = None) -> Any:
+        flat = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+        return flat if y is None else np.concatenate([y, flat])
+
+    if first is None:
+        return jax.tree.map(merge, stacked)
+    return jax.tree.map(merge, stacked, first)
+
+
+def _extreme(larger: bool) -> Callable[[Any, Any, Any, int], Any]:
+    return lambda xp, a, b, axis: exact.extreme(a, b, larger, xp)
+
+
+def _extreme_collective(larger: bool) -> Callable[[Any, AxisName, int], Any]:
+    def collective(x: Any, axis_name: AxisName, axis: int) -> Any:
+        if not _plain(x):
+            return None
+        return pmax(x, axis_name) if larger else pmin(x, axis_name)
+
+    return collective
+
+
+def _concat(xp: Any, a: Any, b: Any, axis: int) -> Any:
+    return jax.tree.map(lambda x, y: xp.concatenate([x, y], axis=axis), a, b)
+
+
+def _concat_fold(xp: Any, parts: Sequence[Any], axis: int) -> Any:
+    return jax.tree.map(lambda *xs: xp.concatenate(xs, axis=axis), *parts)
+
+
+def _gather(x: Any, axis_name: AxisName, axis: int) -> Any:
+    return jax.tree.map(lambda y: all_gather(y, axis_name, axis=axis, tiled=True), x)
+
+
+REDUCTIONS: Final[dict[str, Reduction]] = {
+    r.name: r
+    for r in (
+        Reduction(
+            "sum",
+            lambda xp, a, b, axis: exact.combine(a, b, xp),
+            _sum_collective,
+            _sum_fold,
+            _sum_stacked,
+        ),
+        Reduction("max", _extreme(True), _extreme_collective(True)),
+        Reduction("min", _extreme(False), _extreme_collective(False)),
+        Reduction("concat", _concat, _gather, _concat_fold, _concat_stacked),
+        Reduction(
+            "last",
+            lambda xp, a, b, axis: b,
+            None,
+            lambda xp, parts, axis: parts[-1],
+            lambda first, stacked: jax.tree.map(lambda x: x[-1], stacked),
+        ),
+        Reduction("merge", None),
+    )
+}
+"""Every reduction a state field can name."""
+
+
+# -- declaring fields -------------------------------------------------------------------------
+
+# Metadata keys on attrs fields.
+_KIND: Final = "metricskit.kind"
+_REDUCE: Final = "metricskit.reduce"
+_SHAPE: Final = "metricskit.shape"
+_DTYPE: Final = "metricskit.dtype"
+_EXACT: Final = "metricskit.exact"
+
+_SHAPES: Final = ("value", "count", "sample", "scalar")
+_DTYPES: Final = ("float", "int", "bool", "value", "count")
+
+
+class Spec(NamedTuple):
+    """Shape and logical dtype of one step's value or count (see :mod:`metricskit.dtypes`).
+
+    Attributes:
+        shape: The array shape.
+        dtype: ``"bool"``, ``"int32"``, ``"int64"``, ``"float32"`` or ``"float64"``.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class FieldSpec(NamedTuple):
+    """Shape and storage of one state field for a given step spec.
+
+    Attributes:
+        shape: The field's shape (per key).
+        storage: ``"pair"`` (an exact :class:`~metricskit.exact.Pair`), ``"words"`` (exact
+            :class:`~metricskit.exact.Words`) or a NumPy dtype name (a plain array).
+    """
+
+    shape: tuple[int, ...]
+    storage: str
+
+
+def state(
+    reduce: ReductionName,
+    *,
+    shape: str | tuple[int, ...] = "value",
+    dtype: Any = "float",
+    exact: bool = False,
+) -> Any:
+    """Declare an array field of a :class:`Metric`: its reduction, shape and dtype, once.
+
+    Args:
+        reduce: How two partial values combine across devices, shards and evaluation
+            batches: ``"sum"``, ``"max"``, ``"min"``, ``"concat"`` (per-sample values along
+            axis 0: the metric is then a per-sample metric, appended across evaluation
+            batches), ``"last"``, or ``"merge"`` (only the metric's own ``aggregate`` knows).
+        shape: ``"value"`` (the step value's shape, the default), ``"count"``, ``"sample"``
+            (value and count broadcast), ``"scalar"``, or a fixed tuple.
+        dtype: ``"float"`` (float32; float64 with x64: the default), ``"int"``, ``"bool"``,
+            ``"value"`` or ``"count"`` (the step's own logical dtype), or a NumPy dtype.
+        exact: Store the field as an exact accumulator (a double-float
+            :class:`~metricskit.exact.Pair` for floats, carried
+            :class:`~metricskit.exact.Words` for integers); its sums never drift or wrap.
+
+    Returns:
+        An ``attrs`` field (its empty value is zero, as every state field's).
+
+    Raises:
+        ValueError: For an unknown reduction, shape or dtype.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> @mk.register_metric("peak_doc")
+        ... class Peak(mk.Metric):
+        ...     peak = mk.state("max")
+        ...     count = mk.state("sum", shape="scalar", dtype="int")
+        ...     def update(self, value, count):
+        ...         first = self.count == 0  # all zeros is empty: ignore the zero peak
+        ...         peak = jnp.where(first, value, jnp.maximum(self.peak, value))
+        ...         return self.replace(peak=peak, count=self.count + 1)
+        ...     def compute(self):
+        ...         return self.peak
+        >>> mk.MetricStore().update({"x": {"value": -3.0, "log_modes": ["peak_doc"]}}).compute()
+        {'x_peak_doc': -3.0}
+    """
+    if reduce not in REDUCTIONS:
+        raise ValueError(
+            f"unknown reduction {reduce!r}; use one of {sorted(REDUCTIONS)} "
+            "('merge' when only the metric's own aggregate() can combine the field)"
+        )
+    if not (
+        shape in _SHAPES
+        or (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape))
+    ):
+        raise ValueError(
+            f"state shape {shape!r} must be one of {list(_SHAPES)} or a tuple of non-negative ints"
+        )
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        if exact and dtype == "bool":
+            raise ValueError("exact=True needs a numeric dtype, not 'bool'")
+    else:
+        try:
+            parsed = jnp.dtype(dtype)
+        except TypeError:
+            parsed = None
+        if parsed is None or not any(
+            jnp.issubdtype(parsed, t) for t in (jnp.floating, jnp.integer, jnp.bool_)
+        ):
+            raise ValueError(
+                f"state dtype {dtype!r} must be one of {list(_DTYPES)} or a real NumPy dtype"
+            )
+        dtype = parsed.name
+        if exact:
+            raise ValueError(
+                f"exact=True takes dtype 'float', 'int', 'value' or 'count', not {dtype!r}"
+            )
+    return attrs.field(
+        metadata={_KIND: "state", _REDUCE: reduce, _SHAPE: shape, _DTYPE: dtype, _EXACT: exact}
+    )
+
+
+def static(default: Any = attrs.NOTHING) -> Any:
+    """Declare a configuration field of a :class:`Metric` (hashable, part of the structure).
+
+    Args:
+        default: The default value, if any.
+
+    Returns:
+        An ``attrs`` field that is pytree metadata, not a leaf.
+
+    Examples:
+        >>> import attrs
+        >>> import metricskit as mk
+        >>> attrs.fields(attrs.make_class("C", {"p": mk.static(2.0)})).p.default
+        2.0
+    """
+    return attrs.field(default=default, metadata={_KIND: "static"})
+
+
+def field_kind(field: attrs.Attribute[Any]) -> str | None:
+    """``"state"``, ``"static"``, or ``None`` for a field declared with neither."""
+    kind_: str | None = field.metadata.get(_KIND)
+    return kind_
+
+
+def reduction_of(field: attrs.Attribute[Any]) -> str:
+    """The reduction name a state field was declared with."""
+    return str(field.metadata[_REDUCE])
+
+
+def field_spec(field: attrs.Attribute[Any], value: Spec, count: Spec) -> FieldSpec:
+    """The shape and storage of a declared state field for steps of the given specs."""
+    return _field_spec(field.metadata, value, count)
+
+
+def _field_spec(meta: Mapping[str, Any], value: Spec, count: Spec) -> FieldSpec:
+    shape = meta[_SHAPE]
+    if shape == "value":
+        shape = value.shape
+    elif shape == "count":
+        shape = count.shape
+    elif shape == "sample":
+        shape = tuple(np.broadcast_shapes(value.shape, count.shape))
+    elif shape == "scalar":
+        shape = ()
+    return FieldSpec(tuple(shape), storage(meta[_DTYPE], meta[_EXACT], value, count))
+
+
+def storage(dtype: str, exact_field: bool, value: Spec, count: Spec) -> str:
+    """The storage of a field declared with ``dtype`` and ``exact``, for the given step specs.
+
+    Examples:
+        >>> from metricskit.metric import Spec, storage
+        >>> v, c = Spec((), "float64"), Spec((), "int32")
+        >>> storage("value", False, v, c), storage("count", True, v, c), storage("int", False, v, c)
+        ('pair', 'words', 'int32')
+    """
+    if dtype in ("value", "count"):
+        logical = (value if dtype == "value" else count).dtype
+        if exact_field or is_wide(logical):
+            return "pair" if kind(logical) == "float" else "words"
+        return logical
+    if dtype == "float":
+        return "pair" if exact_field else float_dtype().name
+    if dtype == "int":
+        return "words" if exact_field else int_dtype().name
+    return dtype
+
+
+def zeros(spec: FieldSpec, xp: Any = jnp) -> Any:
+    """The zero (empty) value of a field of ``spec``: an array, or an exact Pair/Words."""
+    if spec.storage == "pair":
+        return exact.zeros("float", spec.shape, xp)
+    if spec.storage == "words":
+        return exact.zeros("int", spec.shape, xp)
+    return xp.zeros(spec.shape, jnp.dtype(spec.storage))
+
+
+# -- the Metric class -------------------------------------------------------------------------
 
 
 class _MetricMeta(abc.ABCMeta):
@@ -707,3 +1056,184 @@ _CONFIGURED: dict[Any, ConfiguredMetric] = {}  # (class, typed options given) ->
 @functools.cache
 def _static_names(cls: type[Metric]) -> frozenset[str]:
     return frozenset(f.name for f in static_fields(cls))
+
+
+# -- log modes --------------------------------------------------------------------------------
+
+Mode: TypeAlias = str | ConfiguredMetric
+"""A log mode as the engine keeps it: a registered name or a configured metric."""
+
+M = TypeVar("M", bound=type[Metric])
+
+
+@attrs.frozen
+class LogMode:
+    """A registered log mode.
+
+    Attributes:
+        name: The mode name used in ``log_modes`` (a configured metric's ``repr``).
+        cls: The :class:`~metricskit.Metric` subclass that implements it.
+        postfix: Appended to the metric key in reported results (``"_mean"``, or ``""``).
+        options: ``(name, value)`` of every static field (a configured metric's options; a
+            registered name's class defaults).
+        parts: Suffixes of the values it reports, after the postfix (see ``Metric.parts``).
+    """
+
+    name: str
+    cls: type[Metric]
+    postfix: str
+    options: tuple[tuple[str, Any], ...] = Options()
+    parts: tuple[str, ...] = ()
+
+
+_REGISTRY: dict[str, LogMode] = {}
+
+
+def registered_modes() -> tuple[str, ...]:
+    """The names of all registered log modes, sorted.
+
+    Returns:
+        A tuple of names.
+
+    Examples:
+        >>> import metricskit as mk
+        >>> "mean" in mk.registered_modes() and "single_noreduce_wcount" in mk.registered_modes()
+        True
+    """
+    return tuple(sorted(_REGISTRY))
+
+
+def get_log_mode(mode: Mode | type[Metric]) -> LogMode:
+    """Resolve a log mode: a registered name, a configured metric or a metric class.
+
+    Args:
+        mode: A registered name (case-sensitive), a
+            :class:`~metricskit.metric.ConfiguredMetric`, or a metric class (its defaults).
+
+    Returns:
+        The :class:`LogMode`.
+
+    Raises:
+        ValueError: If no mode has that name; the message lists the registered names.
+        TypeError: For a class that is not a concrete metric class.
+
+    Examples:
+        >>> import metricskit as mk
+        >>> mk.get_log_mode("max").cls.__name__
+        'MaxMetric'
+    """
+    try:
+        return _REGISTRY[mode]  # type: ignore[index]
+    except (KeyError, TypeError):
+        pass
+    if isinstance(mode, ConfiguredMetric | type):
+        return _configured(cast(ConfiguredMetric, as_mode(mode)))
+    close = difflib.get_close_matches(str(mode), _REGISTRY, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"unknown log mode {mode!r}.{hint} Registered modes: {', '.join(registered_modes())}. "
+        "Register a new one with metricskit.register_metric(name), or pass a metricskit.Metric "
+        "class (or one called with its options, MyMetric(option=...)) as the mode."
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _configured(mode: ConfiguredMetric) -> LogMode:
+    return LogMode(repr(mode), mode.cls, mode.postfix, mode.options, mode.parts)
+
+
+def as_mode(mode: Any) -> Mode:
+    """A log mode as the engine keeps it: a metric class becomes its default configuration.
+
+    Raises:
+        TypeError: For a class that is not a concrete metric class.
+    """
+    if isinstance(mode, type):
+        if not issubclass(mode, Metric):
+            raise TypeError(f"{mode.__name__} is not a metricskit.Metric subclass")
+        return ConfiguredMetric.of(mode, {})
+    return mode  # type: ignore[no-any-return]
+
+
+_LEGACY: list[Callable[[str, Sequence[Mode]], Mode | None]] = []
+
+
+def register_legacy_names(translate: Callable[[str, Sequence[Mode]], Mode | None]) -> None:
+    """Add a translator of older mode names (``translate(name, known)`` gives the mode a name
+    of an older checkpoint format stands for, preferring one of ``known``, or ``None``)."""
+    _LEGACY.append(translate)
+
+
+def legacy_mode(name: str, known: Sequence[Mode] = ()) -> Mode | None:
+    """The mode an older checkpoint's ``name`` stands for, if a translator knows it."""
+    for translate in _LEGACY:
+        mode = translate(name, known)
+        if mode is not None:
+            return mode
+    return None
+
+
+def mode_name(mode: Mode) -> str:
+    """A log mode in words: a name as it is, a configured metric as its ``repr``."""
+    return mode if type(mode) is str else repr(mode)
+
+
+def mode_order(mode: Mode) -> tuple[int, str]:
+    """The canonical order of log modes: names first (sorted), then configured metrics by
+    class path and options (the same in every process)."""
+    if type(mode) is str:
+        return (0, mode)
+    assert isinstance(mode, ConfiguredMetric)
+    return (1, f"{mode.path}{mode.options!r}{mode.postfix}")
+
+
+def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M]:
+    """Register a :class:`~metricskit.Metric` subclass as the log mode ``name``.
+
+    The class becomes a frozen attrs class and a JAX pytree (state fields are leaves, static
+    fields are structure), and ``name`` becomes usable in ``log_modes`` everywhere, the
+    functional API included. One class may be registered under several names.
+
+    Args:
+        name: The log-mode name; reported keys get ``"_" + name`` appended.
+        postfix: Override the appended suffix (``""`` reports under the bare key).
+
+    Returns:
+        A class decorator that returns the class unchanged.
+
+    Raises:
+        ValueError: If ``name`` is taken or not a valid identifier.
+        TypeError: If the class is not a concrete subclass of ``Metric`` with every field
+            declared by ``metricskit.state`` or ``metricskit.static``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> @mk.register_metric("last_value_doc")
+        ... class LastValue(mk.Metric):
+        ...     value = mk.state("last")
+        ...     count = mk.state("sum", shape="scalar", dtype="int")  # steps seen
+        ...     def update(self, value, count):
+        ...         return self.replace(value=value.astype(jnp.float32), count=self.count + 1)
+        ...     def compute(self):
+        ...         return self.value
+        >>> store = mk.MetricStore().update({"lr": {"value": 0.5, "log_modes": ["last_value_doc"]}})
+        >>> store.compute()
+        {'lr_last_value_doc': 0.5}
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"log mode name {name!r} must be a non-empty identifier string")
+    if name in _REGISTRY:
+        raise ValueError(
+            f"log mode {name!r} is already registered (to {_REGISTRY[name].cls.__name__}); "
+            f"choose another name. Registered modes: {', '.join(registered_modes())}"
+        )
+    suffix = f"_{name}" if postfix is None else postfix
+
+    def decorate(cls: M) -> M:
+        check_concrete(cls)
+        options = ConfiguredMetric.of(cls, {}).options
+        _REGISTRY[name] = LogMode(name, cls, suffix, options, cls.parts_of(dict(options)))
+        return cls
+
+    return decorate

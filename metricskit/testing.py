@@ -20,11 +20,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.fields import Spec, reduction_of
-from metricskit.metric import Metric, per_sample, state_fields
-from metricskit.registry import Mode, get_log_mode
-from metricskit.store import MetricStore
-from metricskit.store.combine import is_all_zero
+from metricskit._engine.store import MetricStore, is_all_zero
+from metricskit.metric import (
+    Metric,
+    Mode,
+    Spec,
+    get_log_mode,
+    per_sample,
+    reduction_of,
+    state_fields,
+)
 
 ModeLike = Mode | type[Metric]
 """A log mode: a registered name, a configured metric or a metric class."""

@@ -10,7 +10,7 @@ from helpers import LastNonzero, PowerMean, reference
 from hypothesis import given
 
 import metricskit as mk
-from metricskit.registry import get_log_mode
+from metricskit.metric import get_log_mode
 from metricskit.testing import (
     check_associative,
     check_empty_is_zeros,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import X64
 
-from metricskit import dtypes
+from metricskit import exact
 
 
 @pytest.mark.parametrize(
@@ -32,27 +32,27 @@ from metricskit import dtypes
     ],
 )
 def test_logical_dtypes(dtype, logical):
-    assert dtypes.logical(np.dtype(dtype)) == logical
+    assert exact.logical(np.dtype(dtype)) == logical
 
 
 def test_python_numbers():
-    assert dtypes.logical_of_python(True) == "bool"
-    assert dtypes.logical_of_python(2**31 - 1) == "int32"
-    assert dtypes.logical_of_python(-(2**31)) == "int32"
-    assert dtypes.logical_of_python(2**31) == "int64"
-    assert dtypes.logical_of_python(0.5) == "float64"
+    assert exact.logical_of_python(True) == "bool"
+    assert exact.logical_of_python(2**31 - 1) == "int32"
+    assert exact.logical_of_python(-(2**31)) == "int32"
+    assert exact.logical_of_python(2**31) == "int64"
+    assert exact.logical_of_python(0.5) == "float64"
 
 
 def test_kinds_and_wide_dtypes_follow_x64():
-    assert [dtypes.kind(d) for d in ("bool", "int32", "int64", "float32", "float64")] == [
+    assert [exact.kind(d) for d in ("bool", "int32", "int64", "float32", "float64")] == [
         "int",
         "int",
         "int",
         "float",
         "float",
     ]
-    assert dtypes.is_wide("int64") == dtypes.is_wide("float64") == (not X64)
-    assert not dtypes.is_wide("int32") and not dtypes.is_wide("float32")
-    assert dtypes.x64() == X64
-    assert dtypes.float_dtype() == (np.float64 if X64 else np.float32)
-    assert dtypes.int_dtype() == (np.int64 if X64 else np.int32)
+    assert exact.is_wide("int64") == exact.is_wide("float64") == (not X64)
+    assert not exact.is_wide("int32") and not exact.is_wide("float32")
+    assert exact.x64() == X64
+    assert exact.float_dtype() == (np.float64 if X64 else np.float32)
+    assert exact.int_dtype() == (np.int64 if X64 else np.int32)

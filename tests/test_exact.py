@@ -13,7 +13,7 @@ import pytest
 
 import metricskit as mk
 from metricskit import exact
-from metricskit.dtypes import upcast
+from metricskit.exact import upcast
 from metricskit.functional import _update_single_metric, get_metrics, update_metrics
 
 

@@ -9,7 +9,7 @@ from helpers import FLOAT, INT, X64
 
 import metricskit as mk
 from metricskit import exact
-from metricskit.fields import FieldSpec, Spec, field_kind, field_spec, reduction_of, storage, zeros
+from metricskit.metric import FieldSpec, Spec, field_kind, field_spec, reduction_of, storage, zeros
 
 
 def test_declarations_carry_their_metadata():

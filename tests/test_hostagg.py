@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import metricskit as mk
-from metricskit import exact, hostagg
+from metricskit import exact
+from metricskit._engine import evaluation
 from metricskit.functional import get_metrics, update_metrics
 
 
@@ -37,19 +38,19 @@ def _batches(rng, sizes=(5, 5, 3)):
 def test_appending_records_batches_without_moving_them(rng):
     aggregated = None
     for v, c in _batches(rng):
-        aggregated = hostagg.aggregate(aggregated, _eval_step(v, c))
+        aggregated = evaluation.aggregate(aggregated, _eval_step(v, c))
     appended = aggregated["ll"].sources()["single_noreduce_wcount"]
-    assert isinstance(appended, hostagg.Appended) and appended.n == 3
+    assert isinstance(appended, evaluation.Appended) and appended.n == 3
     assert appended.parts.folded is None  # nothing moved or concatenated yet
-    assert isinstance(aggregated["loss"].sources()["mean"], hostagg.HostCopy)
+    assert isinstance(aggregated["loss"].sources()["mean"], evaluation.HostCopy)
 
 
 def test_bulk_folding_is_bit_identical_to_appending_one_by_one(rng):
     batches = _batches(rng, (4, 1, 7, 3, 3))
     lazy, eager = None, None
     for v, c in batches:
-        lazy = hostagg.aggregate(lazy, _eval_step(v, c))
-        eager = hostagg.aggregate(eager, _eval_step(v, c))
+        lazy = evaluation.aggregate(lazy, _eval_step(v, c))
+        eager = evaluation.aggregate(eager, _eval_step(v, c))
         get_metrics(eager, reset_metrics=False)  # forces a fold after every batch
     a, b = get_metrics(lazy)[1], get_metrics(eager)[1]
     for name in a:
@@ -63,10 +64,10 @@ def test_bulk_folding_is_bit_identical_to_appending_one_by_one(rng):
 
 def test_earlier_results_never_change_and_branches_are_independent(rng):
     b1, b2, b3, b4 = _batches(rng, (2, 2, 2, 2))
-    first = hostagg.aggregate(hostagg.aggregate(None, _eval_step(*b1)), _eval_step(*b2))
+    first = evaluation.aggregate(evaluation.aggregate(None, _eval_step(*b1)), _eval_step(*b2))
     snapshot = copy.deepcopy(get_metrics(first, reset_metrics=False)[1]["nll_single_noreduce"])
-    left = hostagg.aggregate(first, _eval_step(*b3))  # extends the shared list
-    right = hostagg.aggregate(first, _eval_step(*b4))  # a branch: copies the list prefix
+    left = evaluation.aggregate(first, _eval_step(*b3))  # extends the shared list
+    right = evaluation.aggregate(first, _eval_step(*b4))  # a branch: copies the list prefix
     np.testing.assert_array_equal(get_metrics(first)[1]["nll_single_noreduce"], snapshot)
     np.testing.assert_array_equal(
         get_metrics(left)[1]["nll_single_noreduce"], np.r_[snapshot, np.asarray(b3[0])]
@@ -79,7 +80,7 @@ def test_earlier_results_never_change_and_branches_are_independent(rng):
 def test_host_states_of_a_store_are_moved_in_one_transfer_and_are_read_only(rng):
     store = mk.MetricStore(default_log_modes=["mean", "max"]).update({"a": 1.0, "b": 2.0})
     sources = [s for _, km in store.items() for s in km.sources().values()]
-    moved = hostagg.to_host(sources)
+    moved = evaluation.to_host(sources)
     assert all(isinstance(x, np.ndarray) and not x.flags.writeable for x in jax.tree.leaves(moved))
     assert float(exact.to_host(moved[3].total)) == 2.0  # b (max, mean): mean
 
@@ -142,7 +143,7 @@ def test_runs_of_exact_per_sample_states_fold_both_words_of_each_field(rng):
                 "ll": {"value": floats, "count": ints, "log_modes": ["single_noreduce_wcount"]},
             },
         )
-        aggregated = hostagg.aggregate(aggregated, step)
+        aggregated = evaluation.aggregate(aggregated, step)
     host = get_metrics(aggregated)[1]
     np.testing.assert_array_equal(host["ids_single_noreduce"], np.concatenate(big))
     values, counts = host["ll_single_noreduce_wcount"]
@@ -155,9 +156,9 @@ def test_pending_batches_are_kept_as_their_leaves_without_copies(rng):
     aggregated, steps = None, []
     for v, c in _batches(rng, (3, 2)):
         steps.append(_eval_step(v, c))
-        aggregated = hostagg.aggregate(aggregated, steps[-1])
+        aggregated = evaluation.aggregate(aggregated, steps[-1])
     items = aggregated["nll"].sources()["single_noreduce"].parts.items
-    assert [type(item) for item in items] == [hostagg.Kept, hostagg.Kept]
+    assert [type(item) for item in items] == [evaluation.Kept, evaluation.Kept]
     for item, step in zip(items, steps, strict=True):
         group = step["nll"].sources()["single_noreduce"]
         assert item.leaves[0] is group.stacked.value  # referenced, not copied or moved
@@ -174,8 +175,8 @@ def test_a_key_that_moves_between_rows_and_a_store_as_the_earlier_aggregate_fold
 
     parts = [rng.normal(size=n).astype(np.float32) for n in (2, 3, 1)]
     aggregated = step(["a", "z"], jnp.asarray(parts[0]))
-    aggregated = hostagg.aggregate(aggregated, step(["z"], jnp.asarray(parts[1])))
-    aggregated = hostagg.aggregate(aggregated, step(["a", "z"], jnp.asarray(parts[2])))
+    aggregated = evaluation.aggregate(aggregated, step(["z"], jnp.asarray(parts[1])))
+    aggregated = evaluation.aggregate(aggregated, step(["a", "z"], jnp.asarray(parts[2])))
     np.testing.assert_array_equal(
         get_metrics(aggregated)[1]["z_single_noreduce"], np.concatenate(parts)
     )

@@ -11,15 +11,15 @@ from helpers import FLOAT, INT
 
 import metricskit as mk
 from metricskit import exact
-from metricskit.fields import FieldSpec
 from metricskit.metric import (
+    REDUCTIONS,
+    FieldSpec,
     combine_fields,
     per_sample,
     state_fields,
     static_fields,
     zeros_like,
 )
-from metricskit.reductions import REDUCTIONS
 
 
 class AllReductions(mk.Metric):

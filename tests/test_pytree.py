@@ -6,7 +6,7 @@ import attrs
 import jax
 import jax.numpy as jnp
 
-from metricskit.pytree import register_pytree, replace
+from metricskit.metric import register_pytree, replace
 
 
 @attrs.frozen

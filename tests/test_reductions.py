@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from metricskit import exact
-from metricskit.reductions import REDUCTIONS
+from metricskit.metric import REDUCTIONS
 
 
 @pytest.mark.parametrize("xp", [jnp, np], ids=["jax", "numpy"])

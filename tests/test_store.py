@@ -9,7 +9,7 @@ import pytest
 from helpers import SCALAR_MODES, reference
 
 import metricskit as mk
-from metricskit.store import engine
+from metricskit._engine import kernels
 
 
 def _scalar_step(k: int, seed: int) -> dict[str, float]:
@@ -22,10 +22,10 @@ def test_eager_update_is_one_compiled_call_per_structure(compiles):
     store = store.update(_scalar_step(50, 0))  # first structure (store grows from empty)
     store = store.update(_scalar_step(50, 1))  # steady state structure
     compiles.clear()
-    before = engine.update_jit._cache_size()
+    before = kernels.update_jit._cache_size()
     for seed in range(2, 8):
         store = store.update(_scalar_step(50, seed))
-    assert compiles == [] and engine.update_jit._cache_size() == before
+    assert compiles == [] and kernels.update_jit._cache_size() == before
     store.update({**_scalar_step(50, 9), "new_key": 1.0})  # a new structure: exactly one compile
     assert len(compiles) == 1 and "update" in compiles[0]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import metricskit as mk
-from metricskit.store.combine import aggregate_entries, combinable
+from metricskit._engine.store import aggregate_entries, combinable
 
 
 def test_keys_and_modes_of_one_store_only_are_kept():

@@ -8,17 +8,14 @@ import numpy as np
 import pytest
 
 import metricskit as mk
-from metricskit.store import engine
-from metricskit.store.layout import Layout
-from metricskit.store.pack import pack
-from metricskit.store.parse import parse
-from metricskit.store.plan import make_plan, step_signature
+from metricskit._engine import kernels
+from metricskit._engine.step import Layout, make_plan, pack, parse, step_signature
 
 
 def _run(metrics, layout, step, modes=("mean",), policy="propagate"):
     entries = parse(step, modes, policy)
     plan = make_plan(layout, step_signature(entries))
-    return engine.apply_update(metrics, *pack(entries, plan), plan), plan.after
+    return kernels.apply_update(metrics, *pack(entries, plan), plan), plan.after
 
 
 def test_growing_keeps_existing_rows_and_inserts_zero_rows():
@@ -67,9 +64,9 @@ def test_update_results_keep_the_state_dtypes_and_a_wrong_structure_is_named():
 
 def test_compute_and_aggregate_run_over_every_group_at_once():
     store = mk.MetricStore(default_log_modes=["mean", "max"]).update({"a": 1.0, "b": np.ones(2)})
-    computed = jax.device_get(engine.compute_jit(store.metrics))
+    computed = jax.device_get(kernels.compute_jit(store.metrics))
     assert len(computed) == len(store.metrics)
-    doubled = engine.aggregate_jit(store.metrics, store.metrics)
+    doubled = kernels.aggregate_jit(store.metrics, store.metrics)
     assert jax.tree.structure(doubled) == jax.tree.structure(store.metrics)
 
 
@@ -99,9 +96,9 @@ def test_an_update_in_a_trace_is_inlined_and_an_eager_one_is_one_compiled_call()
     jitted = jax.jit(step)(store, jnp.float32(0.5)).compute()
     eager = step(store, jnp.float32(0.5)).compute()
     assert jitted == eager  # the same kernel, traced in the step or compiled on its own
-    before = engine.update_jit._cache_size()
+    before = kernels.update_jit._cache_size()
     step(store, jnp.float32(0.25))
-    assert engine.update_jit._cache_size() == before  # eager: the cached compiled call
+    assert kernels.update_jit._cache_size() == before  # eager: the cached compiled call
 
 
 @pytest.mark.parametrize("transform", [jax.jit, jax.grad])

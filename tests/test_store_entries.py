@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import metricskit as mk
-from metricskit.store.entries import KeyMetrics, Row, Whole, stack
+from metricskit._engine.store import KeyMetrics, Row, Whole, stack
 
 
 def _store(**step):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metricskit.store.host import device_for, refuse_tracers
+from metricskit._engine.kernels import device_for, refuse_tracers
 
 
 def test_numpy_trees_run_on_the_cpu():
@@ -48,7 +48,7 @@ def test_an_eager_update_across_devices_names_the_keys_and_their_devices_and_cha
     ids=["jit", "vmap", "grad", "jvp"],
 )
 def test_traced_asks_one_leaf_or_a_whole_tree(transform):
-    from metricskit.store.host import traced
+    from metricskit._engine.kernels import traced
 
     for concrete in (None, jnp.ones(()), np.ones(2), 1.5, (np.ones(2), [jnp.ones(())])):
         assert not traced(concrete)

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 
 import metricskit as mk
-from metricskit.fields import Spec
-from metricskit.store.layout import (
+from metricskit._engine.step import (
     Group,
     Layout,
-    build,
     canonical,
+    empty_state,
     index,
     key_modes,
     names,
     signature_for,
     signature_of,
 )
+from metricskit.metric import Spec
 
 F32, I32 = Spec((), "float32"), Spec((), "int32")
 
@@ -53,7 +53,7 @@ def test_signatures_of_states_match_signatures_for_specs():
 
 def test_build_gives_zero_states_of_the_signature():
     sig = signature_for(mk.StdMetric, Spec((2,), "float32"), I32)
-    state = build("std", sig, 5, np)
+    state = empty_state("std", sig, 5, np)
     assert all(
         isinstance(x, np.ndarray) and x.shape[0] == 5 and not x.any()
         for x in jax.tree.leaves(state)

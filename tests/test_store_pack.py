@@ -12,10 +12,7 @@ import pytest
 from helpers import X64
 
 from metricskit import exact
-from metricskit.store.layout import Layout
-from metricskit.store.pack import decode, pack
-from metricskit.store.parse import parse
-from metricskit.store.plan import make_plan, step_signature
+from metricskit._engine.step import Layout, decode, make_plan, pack, parse, step_signature
 
 
 def _packed(step, modes=("mean",)):

@@ -8,8 +8,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from metricskit.fields import Spec
-from metricskit.store.parse import normalize_log_modes, parse
+from metricskit._engine.step import normalize_log_modes, parse
+from metricskit.metric import Spec
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metricskit.store.layout import Layout
-from metricskit.store.parse import parse
-from metricskit.store.plan import make_plan, step_signature
+from metricskit._engine.step import Layout, make_plan, parse, step_signature
 
 
 def _plan(layout, step, modes=("mean",)):

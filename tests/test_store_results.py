@@ -9,7 +9,7 @@ import pytest
 
 import metricskit as mk
 from metricskit import exact
-from metricskit.store.results import host_value, stacked_rows, warn_empty
+from metricskit._engine.store import host_value, stacked_rows, warn_empty
 
 
 def test_stacked_ratios_align_per_key_shapes_after_the_key_axis():

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import metricskit as mk
-from metricskit.store import tree
+from metricskit._engine import kernels
 
 
 def _store():
@@ -19,15 +19,15 @@ def _store():
 
 def test_flatten_and_unflatten_round_trip_the_attributes_and_results():
     store = _store()
-    flat, aux = tree.flatten(store)
+    flat, aux = kernels.flatten_store(store)
     assert aux == (("mean", "max"), "skip", store.layout)
     assert len(flat) == len(jax.tree.leaves(store))
     for a, b in zip(flat, jax.tree.leaves(store), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    rebuilt = tree.unflatten(mk.MetricStore, aux, flat)
-    assert {name: getattr(rebuilt, name) for name in tree.FIELDS[:3]} == {
-        name: getattr(store, name) for name in tree.FIELDS[:3]
-    }
+    rebuilt = kernels.unflatten_store(mk.MetricStore, aux, flat)
+    assert {
+        name: getattr(rebuilt, name) for name in ("default_log_modes", "nan_policy", "layout")
+    } == {name: getattr(store, name) for name in ("default_log_modes", "nan_policy", "layout")}
     assert rebuilt.compute() == store.compute()
 
 
@@ -47,6 +47,6 @@ def test_build_sets_every_attribute_once_and_pickle_rebuilds_through_the_tree():
     store = _store()
     copy = pickle.loads(pickle.dumps(store))
     assert copy.compute() == store.compute()
-    assert copy.__reduce__()[0] is tree.unflatten
-    blank = tree.build(object.__new__(mk.MetricStore), None, "propagate", store.layout, ())
+    assert copy.__reduce__()[0] is kernels.unflatten_store
+    blank = kernels.set_store(object.__new__(mk.MetricStore), None, "propagate", store.layout, ())
     assert (blank.default_log_modes, blank.nan_policy, blank.metrics) == (None, "propagate", ())

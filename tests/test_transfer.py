@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metricskit.transfer import CHUNK, device_get_many, stack_to_host
+from metricskit._engine.evaluation import CHUNK, device_get_many, stack_to_host
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int32", "bool", "bfloat16"])

@@ -36,11 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import tasks
+from metricskit._engine.store import MetricStore
 from metricskit.demo import model, text
 from metricskit.functional import aggregate_metrics, get_metrics
 from metricskit.plot import NothingToPlotError, plot_jsonl
 from metricskit.sinks import MultiSink, format_table, make_sink, require
-from metricskit.store import MetricStore
 
 __all__ = ["QUICK", "Config", "run_demo"]
 

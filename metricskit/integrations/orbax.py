@@ -31,6 +31,9 @@ from typing import Any, TypeVar
 import jax
 import numpy as np
 
+from metricskit._engine.kernels import refuse_tracers
+from metricskit._engine.step import empty_state, key_modes
+from metricskit._engine.store import MetricStore
 from metricskit.checkpoint import (
     CheckpointError,
     layout_from_json,
@@ -39,9 +42,6 @@ from metricskit.checkpoint import (
     modes_json,
 )
 from metricskit.sinks import require
-from metricskit.store.host import refuse_tracers
-from metricskit.store.layout import build, key_modes
-from metricskit.store.store import MetricStore
 
 __all__ = ["abstract_store", "check_store_layouts", "restore_targets", "store_layouts"]
 
@@ -241,7 +241,7 @@ def restore_targets(saved: Mapping[str, Any]) -> dict[str, MetricStore]:
             raise CheckpointError(f"{where}: {e}") from e
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{where}: the saved record is malformed ({e})") from e
-        template = [build(g.mode, g.signature, len(g.keys), np) for g in layout.groups]
+        template = [empty_state(g.mode, g.signature, len(g.keys), np) for g in layout.groups]
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),  # type: ignore[no-untyped-call]
             template,

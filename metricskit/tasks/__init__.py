@@ -11,7 +11,7 @@ Statistics are summed exactly and finished on the host in float64, so the report
 are scikit-learn's on all the samples (see each family's module for its references).
 """
 
-from metricskit.registry import register_legacy_names
+from metricskit.metric import register_legacy_names
 from metricskit.tasks.classification import accuracy, class_counts, confusion_matrix
 from metricskit.tasks.curves import exact_average_precision, exact_roc_auc, scored_samples
 from metricskit.tasks.fscores import ScoreOptions, f1, fbeta, precision, recall

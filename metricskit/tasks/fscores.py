@@ -15,7 +15,7 @@ from typing import Any, TypedDict, Unpack
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.fields import static
+from metricskit.metric import static
 from metricskit.tasks.classification import Average, class_counts, inputs, nonfinite_rows
 from metricskit.tasks.modes import SumsMetric, counted, step_item
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from metricskit.metric import ConfiguredMetric, Metric
-from metricskit.registry import Mode
+from metricskit.metric import ConfiguredMetric, Metric, Mode
 from metricskit.tasks.classification import ConfusionMatrix
 from metricskit.tasks.fscores import FScores
 from metricskit.tasks.language import Bits, Perplexity

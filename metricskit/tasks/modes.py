@@ -24,8 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
-from metricskit.fields import state
-from metricskit.metric import ConfiguredMetric, Metric, Options, static_fields
+from metricskit.metric import ConfiguredMetric, Metric, Options, state, static_fields
 
 __all__ = ["HostFinish", "SumsMetric", "counted", "step_item"]
 

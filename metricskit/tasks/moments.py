@@ -29,8 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
-from metricskit.fields import FieldSpec, Spec, state
-from metricskit.metric import Metric
+from metricskit.metric import FieldSpec, Metric, Spec, state
 from metricskit.tasks.batchsums import (
     FINEST,
     as_pairs,

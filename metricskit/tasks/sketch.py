@@ -28,8 +28,7 @@ import attrs
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit.fields import static
-from metricskit.metric import ConfiguredMetric
+from metricskit.metric import ConfiguredMetric, static
 from metricskit.tasks.modes import SumsMetric, counted, step_item
 
 __all__ = [

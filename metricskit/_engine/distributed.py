@@ -26,14 +26,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from metricskit import nan_policy
+from metricskit import builtin
+from metricskit._engine.step import Entry
 from metricskit.compat import AxisName, all_gather, psum
-from metricskit.fields import Spec, reduction_of
-from metricskit.metric import Metric, per_sample, state_fields
-from metricskit.pytree import replace
-from metricskit.reductions import REDUCTIONS
-from metricskit.registry import get_log_mode
-from metricskit.store.parse import Entry
+from metricskit.exact import replace
+from metricskit.metric import (
+    REDUCTIONS,
+    Metric,
+    Spec,
+    get_log_mode,
+    per_sample,
+    reduction_of,
+    state_fields,
+)
 
 __all__ = ["local_copy", "process_sync", "reduce_entries", "sync_metric"]
 
@@ -82,7 +87,7 @@ def reduce_entries(entries: Sequence[Entry], axis_name: AxisName) -> list[Entry]
         classes = [get_log_mode(m).cls for m in e.modes]
         gathered = any(per_sample(cls) for cls in classes)
         # the NaN policy's counter of skipped steps takes either (it only checks finiteness)
-        summed = any(not per_sample(cls) and nan_policy.masked(cls) for cls in classes)
+        summed = any(not per_sample(cls) and builtin.masked(cls) for cls in classes)
         if gathered and summed:
             raise ValueError(
                 f"metric {e.key!r} mixes a per-sample mode with summed modes {list(e.modes)}; "

@@ -1,7 +1,13 @@
-"""Host-side aggregation of evaluation batches (what :func:`~metricskit.aggregate_metrics` does).
+"""Evaluation on the host: bulk transfers, and aggregating evaluation batches.
 
-An evaluation loop hands every batch's metrics (a store out of a jitted eval step) to
-:func:`aggregate`, which returns a plain ``dict`` of key -> :class:`~metricskit.KeyMetrics`:
+**Transfers.** Fetching many small device arrays one ``device_get`` at a time costs a
+round trip each; :func:`device_get_many` and :func:`stack_to_host` stack arrays of one shape,
+dtype and placement on the device (in chunks, one compiled concatenation per chunk size) and
+fetch each stack at once.
+
+**Aggregating** (what :func:`~metricskit.aggregate_metrics` does). An evaluation loop hands
+every batch's metrics (a store out of a jitted eval step) to :func:`aggregate`, which returns a
+plain ``dict`` of key -> :class:`~metricskit.KeyMetrics`:
 
 - per-sample modes (a ``"concat"`` field, e.g. ``single_noreduce``) are *appended*: the new
   entry records the batch in a shared, append-only list of parts (:class:`Appended`), at
@@ -22,25 +28,152 @@ import contextlib
 import functools
 import gc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from metricskit.fields import reduction_of
+from metricskit._engine.kernels import of_metric, to_metric
+from metricskit._engine.step import Signature, signature_of
+from metricskit._engine.store import (
+    KeyMetrics,
+    MetricStore,
+    Row,
+    Source,
+    Whole,
+    differ_in_samples_only,
+    row_of,
+    sources_of,
+)
+from metricskit.exact import replace
 from metricskit.log import warn_empty_parts
-from metricskit.metric import Metric, per_sample, sample_fields, state_fields
-from metricskit.pytree import replace
-from metricskit.reductions import REDUCTIONS
-from metricskit.registry import Mode, get_log_mode
-from metricskit.store import MetricStore
-from metricskit.store.combine import differ_in_samples_only
-from metricskit.store.entries import KeyMetrics, Row, Source, Whole, row_of, sources_of
-from metricskit.store.layout import Signature, signature_of
-from metricskit.store.leaves import of_metric, to_metric
-from metricskit.transfer import device_get_many, stack_to_host
+from metricskit.metric import (
+    REDUCTIONS,
+    Metric,
+    Mode,
+    get_log_mode,
+    per_sample,
+    reduction_of,
+    sample_fields,
+    state_fields,
+)
 
-__all__ = ["Appended", "HostCopy", "aggregate", "to_host"]
+# -- bulk transfers ---------------------------------------------------------------------------
+
+CHUNK: Final = 256
+"""How many arrays one compiled concatenation takes."""
+
+
+@functools.cache
+def _concat() -> Any:
+    return jax.jit(lambda arrays: jnp.stack(arrays))
+
+
+def _fetch(arrays: list[jax.Array]) -> list[np.ndarray]:
+    """Host copies of same-shaped device arrays: stacked per chunk on the device, then moved."""
+    with jax.ensure_compile_time_eval():  # concrete arrays: run now, even inside a trace
+        return _fetch_now(arrays)
+
+
+def _fetch_now(arrays: list[jax.Array]) -> list[np.ndarray]:
+    chunks = []
+    for start in range(0, len(arrays), CHUNK):
+        part = arrays[start : start + CHUNK]
+        size = min(CHUNK, 1 << (len(part) - 1).bit_length())  # few sizes: few compilations
+        chunks.append((_concat()(part + [part[0]] * (size - len(part))), len(part)))
+    out: list[np.ndarray] = []
+    for stacked, n in jax.device_get(chunks):
+        out.extend(np.asarray(stacked)[i] for i in range(n))
+    return out
+
+
+def stack_to_host(arrays: Sequence[Any]) -> np.ndarray:
+    """``np.stack`` of arrays of one shape and dtype, device arrays moved in bulk.
+
+    The result is written chunk by chunk into one preallocated host array, so the memory
+    needed beyond the result is one chunk.
+
+    Args:
+        arrays: JAX or NumPy arrays of one shape and dtype.
+
+    Returns:
+        A NumPy array with a new leading axis of ``len(arrays)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from metricskit._engine.evaluation import stack_to_host
+        >>> stack_to_host([jnp.arange(2) + i for i in range(3)]).tolist()
+        [[0, 1], [1, 2], [2, 3]]
+    """
+    first = arrays[0]
+    if not _on_device(first) and not any(map(_on_device, arrays)):
+        return np.stack([np.asarray(x) for x in arrays])
+    out = np.empty((len(arrays), *np.shape(first)), np.dtype(first.dtype))
+    with jax.ensure_compile_time_eval():  # concrete arrays: run now, even inside a trace
+        _stack_into(out, arrays)
+    return out
+
+
+def _stack_into(out: np.ndarray, arrays: Sequence[Any]) -> None:
+    try:
+        for start in range(0, len(arrays), CHUNK):
+            part = list(arrays[start : start + CHUNK])
+            size = min(CHUNK, 1 << (len(part) - 1).bit_length())
+            stacked = _concat()(part + [part[0]] * (size - len(part)))
+            out[start : start + len(part)] = np.asarray(jax.device_get(stacked))[: len(part)]
+    except ValueError:  # arrays committed to different devices: fetch them one by one
+        for i, x in enumerate(arrays):
+            out[i] = np.asarray(jax.device_get(x))
+
+
+_TRACER = jax.core.Tracer
+
+
+def _on_device(x: Any) -> bool:
+    return isinstance(x, jax.Array) and not isinstance(x, _TRACER)
+
+
+def device_get_many(trees: Sequence[Any]) -> list[Any]:
+    """``jax.device_get`` of every tree, with the leaves fetched in bulk.
+
+    Device leaves of one shape, dtype and placement are fetched together (see the module
+    docstring); a lone leaf, and NumPy leaves, are fetched (or kept) as ``jax.device_get``
+    does. The result is the same as ``[jax.device_get(t) for t in trees]``.
+
+    Args:
+        trees: Pytrees of JAX or NumPy arrays.
+
+    Returns:
+        The trees with NumPy leaves, in order.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from metricskit._engine.evaluation import device_get_many
+        >>> out = device_get_many([{"a": jnp.arange(3) + i} for i in range(4)])
+        >>> [t["a"].tolist() for t in out]
+        [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5]]
+    """
+    flat = [jax.tree.flatten(t) for t in trees]
+    groups: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+    for t, (leaves, _) in enumerate(flat):
+        for i, x in enumerate(leaves):
+            if _on_device(x):
+                key = (x.shape, x.dtype, x.sharding)
+                groups.setdefault(key, []).append((t, i))
+    host = [list(leaves) for leaves, _ in flat]
+    for where in groups.values():
+        arrays = [flat[t][0][i] for t, i in where]
+        fetched = _fetch(arrays) if len(arrays) > 1 else [np.asarray(jax.device_get(arrays[0]))]
+        for (t, i), x in zip(where, fetched, strict=True):
+            host[t][i] = x
+    return [
+        jax.tree.unflatten(treedef, [np.asarray(x) for x in leaves])
+        for leaves, (_, treedef) in zip(host, flat, strict=True)
+    ]
+
+
+# -- aggregating evaluation batches -----------------------------------------------------------
 
 
 def _read_only(tree: Any) -> Any:
