@@ -52,6 +52,8 @@ from metricskit.metric import (
     per_sample,
     sample_fields,
     state_fields,
+    static_options,
+    x64_storage,
 )
 
 __all__ = [
@@ -175,22 +177,40 @@ def _mode_from_json(
             )
         )
     path, postfix = mode["class"], mode["postfix"]
-    options = Options((name, _tuples(value)) for name, value in mode["options"])
+    options = {name: _tuples(value) for name, value in mode["options"]}
     for candidate in known:  # a store to load into knows its classes: nothing to import
-        if isinstance(candidate, ConfiguredMetric) and (
-            candidate.path,
-            candidate.options,
-            candidate.postfix,
-        ) == (path, options, postfix):
+        if (
+            isinstance(candidate, ConfiguredMetric)
+            and (candidate.path, candidate.postfix) == (path, postfix)
+            and candidate.options == _with_defaults(candidate.cls, options, candidate)
+        ):
             return candidate
     if not imports:
         raise CheckpointError(
-            f"the checkpoint holds log mode {path}{dict(options)} (postfix {postfix!r}), which "
+            f"the checkpoint holds log mode {path}{options} (postfix {postfix!r}), which "
             "the store to load into does not have; load it without like= to get the saved "
             "structure"
         )
     cls = _import_class(path)
-    return ConfiguredMetric.of(cls, {**dict(options), "postfix": postfix})
+    _with_defaults(cls, options, path)
+    return ConfiguredMetric.of(cls, {**options, "postfix": postfix})
+
+
+def _with_defaults(cls: type[Metric], recorded: dict[str, Any], mode: Any) -> Options:
+    """The recorded options of ``cls`` with the defaults of options the class has gained since
+    the checkpoint was written.
+
+    Raises:
+        CheckpointError: If the class lost a recorded option (or one has no default now).
+    """
+    try:
+        return static_options(cls, recorded)
+    except TypeError as e:
+        raise CheckpointError(
+            f"log mode {mode}: {e}. The class's options changed since the checkpoint was "
+            "written: load it with the class that saved it (options the class has gained "
+            "since, with a default, are filled in)"
+        ) from None
 
 
 def layout_from_json(
@@ -219,9 +239,12 @@ def layout_from_json(
                 "the classes that wrote the checkpoint; load it with the metric class that "
                 "saved it"
             )
-        statics = Options((n, _tuples(v)) for n, v in g["statics"])
+        for f, (_, spec) in zip(state_fields(cls), fields, strict=True):
+            _check_field_x64(mode, f, spec.storage)
         if version == _FORMAT_2 and isinstance(mode, ConfiguredMetric):
             statics = mode.options  # 0.2's task classes had no static fields
+        else:
+            statics = _with_defaults(cls, {n: _tuples(v) for n, v in g["statics"]}, repr(mode))
         if isinstance(mode, ConfiguredMetric) and (
             statics != mode.options or g.get("class", mode.path) != mode.path
         ):
@@ -342,6 +365,28 @@ def _pair_order(pair: tuple[str, Mode]) -> tuple[str, tuple[int, str]]:
 
 
 _WIDER = {"float32": "float64", "int32": "int64"}
+_NARROWER = {b: a for a, b in _WIDER.items()}
+
+
+def _x64_error(saved: str, what: str) -> CheckpointError:
+    now = "off" if saved == "on" else "on"
+    return CheckpointError(
+        f"it was saved with jax_enable_x64 {saved} ({what}), and this process has it {now}: "
+        f"load it in a process with jax_enable_x64 {saved}"
+    )
+
+
+def _check_field_x64(mode: Mode, field: Any, storage: str) -> None:
+    """Raise naming ``jax_enable_x64`` if a field's recorded storage is one this process would
+    not make (a 64-bit array with x64 off, a field declared "int"/"float" of the other width)."""
+    if storage in ("pair", "words"):
+        return  # exact accumulators: their leaves' widths are checked with the leaves
+    now = x64_storage(field)
+    wide = storage in ("int64", "uint64", "float64")
+    other_width = now is not None and storage in (_WIDER.get(now), _NARROWER.get(now))
+    if other_width or (wide and jax.dtypes.canonicalize_dtype(storage) != np.dtype(storage)):
+        what = f"log mode {mode!r} field {field.name!r} holds {storage}"
+        raise _x64_error("on" if wide else "off", what)
 
 
 def _check_x64(path: str, found: list[Any], expected: list[tuple[str, np.ndarray]]) -> None:
@@ -355,12 +400,8 @@ def _check_x64(path: str, found: list[Any], expected: list[tuple[str, np.ndarray
     widths = {(d, str(x.dtype)) for (_, d, _), (_, x) in pairs if d != str(x.dtype)}
     if widths and all(_WIDER.get(a) == b or _WIDER.get(b) == a for a, b in widths):
         saved = "on" if any(_WIDER.get(b) == a for a, b in widths) else "off"
-        now = "off" if saved == "on" else "on"
-        raise CheckpointError(
-            f"{path!r} was saved with jax_enable_x64 {saved} (its exact accumulators are "
-            f"{sorted(a for a, _ in widths)}), and this process has it {now}: load it in a "
-            f"process with jax_enable_x64 {saved}"
-        )
+        what = f"its exact accumulators are {sorted(a for a, _ in widths)}"
+        raise CheckpointError(f"{path!r}: {_x64_error(saved, what)}")
 
 
 def check_like(path: str | os.PathLike[str], found: Layout, like: Layout) -> None:

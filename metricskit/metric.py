@@ -218,7 +218,7 @@ _DTYPES: Final = ("float", "int", "bool", "value", "count")
 
 
 class Spec(NamedTuple):
-    """Shape and logical dtype of one step's value or count (see :mod:`metricskit.dtypes`).
+    """Shape and logical dtype of one step's value or count (see :mod:`metricskit.exact`).
 
     Attributes:
         shape: The array shape.
@@ -275,12 +275,17 @@ def state(
         >>> import metricskit as mk
         >>> @mk.register_metric("peak_doc")
         ... class Peak(mk.Metric):
-        ...     peak = mk.state("max")
+        ...     peak = mk.state("merge")  # a maximum that ignores an empty state's zero
         ...     count = mk.state("sum", shape="scalar", dtype="int")
         ...     def update(self, value, count):
         ...         first = self.count == 0  # all zeros is empty: ignore the zero peak
         ...         peak = jnp.where(first, value, jnp.maximum(self.peak, value))
         ...         return self.replace(peak=peak, count=self.count + 1)
+        ...     def aggregate(self, other):  # either side may be empty (all zeros)
+        ...         both = jnp.maximum(self.peak, other.peak)
+        ...         peak = jnp.where(other.count == 0, self.peak, both)
+        ...         peak = jnp.where(self.count == 0, other.peak, peak)
+        ...         return self.replace(peak=peak, count=self.count + other.count)
         ...     def compute(self):
         ...         return self.peak
         >>> mk.MetricStore().update({"x": {"value": -3.0, "log_modes": ["peak_doc"]}}).compute()
@@ -351,6 +356,15 @@ def reduction_of(field: attrs.Attribute[Any]) -> str:
     return str(field.metadata[_REDUCE])
 
 
+def x64_storage(field: attrs.Attribute[Any]) -> str | None:
+    """The storage of a state field declared ``dtype="int"`` or ``"float"`` (not exact) in this
+    process, which follows ``jax_enable_x64``; ``None`` for any other field."""
+    dtype = field.metadata[_DTYPE]
+    if field.metadata[_EXACT] or dtype not in ("int", "float"):
+        return None
+    return (int_dtype() if dtype == "int" else float_dtype()).name
+
+
 def field_spec(field: attrs.Attribute[Any], value: Spec, count: Spec) -> FieldSpec:
     """The shape and storage of a declared state field for steps of the given specs."""
     return _field_spec(field.metadata, value, count)
@@ -419,7 +433,16 @@ class _MetricMeta(abc.ABCMeta):
                 f"static options (a configured metric: {cls.__name__}(option=...))"
             )
         if args or given:
-            return super().__call__(*args, **kwargs)
+            try:
+                return super().__call__(*args, **kwargs)
+            except TypeError as e:
+                if not args or given:
+                    raise
+                raise TypeError(
+                    f"{cls.__name__}{tuple(args)!r}: {e}. A metric class is called with its "
+                    f"static options by keyword ({cls.__name__}(option=...), a configured "
+                    "metric), or with every state field for an instance"
+                ) from None
         return ConfiguredMetric.of(cast(Any, cls), kwargs)
 
 
@@ -849,9 +872,15 @@ _OPTION_TYPES = "a bool, int, float, str, None, or a tuple of them"
 
 def _canonical(value: Any, where: str) -> Any:
     """An option value as plain, hashable data of the exact built-in types that JSON gives
-    back (tuples for sequences, an enum's value, one NaN object)."""
-    if isinstance(value, enum.Enum):
-        value = value.value
+    back (tuples for lists and tuples, NumPy scalars and int/str subclasses such as IntEnum as
+    the plain type, one NaN object)."""
+    if isinstance(value, enum.Enum) and not isinstance(value, int | str):
+        raise TypeError(
+            f"{where}={value!r}: a static option must be {_OPTION_TYPES}; an enum member "
+            "would come back from a checkpoint as its value, so pass the value itself "
+            f"({value.value!r}) and compare with it in the kernels (an IntEnum or StrEnum "
+            "member is taken as its plain int or str)"
+        )
     if isinstance(value, np.generic | np.ndarray) and np.ndim(value) == 0:
         value = value.item()
     if value is None or type(value) is bool:

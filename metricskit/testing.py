@@ -187,8 +187,16 @@ def _check_count_alone_is_empty(mode: ModeLike, shape: tuple[int, ...], steps: i
                 err_msg=(
                     f"{mode}: {label} lets an empty state's max/min field win (zero is not "
                     "the identity of a maximum or minimum, and the all-zeros state must act "
-                    "as empty): use the field only where count > 0, e.g. "
-                    "jnp.where(self.count > 0, jnp.maximum(self.peak, value), value)"
+                    "as empty): use the field only where count > 0, "
+                    + (
+                        "in update (jnp.where(self.count > 0, jnp.maximum(self.peak, value), "
+                        "value))"
+                        if label == "update()"
+                        else "in aggregate too: declare the field state('merge') and take "
+                        "each side's value only where its count > 0 (jnp.where(self.count == "
+                        "0, other.peak, jnp.where(other.count == 0, self.peak, "
+                        "jnp.maximum(self.peak, other.peak))))"
+                    )
                 ),
             )
 

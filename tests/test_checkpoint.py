@@ -487,3 +487,106 @@ def test_loading_into_a_store_of_other_configured_modes_names_the_pairs(tmp_path
     like = mk.MetricStore().update({"x": {"value": 1.0, "log_modes": ["mean", DecayedMean]}})
     with pytest.raises(CheckpointError, match=r"missing \[\('x', 'mean'\), \('x', Decayed"):
         mk.MetricStore.load(path, like=like)
+
+
+EVOLVING = """
+import jax.numpy as jnp
+import metricskit as mk
+
+
+class Evo(mk.Metric):
+    decay = mk.static(0.9)
+    {extra}
+    total = mk.state("sum")
+    count = mk.state("sum", shape="count")
+
+    def update(self, value, count):
+        return self.replace(total=self.total + value, count=self.count + count)
+
+    def compute(self):
+        return mk.divide(self.total, self.count)
+"""
+
+
+def _evolve(tmp_path, module: str, extra: str) -> type:
+    (tmp_path / f"{module}.py").write_text(EVOLVING.replace("{extra}", extra))
+    sys.modules.pop(module, None)
+    importlib.invalidate_caches()
+    return importlib.import_module(module).Evo
+
+
+def test_an_option_the_class_gained_since_the_save_takes_its_default(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # each version is read afresh
+    evo = _evolve(tmp_path, "evo_gain", "")
+    store = mk.MetricStore().update({"x": {"value": 2.0, "log_modes": [evo(decay=0.5)]}})
+    store.save(tmp_path / "s.npz")
+    newer = _evolve(tmp_path, "evo_gain", "bias = mk.static(0.0)")
+    loaded = mk.MetricStore.load(tmp_path / "s.npz")
+    assert list(loaded["x"]) == [newer(decay=0.5, bias=0.0)]
+    assert loaded.update({"x": 4.0}).compute() == {"x_evo": 3.0}
+    like = mk.MetricStore().init({"x": {"value": 0.0, "log_modes": [newer(decay=0.5)]}})
+    assert mk.MetricStore.load(tmp_path / "s.npz", like=like).compute() == {"x_evo": 2.0}
+
+    _evolve(tmp_path, "evo_gain", "bias = mk.static()")  # a new option without a default
+    with pytest.raises(
+        CheckpointError,
+        match=r"bias is a static option without a default.*"
+        r"options changed since the checkpoint",
+    ):
+        mk.MetricStore.load(tmp_path / "s.npz")
+
+
+def test_an_option_the_class_lost_since_the_save_is_a_checkpoint_error(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    evo = _evolve(tmp_path, "evo_lose", "bias = mk.static(1.0)")
+    store = mk.MetricStore().update({"x": {"value": 2.0, "log_modes": [evo()]}})
+    store.save(tmp_path / "s.npz")
+    _evolve(tmp_path, "evo_lose", "")
+    with pytest.raises(CheckpointError, match=r"unknown options \['bias'\].*options changed"):
+        mk.MetricStore.load(tmp_path / "s.npz")
+
+
+TALLY_SAVE = """
+import sys
+import jax.numpy as jnp
+import metricskit as mk
+
+
+class Tally(mk.Metric):
+    n = mk.state("sum", shape="scalar", dtype="int")
+    total = mk.state("sum", shape="scalar")
+
+    def update(self, value, count):
+        return self.replace(n=self.n + count, total=self.total + value)
+
+    def compute(self):
+        return self.n
+
+
+store = mk.MetricStore().update({"x": {"value": 1.0, "count": 7, "log_modes": [Tally]}})
+store.save(sys.argv[1])
+"""
+
+
+def test_a_custom_fields_width_saved_under_the_other_x64_setting_is_named(tmp_path):
+    # an "int"/"float" field follows jax_enable_x64: int64 would wrap silently into int32
+    (tmp_path / "tally_x64.py").write_text(TALLY_SAVE.split("\n\nstore =")[0])
+    saver = TALLY_SAVE.replace("class Tally", "from tally_x64 import Tally\nclass _Unused")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(tmp_path)}
+    env["JAX_ENABLE_X64"] = "0" if X64 else "1"
+    path = str(tmp_path / "t.npz")
+    done = subprocess.run([sys.executable, "-c", saver, path], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved, now = ("off", "on") if X64 else ("on", "off")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(
+            CheckpointError,
+            match=rf"saved with jax_enable_x64 {saved} \(log mode Tally\(\) field 'n' holds "
+            rf"int(32|64)\), and this process has it {now}",
+        ):
+            mk.MetricStore.load(path)
+    finally:
+        sys.path.remove(str(tmp_path))

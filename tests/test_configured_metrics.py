@@ -16,6 +16,7 @@ from usermetrics import DecayedMean
 import metricskit as mk
 from metricskit.functional import aggregate_metrics, get_metrics, update_metrics
 from metricskit.metric import ConfiguredMetric
+from metricskit.testing import check_metric
 
 
 class Needs(mk.Metric):
@@ -136,10 +137,29 @@ def test_a_placeholder_initialised_key_updated_by_a_task_metric_names_the_fix(ta
     assert sorted(fixed.compute()) == sorted(mk.MetricStore().update({"val": item}).compute())
 
 
-def test_a_key_may_still_add_modes_of_its_own_shape():
+def test_a_key_may_still_add_modes_of_its_own_shape(caplog):
     store = mk.MetricStore().update({"loss": {"value": 1.0, "log_modes": ["mean"]}})
     store = store.update({"loss": {"value": 3.0, "log_modes": ["max"]}})
     assert store.compute() == {"loss_max": 3.0, "loss_mean": 1.0}
+    # said once: the earlier mode stays, and if it was a placeholder's, how to fix it
+    assert "Metric 'loss' holds log modes mean and this step gives it only max" in caplog.text
+
+
+@pytest.mark.parametrize("item", ["accuracy", "decayed"])
+def test_a_scalar_placeholder_followed_by_other_modes_of_its_shape_names_the_fix(caplog, item):
+    logits, labels = jnp.array([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]), jnp.array([0, 1, 1])
+    store = mk.MetricStore(default_log_modes=("mean", "max")).init({"acc": 0.0})
+
+    @jax.jit
+    def step(store, logits, labels):
+        acc = mk.tasks.accuracy(logits, labels)
+        if item == "decayed":
+            acc = {"value": acc["value"] / acc["count"], "log_modes": [DecayedMean(decay=0.5)]}
+        return store.update({"acc": acc})
+
+    store = step(step(store, logits, labels), logits, labels)
+    assert caplog.text.count("Metric 'acc' holds log modes max, mean and this step") == 1
+    assert "initialise it with what the step gives it (store.init({'acc'" in caplog.text
 
 
 def test_configured_metrics_work_in_default_modes_and_the_functional_api(rng):
@@ -418,6 +438,47 @@ def test_option_values_are_the_plain_types_a_checkpoint_gives_back(tmp_path):
     }
 
 
+def test_a_plain_enum_option_is_refused_naming_its_value():
+    import enum
+
+    class How(enum.Enum):
+        SUM = "sum"
+
+    # as its value it would compute another number (self.how is How.SUM turns False)
+    with pytest.raises(
+        TypeError, match=r"Pow option p=<How\.SUM: 'sum'>.*pass the value itself \('sum'\)"
+    ):
+        Pow(p=How.SUM)
+
+
+class Peak(mk.Metric):
+    """The state() docstring's example: a maximum whose empty state's zero never wins."""
+
+    peak = mk.state("merge")
+    count = mk.state("sum", shape="scalar", dtype="int")
+
+    def update(self, value, count):
+        peak = jnp.where(self.count == 0, value, jnp.maximum(self.peak, value))
+        return self.replace(peak=peak, count=self.count + 1)
+
+    def aggregate(self, other):
+        both = jnp.maximum(self.peak, other.peak)
+        peak = jnp.where(other.count == 0, self.peak, both)
+        return self.replace(
+            peak=jnp.where(self.count == 0, other.peak, peak), count=self.count + other.count
+        )
+
+    def compute(self):
+        return self.peak
+
+
+def test_the_documented_peak_pattern_passes_check_metric_and_a_reset_half():
+    check_metric(Peak, reference=lambda values, counts: values.max(0))
+    s = mk.MetricStore().update({"x": {"value": -3.0, "log_modes": [Peak]}}).update({"x": -5.0})
+    assert s.aggregate(s.reset()).compute() == {"x_peak": -3.0}
+    assert s.reset().aggregate(s).compute() == {"x_peak": -3.0}
+
+
 def test_a_state_under_another_configuration_of_its_class_is_refused():
     m = update_metrics(None, {"c": {"value": 4.0, "log_modes": [DecayedMean(decay=0.5)]}})
     bad = {"c": {DecayedMean(decay=0.9): m["c"][DecayedMean(decay=0.5)]}}
@@ -462,3 +523,8 @@ def test_more_misdeclared_classes_are_refused_where_they_are_declared():
 
     with pytest.raises(ValueError, match=r"parts \('_x', '_x'\) of this one mode repeat a suffix"):
         mk.MetricStore().update({"x": {"value": 1.0, "log_modes": [Repeats]}})
+
+
+def test_options_given_by_position_name_the_keyword_spelling():
+    with pytest.raises(TypeError, match=r"DecayedMean\(0\.5,\).*static options by keyword"):
+        DecayedMean(0.5)

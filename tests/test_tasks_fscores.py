@@ -46,3 +46,13 @@ def test_the_options_are_declared_once_and_unknown_ones_are_named():
                                     averag="macro")  # fmt: skip
     with pytest.raises(ValueError, match="average='median'"):
         mk.tasks.recall(jnp.asarray(PRED), jnp.asarray(TRUE), num_classes=3, average="median")
+
+
+def test_numpy_scalar_options_are_taken_as_python_numbers():
+    logits, labels = jnp.array([[2.0, 0.0, 1.0], [0.0, 2.0, 1.0]]), jnp.array([0, 2])
+    got = mk.tasks.fbeta(logits, labels, num_classes=np.int64(3), beta=np.float32(2.0))
+    want = mk.tasks.fbeta(logits, labels, num_classes=3, beta=2.0)
+    assert got["log_modes"] == want["log_modes"]
+    assert mk.MetricStore().update({"f": got}).compute() == (
+        mk.MetricStore().update({"f": want}).compute()
+    )

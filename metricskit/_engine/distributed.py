@@ -7,7 +7,7 @@ Two different things, not to be confused:
   0), then one global update runs: every step is one global sample.
 - :func:`sync_metric` (``MetricStore.sync(axis_name)``): each device accumulated its own
   samples; their *states* combine as ``Metric.aggregate`` does, one collective per field where
-  the field's reduction has one (:data:`~metricskit.reductions.REDUCTIONS`), otherwise by
+  the field's reduction has one (:data:`~metricskit.metric.REDUCTIONS`), otherwise by
   gathering the states and folding them with ``aggregate`` in device order.
 
 Both run inside ``shard_map`` or ``pmap``. :func:`process_sync` combines host-side results of

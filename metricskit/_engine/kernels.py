@@ -346,7 +346,7 @@ def _traced(
     metrics: tuple[Metric, ...], values: tuple[Any, ...], counts: tuple[Any, ...], plan: Plan
 ) -> bool:
     """Whether the update runs inside a trace, asked of one leaf of the state (traced together
-    or not at all) and of each slot's first entry (:func:`~metricskit.store.pack.pack` passes
+    or not at all) and of each slot's first entry (:func:`~metricskit._engine.step.pack` passes
     JAX values only as entries of a tuple; a slot mixing tracers with concrete arrays takes the
     compiled call). No flattening: this runs on every eager update."""
     if traced(first(metrics, plan.before)):

@@ -689,7 +689,9 @@ def _check_replaced(
 ) -> None:
     """Raise if a step gives a key only new modes for a value of another shape than its
     accumulating state was made for: a placeholder (``init({"f1": 0.0})``) followed by a task
-    metric's statistics, which would report the placeholder's empty mode beside them."""
+    metric's statistics, which would report the placeholder's empty mode beside them. With the
+    same shapes the step may be meant (a key logged in other modes now): warn once per
+    structure, naming the fix if the earlier modes were a placeholder's."""
     for old_mode in old_modes:
         if not get_log_mode(old_mode).cls.accumulates:
             continue
@@ -699,15 +701,27 @@ def _check_replaced(
         except ValueError:
             probe = None
         if probe is None or [s.shape for _, s in probe.fields] != [s.shape for _, s in old.fields]:
-            shown = ", ".join(map(mode_name, modes))
             raise ValueError(
                 f"metric {key!r} holds log mode {mode_name(old_mode)!r} for a value of another "
                 f"shape (fields {describe(old)}: a placeholder such as 0.0 in init or a first "
-                f"step?), and this step gives it a value of shape {value.shape} under {shown} "
+                f"step?), and this step gives it a value of shape {value.shape} under "
+                f"{', '.join(map(mode_name, modes))} "
                 "only; a key's shapes are fixed once seen. Initialise the key with what the "
-                f"step gives it (store.init({{{key!r}: <the task function's output>}}), e.g. "
-                "tasks.f1(...)), or zero-fill jax.eval_shape of the step that makes it"
+                f"step gives it (store.init({{{key!r}: <the task function's output>}})), or "
+                "zero-fill jax.eval_shape of the step that makes it"
             )
+    shown = ", ".join(map(mode_name, modes))
+    LOGGER.warning(
+        "Metric %r holds log modes %s and this step gives it only %s: the earlier modes keep "
+        "their state and stay reported (as 0.0 with no samples, if a placeholder such as 0.0 in "
+        "init made them). If the key was a placeholder, initialise it with what the step gives "
+        "it (store.init({%r: <the step's item, e.g. the task function's output>})), or "
+        "zero-fill jax.eval_shape of the step that makes it.",
+        key,
+        ", ".join(map(mode_name, old_modes)),
+        shown,
+        key,
+    )
 
 
 @functools.lru_cache(maxsize=512)

@@ -47,7 +47,7 @@ def as_pairs(x: Any) -> exact.Pair:
     Integers (int32 and narrower; wider ones within 48 bits) and booleans are exact, float32
     and narrower floats are exact, float64 (with ``jax_enable_x64``) is split into two
     float32s (48 of its 53 bits). A float input passes through
-    :func:`~metricskit.doublefloat.rounded`, so that the error-free transformations applied
+    :func:`~metricskit.exact.rounded`, so that the error-free transformations applied
     to it cannot be contracted with the expression that computed it.
 
     Args:
@@ -76,7 +76,7 @@ def as_pairs(x: Any) -> exact.Pair:
 
 
 # -- double-float arithmetic of finite numbers, lean --------------------------------------------
-# The batch statistics below use these instead of :mod:`metricskit.doublefloat`'s, which carry
+# The batch statistics below use these instead of :mod:`metricskit.exact`'s, which carry
 # infinities and guard every operand with ``rounded``: here a non-finite input only has to make
 # the batch's sums non-finite (which :func:`pair_total` does), and only products (rounded
 # where they are formed) could be contracted. A third of the operations: faster to compile.
@@ -113,7 +113,7 @@ def dd_sub(a: exact.Pair, b: exact.Pair) -> exact.Pair:
 
 def dd_mul(a: exact.Pair, b: exact.Pair) -> exact.Pair:
     """``a * b`` in double-float (relative error about ``2^-47``); the product of the leading
-    parts is rounded once (:func:`~metricskit.doublefloat.rounded`), so no contraction sees
+    parts is rounded once (:func:`~metricskit.exact.rounded`), so no contraction sees
     it unrounded."""
     p = exact.rounded(a.hi * b.hi)
     ah, al = _split(a.hi)

@@ -234,7 +234,7 @@ def class_counts(
 
 def check_classes(num_classes: int) -> None:
     """Refuse a ``num_classes`` that is not a positive int (``ValueError``)."""
-    if not (isinstance(num_classes, int) and num_classes >= 1):
+    if not (isinstance(num_classes, int | np.integer) and num_classes >= 1):
         raise ValueError(f"num_classes={num_classes!r} must be a positive int")
 
 

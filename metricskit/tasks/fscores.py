@@ -98,9 +98,9 @@ def _prf_step(
         )
     if average == "binary" and num_classes != 2:
         raise ValueError(f"average='binary' needs num_classes=2, got {num_classes}")
-    if not (isinstance(beta, int | float) and 0 < beta < float("inf")):
+    if not (isinstance(beta, int | float | np.integer | np.floating) and 0 < beta < float("inf")):
         raise ValueError(f"beta={beta!r} must be a positive finite number (for recall: recall())")
-    if not isinstance(zero_division, int | float):
+    if not isinstance(zero_division, int | float | np.integer | np.floating):
         raise ValueError(
             f"zero_division={zero_division!r}: pass a number (0.0, 1.0) or float('nan'); "
             "metricskit does not warn from the device"

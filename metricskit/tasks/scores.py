@@ -119,7 +119,7 @@ def _ap_finish(sums: np.ndarray, count: np.ndarray) -> float:
 
 
 def _check_bins(bins: int) -> None:
-    if not (isinstance(bins, int) and bins >= 1):
+    if not (isinstance(bins, int | np.integer) and bins >= 1):
         raise ValueError(f"bins={bins!r} must be a positive int")
 
 
