@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit._engine import kernels
 from metricskit._engine.step import Group, Layout, Signature, empty_state, index, names
 from metricskit.metric import (
     ConfiguredMetric,
@@ -115,7 +116,7 @@ def layout_json(layout: Layout) -> list[dict[str, Any]]:
             "class": _class_path(get_log_mode(g.mode).cls),
             "keys": list(g.keys),
             "fields": [[name, list(s.shape), s.storage] for name, s in g.signature.fields],
-            "statics": [[name, value] for name, value in g.signature.statics],
+            "statics": [[name, value] for name, value in get_log_mode(g.mode).options],
         }
         for g in layout.groups
     ]
@@ -252,15 +253,19 @@ def layout_from_json(
                 f"log mode {mode!r} is recorded with class {g.get('class')} and options "
                 f"{statics}, which disagree with the mode itself; the file was altered"
             )
-        out.append(Group(mode, Signature(fields, statics), tuple(g["keys"])))
+        if statics != get_log_mode(mode).options:  # a registered name's class defaults
+            raise CheckpointError(
+                f"log mode {mode!r} is recorded with options {dict(statics)}, but its class "
+                f"{_class_path(cls)} now has defaults {dict(get_log_mode(mode).options)}; load "
+                "it with the class that saved it"
+            )
+        out.append(Group(mode, Signature(fields), tuple(g["keys"])))
     return Layout(tuple(out))
 
 
-def _leaves(metrics: Sequence[Metric]) -> list[tuple[str, np.ndarray]]:
-    flat, _ = jax.tree_util.tree_flatten_with_path(tuple(metrics))
-    return [
-        ("metrics" + jax.tree_util.keystr(path), np.asarray(jax.device_get(x))) for path, x in flat
-    ]
+def _leaves(layout: Layout, metrics: Sequence[Metric]) -> list[tuple[str, np.ndarray]]:
+    flat = jax.device_get(kernels.flatten(metrics, layout))
+    return [(path, np.asarray(x)) for path, x in zip(kernels.paths(layout), flat, strict=True)]
 
 
 def save(
@@ -274,7 +279,7 @@ def save(
     Raises:
         TypeError: If a metric's static configuration is not JSON.
     """
-    leaves = _leaves(metrics)
+    leaves = _leaves(layout, metrics)
     header = {
         "format": FORMAT,
         "meta": meta,
@@ -338,7 +343,7 @@ def load(
         layout = layout_from_json(header["layout"], header["format"], known)
         names(layout)  # two values reported under one name: not a store's layout
         template = tuple(empty_state(g.mode, g.signature, len(g.keys), np) for g in layout.groups)
-        expected = _leaves(template)
+        expected = _leaves(layout, template)
     except CheckpointError as e:
         raise CheckpointError(f"{path!r}: {e}") from e
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -356,7 +361,7 @@ def load(
         if raw is None or raw.size != x.nbytes:
             raise CheckpointError(f"{path!r}: leaf {name!r} is missing or truncated")
         leaves.append(jnp.asarray(raw.view(x.dtype).reshape(x.shape)))
-    metrics = jax.tree.unflatten(jax.tree.structure(template), leaves)
+    metrics = kernels.unflatten(layout, leaves)
     return layout, metrics, dict(header.get("meta", {}))
 
 
@@ -435,8 +440,3 @@ def check_like(path: str | os.PathLike[str], found: Layout, like: Layout) -> Non
                     f"{tuple(fa.shape)} {fa.storage} in the checkpoint but {tuple(fb.shape)} "
                     f"{fb.storage} in the store to restore"
                 )
-        if a.statics != b.statics:
-            raise CheckpointError(
-                f"{os.fspath(path)!r}: metric {key!r} (log mode {mode!r}) has configuration "
-                f"{a.statics} in the checkpoint but {b.statics} in the store to restore"
-            )

@@ -5,6 +5,9 @@
 - ``make_mesh``: newer JAX makes mesh axes ``Explicit`` by default, which changes how inputs
   of ``shard_map`` must be sharded; metricskit's helpers and tests use ``Auto`` axes.
 - ``axis_size``: ``jax.lax.axis_size`` where it exists, else ``psum(1, axis)``.
+- ``Tracer``, :func:`concrete`, :func:`committed`: the one place that asks whether a value is
+  traced, a concrete JAX array, or one placed on devices (``committed`` moved between
+  versions).
 """
 
 from __future__ import annotations
@@ -15,19 +18,20 @@ from typing import Any
 
 import jax
 
-__all__ = [
-    "AxisName",
-    "all_gather",
-    "axis_size",
-    "make_mesh",
-    "pmax",
-    "pmin",
-    "psum",
-    "shard_map",
-]
-
 AxisName = str | tuple[str, ...]
 _lax: Any = jax.lax  # collectives are untyped on some supported versions
+Tracer = jax.core.Tracer
+
+
+def concrete(x: Any) -> bool:
+    """Whether ``x`` is a JAX array with a value (not a tracer)."""
+    return isinstance(x, jax.Array) and not isinstance(x, Tracer)
+
+
+def committed(x: Any) -> bool:
+    """Whether ``x`` is a concrete JAX array that was placed on devices (``device_put``, a
+    sharded step's output), which a kernel must keep where it is."""
+    return concrete(x) and bool(getattr(x, "committed", getattr(x, "_committed", True)))
 
 
 def psum(x: Any, axis_name: AxisName) -> Any:

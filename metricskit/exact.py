@@ -332,9 +332,6 @@ class Pair:
     lo: Any
 
 
-register_pytree(Pair, ["hi", "lo"], [])
-
-
 _SIGNED: dict[int, Any] = {2: np.int16, 4: np.int32, 8: np.int64}
 
 
@@ -542,9 +539,21 @@ class Finish:
     operand: Any
 
 
-register_pytree(Words, ["lo", "hi"], [])
+PARTS: Final = {"pair": ("hi", "lo"), "words": ("lo", "hi")}
+"""The leaves of each exact storage (a field's ``"pair"`` or ``"words"``), in pytree order."""
+ACCUMULATORS: Final = {"pair": Pair, "words": Words}
+"""The class of each exact storage."""
+
+register_pytree(Pair, PARTS["pair"], [])
+register_pytree(Words, PARTS["words"], [])
 register_pytree(Ratio, ["numerator", "denominator"], [])
 register_pytree(Finish, ["operand"], ["fn"])
+
+
+def lead(x: Any) -> Any:
+    """The first leaf of an array (itself), Pair or Words, which has the value's shape."""
+    return x.hi if type(x) is Pair else x.lo if type(x) is Words else x
+
 
 Accumulator = Pair | Words
 

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
-from metricskit.compat import AxisName, all_gather, pmax, pmin, psum
+from metricskit.compat import AxisName, all_gather, committed, pmax, pmin, psum
 from metricskit.exact import float_dtype, int_dtype, is_wide, kind, register_pytree, replace
 
 # -- reductions: how partial values combine ---------------------------------------------------
@@ -241,6 +241,26 @@ class FieldSpec(NamedTuple):
     shape: tuple[int, ...]
     storage: str
 
+    def zeros(self, n: int | None = None, xp: Any = jnp) -> Any:
+        """The zero (empty) value of such a field, with a leading axis of ``n`` keys if given:
+        an array, or an exact Pair/Words (``xp``: ``jax.numpy`` or ``numpy``)."""
+        shape = self.shape if n is None else (n, *self.shape)
+        if self.storage in exact.PARTS:
+            return exact.zeros("float" if self.storage == "pair" else "int", shape, xp)
+        return xp.zeros(shape, jnp.dtype(self.storage))
+
+    @classmethod
+    def of(cls, x: Any, stacked: bool = False) -> FieldSpec:
+        """The spec of an existing field value (``stacked``: without its leading key axis).
+
+        Raises:
+            AttributeError: If ``x`` is neither an array nor a Pair/Words.
+        """
+        storage = next((s for s, c in exact.ACCUMULATORS.items() if isinstance(x, c)), None)
+        leaf = exact.lead(x)
+        shape = tuple(np.shape(leaf))
+        return cls(shape[1:] if stacked else shape, storage or np.dtype(leaf.dtype).name)
+
 
 def state(
     reduce: ReductionName,
@@ -402,15 +422,6 @@ def storage(dtype: str, exact_field: bool, value: Spec, count: Spec) -> str:
     if dtype == "int":
         return "words" if exact_field else int_dtype().name
     return dtype
-
-
-def zeros(spec: FieldSpec, xp: Any = jnp) -> Any:
-    """The zero (empty) value of a field of ``spec``: an array, or an exact Pair/Words."""
-    if spec.storage == "pair":
-        return exact.zeros("float", spec.shape, xp)
-    if spec.storage == "words":
-        return exact.zeros("int", spec.shape, xp)
-    return xp.zeros(spec.shape, jnp.dtype(spec.storage))
 
 
 # -- the Metric class -------------------------------------------------------------------------
@@ -581,7 +592,7 @@ class Metric(metaclass=_MetricMeta):
             TypeError: For an unknown option, or a static field without a default not given.
         """
         statics = static_options(cls, options)
-        fields = {n: zeros(s) for n, s in cls.field_specs(Spec(*value), Spec(*count)).items()}
+        fields = {n: s.zeros() for n, s in cls.field_specs(Spec(*value), Spec(*count)).items()}
         new: Any = object.__new__(cls)
         for name, x in (*fields.items(), *statics):
             object.__setattr__(new, name, x)
@@ -676,13 +687,9 @@ def _zero_leaf(x: Any, axis: int | None) -> Any:
         if axis is not None and len(shape) > axis:
             shape[axis] = 0
         return np.zeros(shape, x.dtype)
-    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and _committed(x):
+    if committed(x):
         return jnp.zeros_like(x, device=x.sharding)  # the same placement: no recompilation
     return jnp.zeros_like(x)
-
-
-def _committed(x: jax.Array) -> bool:
-    return bool(getattr(x, "committed", getattr(x, "_committed", True)))
 
 
 @functools.cache
@@ -934,6 +941,11 @@ def static_options(cls: type[Metric], given: Mapping[str, Any]) -> Options:
             )
         out.append((f.name, _canonical(value, f"{cls.__name__} option {f.name}")))
     return Options(out)
+
+
+def options_of(metric: Metric) -> Options:
+    """The static options a state holds (every static field's value, in declaration order)."""
+    return Options((f.name, getattr(metric, f.name)) for f in static_fields(type(metric)))
 
 
 def default_postfix(cls: type[Metric]) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import attrs
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from helpers import FLOAT, INT, X64
 
 import metricskit as mk
 from metricskit import exact
-from metricskit.metric import FieldSpec, Spec, field_kind, field_spec, reduction_of, storage, zeros
+from metricskit.metric import FieldSpec, Spec, field_kind, field_spec, reduction_of, storage
 
 
 def test_declarations_carry_their_metadata():
@@ -39,11 +40,16 @@ def test_storage(dtype, exact_field, value, want):
     assert storage(dtype, exact_field, Spec((), value), Spec((), "int32")) == want
 
 
-def test_zeros_of_every_storage():
-    assert isinstance(zeros(FieldSpec((2,), "pair")), exact.Pair)
-    assert isinstance(zeros(FieldSpec((2,), "words")), exact.Words)
-    z = zeros(FieldSpec((2, 3), "bfloat16"))
+def test_zeros_of_every_storage_and_the_spec_of_a_value():
+    for kind, cls in (("pair", exact.Pair), ("words", exact.Words)):
+        z = FieldSpec((2,), kind).zeros()
+        assert isinstance(z, cls) and FieldSpec.of(z) == FieldSpec((2,), kind)
+        stacked = FieldSpec((2,), kind).zeros(5, np)
+        assert isinstance(stacked.hi, np.ndarray) and stacked.hi.shape == (5, 2)
+        assert FieldSpec.of(stacked, stacked=True) == FieldSpec((2,), kind)
+    z = FieldSpec((2, 3), "bfloat16").zeros()
     assert z.shape == (2, 3) and z.dtype == jnp.bfloat16 and not z.any()
+    assert FieldSpec.of(z) == FieldSpec((2, 3), "bfloat16")
 
 
 @pytest.mark.parametrize(

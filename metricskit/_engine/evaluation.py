@@ -46,6 +46,7 @@ from metricskit._engine.store import (
     row_of,
     sources_of,
 )
+from metricskit.compat import concrete
 from metricskit.exact import replace
 from metricskit.log import warn_empty_parts
 from metricskit.metric import (
@@ -107,7 +108,7 @@ def stack_to_host(arrays: Sequence[Any]) -> np.ndarray:
         [[0, 1], [1, 2], [2, 3]]
     """
     first = arrays[0]
-    if not _on_device(first) and not any(map(_on_device, arrays)):
+    if not concrete(first) and not any(map(concrete, arrays)):
         return np.stack([np.asarray(x) for x in arrays])
     out = np.empty((len(arrays), *np.shape(first)), np.dtype(first.dtype))
     with jax.ensure_compile_time_eval():  # concrete arrays: run now, even inside a trace
@@ -125,13 +126,6 @@ def _stack_into(out: np.ndarray, arrays: Sequence[Any]) -> None:
     except ValueError:  # arrays committed to different devices: fetch them one by one
         for i, x in enumerate(arrays):
             out[i] = np.asarray(jax.device_get(x))
-
-
-_TRACER = jax.core.Tracer
-
-
-def _on_device(x: Any) -> bool:
-    return isinstance(x, jax.Array) and not isinstance(x, _TRACER)
 
 
 def device_get_many(trees: Sequence[Any]) -> list[Any]:
@@ -158,7 +152,7 @@ def device_get_many(trees: Sequence[Any]) -> list[Any]:
     groups: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     for t, (leaves, _) in enumerate(flat):
         for i, x in enumerate(leaves):
-            if _on_device(x):
+            if concrete(x):
                 key = (x.shape, x.dtype, x.sharding)
                 groups.setdefault(key, []).append((t, i))
     host = [list(leaves) for leaves, _ in flat]
@@ -225,7 +219,7 @@ def to_host(sources: Sequence[Source]) -> list[Metric]:
             out.append(host_wholes[id(src.metric())])
         elif type(src) is Kept:
             moved_leaves = [row_of(np.asarray(x), src.row) for x in host_stacks[id(src[0])]]
-            out.append(to_metric(src.cls, src.signature, moved_leaves))
+            out.append(to_metric(src.mode, src.signature, moved_leaves))
         else:
             out.append(src.metric())  # already a host value (an appended or copied state)
     return [_read_only(m) for m in out]
@@ -261,7 +255,7 @@ def _stacked_fields(run: list[Source]) -> dict[str, Any]:
     if type(first) is Kept and len(run) > 1:
         kept, row = cast(list[Kept], run), first.row
         moved = [stack_to_host([s[j] for s in kept])[:, row] for j in range(len(first) - 3)]
-        metric = to_metric(first.cls, first.signature, moved)
+        metric = to_metric(first.mode, first.signature, moved)
         return {name: getattr(metric, name) for name, _ in first.signature.fields}
     states = to_host(run)
     return {
@@ -414,12 +408,12 @@ class _Parts:
 
 
 def _class_of(src: Source) -> type[Metric]:
-    return src.cls if type(src) is Kept else type(src.metric())
+    return get_log_mode(src.mode).cls if type(src) is Kept else type(src.metric())
 
 
 class Kept(tuple[Any, ...], Source):
     """One batch's per-sample state, kept until it is appended: one tuple of the leaves of its
-    stacked group, its row, its structure and its class.
+    stacked group, its row, its structure and its log mode.
 
     An evaluation keeps thousands of these until the first ``get_metrics``; as one tuple (and
     the batch's arrays) each costs the garbage collector's passes a few objects, not the
@@ -429,9 +423,9 @@ class Kept(tuple[Any, ...], Source):
     __slots__ = ()
 
     @classmethod
-    def of(cls, row: Row) -> Kept:
-        metric = row.stacked
-        return cls((*of_metric(metric, row.signature), row.row, row.signature, type(metric)))
+    def of(cls, row: Row, mode: Mode) -> Kept:
+        leaves = of_metric(row.stacked, mode, row.signature)
+        return cls((*leaves, row.row, row.signature, mode))
 
     @property
     def leaves(self) -> tuple[Any, ...]:
@@ -448,13 +442,13 @@ class Kept(tuple[Any, ...], Source):
         return cast(Signature, self[-2])
 
     @property
-    def cls(self) -> type[Metric]:
-        """The metric's class."""
-        return cast(type[Metric], self[-1])
+    def mode(self) -> Mode:
+        """The metric's log mode."""
+        return cast(Mode, self[-1])
 
     def metric(self) -> Metric:
         row = self.row
-        return to_metric(self.cls, self.signature, [row_of(x, row) for x in self.leaves])
+        return to_metric(self.mode, self.signature, [row_of(x, row) for x in self.leaves])
 
 
 class Appended(Source):
@@ -479,7 +473,7 @@ class Appended(Source):
             return cls(_Parts([batch], f"{key!r} (log mode {mode!r})"), 1)
         if type(earlier) is not Appended:  # a type test: isinstance on an ABC is slow
             _check_appendable(key, earlier.signature, batch.signature)
-            return cls(_Parts([_kept(earlier), batch], f"{key!r} (log mode {mode!r})"), 2)
+            return cls(_Parts([_kept(earlier, mode), batch], f"{key!r} (log mode {mode!r})"), 2)
         appended = earlier
         parts = appended.parts
         _check_appendable(key, parts.items[0].signature, batch.signature)
@@ -568,9 +562,9 @@ def _reading(metric: str) -> Iterator[None]:
         ) from None
 
 
-def _kept(src: Source) -> Source:
+def _kept(src: Source, mode: Mode) -> Source:
     """A per-sample batch's source as it is kept until appended (see :class:`Kept`)."""
-    return Kept.of(src) if type(src) is Row else _intake(src)
+    return Kept.of(src, mode) if type(src) is Row else _intake(src)
 
 
 def _intake(src: Source) -> Source:
@@ -619,7 +613,7 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
         for mode, src in sources.items():
             if _appends(mode):
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
-                new[mode] = Appended.after(prior, _kept(src), key, mode)
+                new[mode] = Appended.after(prior, _kept(src, mode), key, mode)
             else:
                 new[mode] = HostCopy(src if type(src) is Row else _intake(src), key, mode)
         out[key] = KeyMetrics.owning(new)

@@ -5,7 +5,7 @@
   (:func:`refuse_tracers`), the one tracer check.
 - **Flat leaves**: a store is flattened in one call by its layout (:func:`flatten`,
   :func:`unflatten`), because the layout already says each group's class, each field's storage
-  (a plain array, or the two leaves of a Pair or Words, in :data:`PARTS` order) and the static
+  (a plain array, or the two leaves of a Pair or Words, in :data:`exact.PARTS` order) and the static
   configuration: passing a store in and out of ``jax.jit`` costs what passing its leaves costs.
 - **Kernels**: update, compute, aggregate and grow run over every group at once, mapping the
   metric's own kernel over the group's key axis with ``jax.vmap``, so an eager call is one
@@ -36,6 +36,7 @@ from metricskit._engine.step import (
     is_jax,
     plain,
 )
+from metricskit.compat import Tracer, committed, concrete
 from metricskit.metric import Metric, Mode, get_log_mode
 
 # -- where kernels run; the tracer check ------------------------------------------------------
@@ -57,16 +58,13 @@ def device_for(tree: Any) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-_TRACER = jax.core.Tracer
-
-
 def traced(tree: Any) -> bool:
     """Whether a leaf of ``tree`` is a tracer (the call runs inside ``jax.jit`` or a map)."""
-    if isinstance(tree, _TRACER):
+    if isinstance(tree, Tracer):
         return True
     if tree is None or is_jax(tree):  # one leaf (a store's first): no flattening
         return False
-    return any(isinstance(x, _TRACER) for x in jax.tree.leaves(tree))
+    return any(isinstance(x, Tracer) for x in jax.tree.leaves(tree))
 
 
 def refuse_tracers(tree: Any, call: str) -> None:
@@ -128,21 +126,19 @@ class _GroupRecipe(NamedTuple):
     statics: tuple[tuple[str, Any], ...]
 
 
-PARTS = {"pair": ("hi", "lo"), "words": ("lo", "hi")}
-"""The leaves of each exact storage, by attribute, in pytree order."""
-_GET_PARTS = {storage: operator.attrgetter(*parts) for storage, parts in PARTS.items()}
+_GET_PARTS = {storage: operator.attrgetter(*parts) for storage, parts in exact.PARTS.items()}
 
 
 @functools.lru_cache(maxsize=256)
-def _recipe(cls: type[Metric], signature: Signature) -> _GroupRecipe:
-    return _GroupRecipe(
-        cls, tuple((name, spec.storage) for name, spec in signature.fields), signature.statics
-    )
+def _recipe(mode: Mode, signature: Signature) -> _GroupRecipe:
+    log_mode = get_log_mode(mode)
+    fields = tuple((name, spec.storage) for name, spec in signature.fields)
+    return _GroupRecipe(log_mode.cls, fields, log_mode.options)
 
 
 @functools.lru_cache(maxsize=256)
 def _recipes(layout: Layout) -> tuple[_GroupRecipe, ...]:
-    return tuple(_recipe(get_log_mode(g.mode).cls, g.signature) for g in layout.groups)
+    return tuple(_recipe(g.mode, g.signature) for g in layout.groups)
 
 
 def _append(leaves: list[Any], metric: Metric, fields: tuple[tuple[str, str], ...]) -> None:
@@ -158,16 +154,13 @@ def _append(leaves: list[Any], metric: Metric, fields: tuple[tuple[str, str], ..
 def _build(recipe: _GroupRecipe, it: Iterator[Any]) -> Metric:
     metric: Any = object.__new__(recipe.cls)
     for name, storage in recipe.fields:
-        if storage == "pair":
-            value: Any = object.__new__(exact.Pair)
-            object.__setattr__(value, "hi", next(it))
-            object.__setattr__(value, "lo", next(it))
-        elif storage == "words":
-            value = object.__new__(exact.Words)
-            object.__setattr__(value, "lo", next(it))
-            object.__setattr__(value, "hi", next(it))
+        parts = exact.PARTS.get(storage)
+        if parts is None:
+            value: Any = next(it)
         else:
-            value = next(it)
+            value = object.__new__(exact.ACCUMULATORS[storage])
+            for part in parts:
+                object.__setattr__(value, part, next(it))
         object.__setattr__(metric, name, value)
     for name, static in recipe.statics:
         object.__setattr__(metric, name, static)
@@ -192,35 +185,29 @@ def unflatten(layout: Layout, leaves: Sequence[Any]) -> tuple[Metric, ...]:
     return tuple(_build(recipe, it) for recipe in _recipes(layout))
 
 
-def of_metric(metric: Metric, signature: Signature) -> list[Any]:
-    """The leaves of one metric whose structure is ``signature`` (in pytree order)."""
+def of_metric(metric: Metric, mode: Mode, signature: Signature) -> list[Any]:
+    """The leaves of one metric of ``mode`` whose structure is ``signature`` (pytree order)."""
     leaves: list[Any] = []
-    _append(leaves, metric, _recipe(type(metric), signature).fields)
+    _append(leaves, metric, _recipe(mode, signature).fields)
     return leaves
 
 
-def to_metric(cls: type[Metric], signature: Signature, leaves: Sequence[Any]) -> Metric:
-    """The metric of class ``cls`` and structure ``signature`` built from its ``leaves``."""
-    return _build(_recipe(cls, signature), iter(leaves))
+def to_metric(mode: Mode, signature: Signature, leaves: Sequence[Any]) -> Metric:
+    """The metric of ``mode`` and structure ``signature`` built from its ``leaves``."""
+    return _build(_recipe(mode, signature), iter(leaves))
 
 
 def first(metrics: Sequence[Metric], layout: Layout) -> Any:
     """The first leaf of ``metrics`` (``None`` if there is none), without flattening."""
     if not metrics:
         return None
-    name, storage = _recipes(layout)[0].fields[0]
-    value = getattr(metrics[0], name)
-    return getattr(value, PARTS[storage][0]) if storage in PARTS else value
+    return exact.lead(getattr(metrics[0], _recipes(layout)[0].fields[0][0]))
 
 
 def uncommitted(metrics: Sequence[Metric], layout: Layout) -> bool:
     """Whether the state is JAX arrays that no one placed on a device (the usual eager case)."""
     x = first(metrics, layout)
-    return (
-        isinstance(x, jax.Array)
-        and not isinstance(x, jax.core.Tracer)
-        and not bool(getattr(x, "committed", getattr(x, "_committed", True)))
-    )
+    return concrete(x) and not committed(x)
 
 
 @functools.lru_cache(maxsize=256)
@@ -229,7 +216,7 @@ def paths(layout: Layout) -> tuple[str, ...]:
     out = []
     for g, recipe in enumerate(_recipes(layout)):
         for name, storage in recipe.fields:
-            parts = PARTS.get(storage)
+            parts = exact.PARTS.get(storage)
             if parts is None:
                 out.append(f"metrics[{g}].{name}")
             else:
@@ -249,8 +236,7 @@ def check_shapes(metrics: Sequence[Metric], layout: Layout, call: str) -> None:
     """
     for g, (group, metric) in enumerate(zip(layout.groups, metrics, strict=True)):
         for name, spec in group.signature.fields:
-            value = getattr(metric, name)
-            leaf = getattr(value, PARTS[spec.storage][0]) if spec.storage in PARTS else value
+            leaf = exact.lead(getattr(metric, name))
             shape = tuple(getattr(leaf, "shape", ()))
             if len(shape) == 1 + len(spec.shape) and shape[0] == len(group.keys):
                 continue

@@ -34,8 +34,6 @@ import numpy as np
 from metricskit import builtin, exact
 from metricskit.exact import (
     INT_LIMIT,
-    float_dtype,
-    int_dtype,
     is_wide,
     kind,
     logical,
@@ -49,15 +47,12 @@ from metricskit.metric import (
     FieldSpec,
     Metric,
     Mode,
-    Options,
     Spec,
     as_mode,
     get_log_mode,
     mode_name,
     mode_order,
     state_fields,
-    static_fields,
-    static_options,
 )
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -130,7 +125,7 @@ def _checked_modes(modes: tuple[Any, ...]) -> tuple[Mode, ...]:
     for mode in out:
         get_log_mode(mode)
     if len(set(out)) != len(out):
-        raise ValueError(f"repeat a mode: {list(modes)}; list each mode once")
+        raise ValueError(f"log_modes {list(modes)} repeat a mode; list each mode once")
     return out
 
 
@@ -174,12 +169,8 @@ def normalize_log_modes(modes: Any, where: str) -> tuple[Mode, ...]:
         )
     try:
         return _checked_modes(out)
-    except TypeError as err:
-        raise TypeError(f"{where}: {err}") from None
-    except ValueError as err:
-        if str(err).startswith("repeat"):
-            raise ValueError(f"log_modes for {where} {err}") from None
-        raise ValueError(f"{where}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{where}: {err}") from None
 
 
 def _is_metric_mode(mode: Any) -> bool:
@@ -272,7 +263,7 @@ def parse(
     skip_default = policy == "skip"
     defaults = builtin.policy_modes(defaults, skip_default)
     entries = []
-    for key in sorted(step_metrics, key=_sort_key):
+    for key in sorted_keys(step_metrics):
         item = step_metrics[key]
         skip = skip_default
         modes: tuple[Mode, ...] | None = None
@@ -313,7 +304,16 @@ def parse(
     return entries
 
 
-def _sort_key(key: Any) -> str:
+def sorted_keys(keys: Iterable[Any]) -> list[str]:
+    """Metric keys in the one order the engine uses everywhere (Python's order of strings).
+
+    Raises:
+        TypeError: For a key that is not a string.
+    """
+    return sorted(keys, key=_string)
+
+
+def _string(key: Any) -> str:
     if not isinstance(key, str):
         raise TypeError(f"metric keys must be strings, got {key!r}")
     return key
@@ -323,15 +323,14 @@ def _sort_key(key: Any) -> str:
 
 
 class Signature(NamedTuple):
-    """The per-key structure of a metric: its fields' shapes and storage, and its statics.
+    """The per-key structure of a metric's state: its fields' shapes and storage (its static
+    options are its log mode's, :attr:`LogMode.options <metricskit.LogMode.options>`).
 
     Attributes:
         fields: ``(name, FieldSpec)`` for every state field, in declaration order.
-        statics: ``(name, value)`` for every static field.
     """
 
     fields: tuple[tuple[str, FieldSpec], ...]
-    statics: tuple[tuple[str, Any], ...]
 
 
 @attrs.frozen(cache_hash=True)
@@ -362,28 +361,15 @@ class Layout:
 
 def canonical(groups: Iterable[Group]) -> Layout:
     """A layout of ``groups`` (keys sorted, empty groups dropped) in canonical order."""
-    kept = [Group(g.mode, g.signature, tuple(sorted(g.keys))) for g in groups if g.keys]
+    kept = [Group(g.mode, g.signature, tuple(sorted_keys(g.keys))) for g in groups if g.keys]
     kept.sort(key=lambda g: (mode_order(g.mode), repr(g.signature)))
     return Layout(tuple(kept))
 
 
 @functools.lru_cache(maxsize=4096)
-def signature_for(
-    cls: type[Metric], value: Spec, count: Spec, options: Options | None = None
-) -> Signature:
-    """The signature of ``cls.empty(value, count, **dict(options))`` (cached); ``options``
-    ``None``: the static fields' defaults."""
-    fields = tuple(cls.field_specs(value, count).items())
-    statics = static_options(cls, {}) if options is None else options
-    return Signature(fields, statics)
-
-
-def _storage(x: Any) -> tuple[tuple[int, ...], str]:
-    if isinstance(x, exact.Pair):
-        return tuple(np.shape(x.hi)), "pair"
-    if isinstance(x, exact.Words):
-        return tuple(np.shape(x.lo)), "words"
-    return tuple(np.shape(x)), np.dtype(x.dtype).name
+def signature_for(cls: type[Metric], value: Spec, count: Spec) -> Signature:
+    """The signature of ``cls.empty(value, count)`` (cached)."""
+    return Signature(tuple(cls.field_specs(value, count).items()))
 
 
 def signature_of(metric: Metric, stacked: bool = False) -> Signature:
@@ -395,24 +381,13 @@ def signature_of(metric: Metric, stacked: bool = False) -> Signature:
     fields = []
     for f in state_fields(type(metric)):
         try:
-            shape, storage = _storage(getattr(metric, f.name))
+            fields.append((f.name, FieldSpec.of(getattr(metric, f.name), stacked)))
         except AttributeError:
             raise TypeError(
                 f"{type(metric).__name__}.{f.name} holds {getattr(metric, f.name)!r}, not an "
                 "array (or exact Pair/Words)"
             ) from None
-        fields.append((f.name, FieldSpec(shape[1:] if stacked else shape, storage)))
-    statics = Options((f.name, getattr(metric, f.name)) for f in static_fields(type(metric)))
-    return Signature(tuple(fields), statics)
-
-
-def _zeros(spec: FieldSpec, n: int | None, xp: Any) -> Any:
-    shape = spec.shape if n is None else (n, *spec.shape)
-    if spec.storage in ("pair", "words"):
-        dtype = float_dtype() if spec.storage == "pair" else int_dtype()
-        parts = (xp.zeros(shape, dtype), xp.zeros(shape, dtype))
-        return exact.Pair(*parts) if spec.storage == "pair" else exact.Words(*parts)
-    return xp.zeros(shape, jnp.dtype(spec.storage))
+    return Signature(tuple(fields))
 
 
 def empty_state(mode: Mode, signature: Signature, n: int | None, xp: Any = None) -> Metric:
@@ -428,11 +403,11 @@ def empty_state(mode: Mode, signature: Signature, n: int | None, xp: Any = None)
         The state.
     """
     xp = jnp if xp is None else xp
-    cls = get_log_mode(mode).cls
-    new: Any = object.__new__(cls)
+    log_mode = get_log_mode(mode)
+    new: Any = object.__new__(log_mode.cls)
     for name, spec in signature.fields:
-        object.__setattr__(new, name, _zeros(spec, n, xp))
-    for name, value in signature.statics:
+        object.__setattr__(new, name, spec.zeros(n, xp))
+    for name, value in log_mode.options:
         object.__setattr__(new, name, value)
     return cast(Metric, new)
 
@@ -459,7 +434,7 @@ def key_modes(layout: Layout) -> dict[str, tuple[Mode, ...]]:
     for g in layout.groups:
         for key in g.keys:
             modes.setdefault(key, []).append(g.mode)
-    return {key: tuple(sorted(modes[key], key=mode_order)) for key in sorted(modes)}
+    return {key: tuple(sorted(modes[key], key=mode_order)) for key in sorted_keys(modes)}
 
 
 @functools.lru_cache(maxsize=256)
@@ -608,7 +583,7 @@ _ORIGINS: dict[Signature, tuple[Spec, Spec]] = {}
 
 def _signature(mode: Mode, value: Spec, count: Spec) -> Signature:
     log_mode = get_log_mode(mode)
-    sig = signature_for(log_mode.cls, value, count, log_mode.options)
+    sig = signature_for(log_mode.cls, value, count)
     if len(_ORIGINS) > 4096:
         _ORIGINS.clear()
     _ORIGINS.setdefault(sig, (value, count))
@@ -671,11 +646,6 @@ def _check(key: str, mode: Mode, old: Signature, new: Signature, value: Spec, co
                 f"{count.dtype}) cannot update the key's state (fields {describe(old)}); pass "
                 "the dtypes the key was created with"
             )
-    if old.statics != new.statics:
-        raise TypeError(
-            f"metric {key!r} (log mode {mode!r}) has configuration {old.statics}, but this step "
-            f"makes {new.statics}"
-        )
 
 
 def _check_replaced(

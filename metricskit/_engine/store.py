@@ -42,6 +42,7 @@ from metricskit._engine.step import (
     parse,
     rows,
     signature_of,
+    sorted_keys,
     step_signature,
 )
 from metricskit.compat import AxisName
@@ -54,6 +55,7 @@ from metricskit.metric import (
     get_log_mode,
     mode_name,
     mode_order,
+    options_of,
     per_sample,
     sample_fields,
     zeros_like,
@@ -216,17 +218,14 @@ def sources_of(key: str, entry: Any) -> Mapping[Mode, Source] | None:
                     f"metrics[{key!r}][{mode!r}] is a {type(metric).__name__}, but log mode "
                     f"{mode!r} is a {expected.__name__}"
                 )
-            signature = None
-            if isinstance(mode, ConfiguredMetric):
-                signature = signature_of(metric)
-                statics = signature.statics
-                if statics != mode.options:
-                    raise TypeError(
-                        f"metrics[{key!r}][{mode!r}] holds a state configured with "
-                        f"{dict(statics)}, not the mode's options {dict(mode.options)}: put "
-                        "each state under the configured metric that made it"
-                    )
-            out[mode] = Whole(metric, signature)  # the signature, if already computed
+            options, wanted = options_of(metric), get_log_mode(mode).options
+            if options != wanted:
+                raise TypeError(
+                    f"metrics[{key!r}][{mode!r}] holds a state configured with "
+                    f"{dict(options)}, not the mode's options {dict(wanted)}: put each state "
+                    "under the configured metric that made it"
+                )
+            out[mode] = Whole(metric)
         return out
     if isinstance(entry, Mapping | Metric):
         raise TypeError(
@@ -299,8 +298,8 @@ def stack(mapping: Mapping[str, Any]) -> tuple[Layout, tuple[Metric, ...], dict[
     )
     stacked = []
     for group in layout.groups:
-        items = sorted(members[(group.mode, group.signature)], key=lambda item: item[0])
-        stacked.append(_gather(items))
+        items = dict(members[(group.mode, group.signature)])
+        stacked.append(_gather([(key, items[key]) for key in group.keys]))
     return layout, tuple(stacked), passthrough
 
 
@@ -325,7 +324,7 @@ def aggregate_entries(
 
 
 def _pairs(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    return [(key, first.get(key), second.get(key)) for key in sorted({*first, *second})]
+    return [(key, first.get(key), second.get(key)) for key in sorted_keys({*first, *second})]
 
 
 def _union(
@@ -380,8 +379,8 @@ def combinable(a: Metric, b: Metric) -> bool:
 
 def differ_in_samples_only(a: Signature, b: Signature) -> bool:
     """Whether two per-sample signatures are equal but for their number of samples (the
-    leading axis of each field): same statics, storages, ranks and sample shapes."""
-    return a.statics == b.statics and all(
+    leading axis of each field): same storages, ranks and sample shapes."""
+    return all(
         fa.storage == fb.storage and len(fa.shape) == len(fb.shape) and fa.shape[1:] == fb.shape[1:]
         for (_, fa), (_, fb) in zip(a.fields, b.fields, strict=True)
     )

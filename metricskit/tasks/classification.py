@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.compat import Tracer
 from metricskit.tasks.modes import SumsMetric, counted, step_item
 
 __all__ = [
@@ -156,7 +157,7 @@ def inputs(
 def _check_values(kind: str, p: jax.Array, y: jax.Array, classes: int, mask: Any) -> None:
     """Label (and class id) ranges, when the values are concrete."""
     arrays = (p, y) if mask is None else (p, y, jnp.asarray(mask))
-    if any(isinstance(a, jax.core.Tracer) for a in arrays):
+    if any(isinstance(a, Tracer) for a in arrays):
         return  # under jit: the caller's ids must be valid (out of range: counted nowhere)
     which = counted(mask, y.shape, np)
     labels = np.asarray(y)[which]

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.compat import Tracer
 from metricskit.metric import ConfiguredMetric
 from metricskit.tasks.batchsums import as_pairs, packed_pair, pair_total
 from metricskit.tasks.classification import accuracy
@@ -75,7 +76,7 @@ def _mask(function: str, mask: Any, shape: tuple[int, ...]) -> jax.Array:
 
 def _concrete(x: Any) -> bool:
     """``x`` holds values (an eager call), not a tracer of ``jit``."""
-    return not isinstance(x, jax.core.Tracer)
+    return not isinstance(x, Tracer)
 
 
 def _check_ids(function: str, targets: jax.Array, vocabulary: int, mask: Any) -> None:

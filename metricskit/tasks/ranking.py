@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit import exact
+from metricskit.compat import Tracer
 from metricskit.tasks.batchsums import as_pairs, packed_pair, pair_total
 from metricskit.tasks.modes import SumsMetric, step_item
 from metricskit.tasks.moments import PairSums
@@ -150,7 +151,7 @@ def ndcg(scores: Any, relevance: Any, *, k: int | None = None, mask: Any = None)
     if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
         raise ValueError(f"ndcg: k={k!r}; pass a positive int (the ranks that count) or None")
     s, rel, candidates, queries = _inputs("ndcg", scores, relevance, mask)
-    if not isinstance(relevance, jax.core.Tracer) and not isinstance(candidates, jax.core.Tracer):
+    if not isinstance(relevance, Tracer) and not isinstance(candidates, Tracer):
         known = np.asarray(relevance)
         if known.size and np.any(known[np.asarray(candidates, bool)] < 0):
             raise ValueError(

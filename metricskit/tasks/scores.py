@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit.compat import Tracer
 from metricskit.metric import ConfiguredMetric
 from metricskit.tasks.classification import inputs
 from metricskit.tasks.modes import SumsMetric, counted, step_item
@@ -125,7 +126,7 @@ def _check_bins(bins: int) -> None:
 
 def _check_probabilities(name: str, x: jax.Array, mask: Any) -> None:
     """Probabilities in [0, 1] (NaN allowed: it propagates), when concrete."""
-    if isinstance(x, jax.core.Tracer) or isinstance(mask, jax.core.Tracer):
+    if isinstance(x, Tracer) or isinstance(mask, Tracer):
         return
     values = np.asarray(x)[counted(mask, x.shape, np)]
     out = values[(values < 0) | (values > 1)]
