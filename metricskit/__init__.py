@@ -16,6 +16,7 @@ from metricskit.builtin import (
     SingleMetric,
     StdMetric,
 )
+from metricskit.checkpoint import CheckpointError
 from metricskit.exact import divide
 from metricskit.functional import LOGGER, aggregate_metrics, get_metrics, update_metrics
 from metricskit.metric import (
@@ -33,6 +34,7 @@ __version__ = "0.3.0"
 
 __all__ = [
     "LOGGER",
+    "CheckpointError",
     "KeyMetrics",
     "LogMode",
     "MaxMetric",

@@ -57,18 +57,6 @@ from metricskit.metric import (
     x64_storage,
 )
 
-__all__ = [
-    "FORMAT",
-    "CheckpointError",
-    "check_like",
-    "layout_from_json",
-    "layout_json",
-    "load",
-    "modes_from_json",
-    "modes_json",
-    "save",
-]
-
 FORMAT = "metricskit.checkpoint/3"
 """The format tag every checkpoint's header carries."""
 

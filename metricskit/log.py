@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["LOGGER", "warn_empty_parts"]
-
 LOGGER = logging.getLogger("metricskit")
 """The ``"metricskit"`` logger (``metricskit.LOGGER`` and ``metricskit.functional.LOGGER``)."""
 

@@ -62,40 +62,36 @@ class Reduction:
         combine: ``combine(xp, a, b, axis)``; ``None`` for ``"merge"`` (only the metric's own
             ``aggregate`` knows how).
         collective: ``collective(x, axis_name, axis)`` inside a map, or ``None``.
-        fold: ``fold(xp, parts, axis)`` for many parts, or ``None`` to fold with ``combine``.
+        stacked: ``stacked(first, parts)`` on the host for many parts at once (see
+            :meth:`fold_stacked`), or ``None`` to fold them one by one with ``combine``.
     """
 
     name: str
     combine: Callable[[Any, Any, Any, int], Any] | None
     collective: Callable[[Any, AxisName, int], Any] | None = None
-    fold: Callable[[Any, Sequence[Any], int], Any] | None = None
     stacked: Callable[[Any, Any], Any] | None = None
-
-    def fold_all(self, xp: Any, parts: Sequence[Any], axis: int) -> Any:
-        """Combine ``parts`` in order (with :attr:`fold` when there is one).
-
-        Raises:
-            NotImplementedError: For ``"merge"``.
-        """
-        if self.fold is not None:
-            return self.fold(xp, parts, axis)
-        if self.combine is None:
-            raise NotImplementedError(f"reduction {self.name!r} has no field-wise combine")
-        combine = self.combine
-        return functools.reduce(lambda a, b: combine(xp, a, b, axis), parts)
 
     def fold_stacked(self, first: Any, stacked: Any) -> Any:
         """``first`` (or nothing) combined in order with each part of ``stacked`` (NumPy
-        arrays, Pairs or Words with a leading parts axis; the sample axis is axis 1).
+        arrays, Pairs or Words with a leading parts axis; the sample axis is axis 1),
+        bit-identical to combining the parts one by one.
 
         Raises:
             NotImplementedError: For ``"merge"``.
         """
         if self.stacked is not None:
             return self.stacked(first, stacked)
-        n = jax.tree.leaves(stacked)[0].shape[0]
-        parts = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)]
-        return self.fold_all(np, parts if first is None else [first, *parts], 0)
+        if self.combine is None:
+            raise NotImplementedError(f"reduction {self.name!r} has no field-wise combine")
+        combine = self.combine
+        return functools.reduce(lambda a, b: combine(np, a, b, 0), _parts(first, stacked))
+
+
+def _parts(first: Any, stacked: Any) -> list[Any]:
+    """``first`` (if any) and each part of ``stacked`` (leading parts axis), in order."""
+    n = jax.tree.leaves(stacked)[0].shape[0]
+    parts = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)]
+    return parts if first is None else [first, *parts]
 
 
 def _plain(x: Any) -> bool:
@@ -106,41 +102,19 @@ def _sum_collective(x: Any, axis_name: AxisName, axis: int) -> Any:
     return psum(x, axis_name) if _plain(x) else None
 
 
-def _sum_fold(xp: Any, parts: Sequence[Any], axis: int) -> Any:
-    first = parts[0]
-    if isinstance(first, exact.Words) or (
-        _plain(first) and np.dtype(first.dtype).kind in "biu"
-    ):  # integer adds are associative: one reduction, then one carry
-        if isinstance(first, exact.Words):
-            if xp is not np:  # no int64 on the device with x64 off: carry part by part
-                return functools.reduce(lambda a, b: exact.combine(a, b, xp), parts)
-            return _words_of_stack(
-                None, exact.Words(np.stack([p.lo for p in parts]), np.stack([p.hi for p in parts]))
-            )
-        return xp.sum(xp.stack(parts), axis=0, dtype=first.dtype)
-    return functools.reduce(lambda a, b: exact.combine(a, b, xp), parts)
-
-
 def _sum_stacked(first: Any, stacked: Any) -> Any:
     if isinstance(stacked, exact.Words):  # exact and associative: one vectorized sum
-        return _words_of_stack(first, stacked)
-    if isinstance(stacked, exact.Pair) or np.dtype(stacked.dtype).kind == "f":
-        n = jax.tree.leaves(stacked)[0].shape[0]
-        parts = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)]
-        return _sum_fold(np, parts if first is None else [first, *parts], 0)  # in order
+        lo = np.sum(stacked.lo.astype(np.int64), axis=0)
+        hi = np.sum(stacked.hi.astype(np.int64), axis=0)
+        marked = np.any(stacked.lo < 0, axis=0)
+        if first is not None:
+            lo, hi = lo + first.lo, hi + first.hi
+            marked = marked | (np.asarray(first.lo) < 0)
+        return exact.words_from_sums(lo, hi, marked, stacked.lo.dtype)
+    if isinstance(stacked, exact.Pair) or np.dtype(stacked.dtype).kind == "f":  # in order
+        return functools.reduce(lambda a, b: exact.combine(a, b, np), _parts(first, stacked))
     total = np.sum(stacked, axis=0, dtype=stacked.dtype)  # integers wrap alike in any order
     return total if first is None else first + total
-
-
-def _words_of_stack(first: exact.Words | None, stacked: exact.Words) -> exact.Words:
-    """``first`` (or nothing) plus every part of host Words stacked on axis 0, in int64."""
-    lo = np.sum(stacked.lo.astype(np.int64), axis=0)
-    hi = np.sum(stacked.hi.astype(np.int64), axis=0)
-    marked = np.any(stacked.lo < 0, axis=0)
-    if first is not None:
-        lo, hi = lo + first.lo, hi + first.hi
-        marked = marked | (np.asarray(first.lo) < 0)
-    return exact.words_from_sums(lo, hi, marked, stacked.lo.dtype)
 
 
 def _concat_stacked(first: Any, stacked: Any) -> Any:
@@ -170,10 +144,6 @@ def _concat(xp: Any, a: Any, b: Any, axis: int) -> Any:
     return jax.tree.map(lambda x, y: xp.concatenate([x, y], axis=axis), a, b)
 
 
-def _concat_fold(xp: Any, parts: Sequence[Any], axis: int) -> Any:
-    return jax.tree.map(lambda *xs: xp.concatenate(xs, axis=axis), *parts)
-
-
 def _gather(x: Any, axis_name: AxisName, axis: int) -> Any:
     return jax.tree.map(lambda y: all_gather(y, axis_name, axis=axis, tiled=True), x)
 
@@ -182,20 +152,15 @@ REDUCTIONS: Final[dict[str, Reduction]] = {
     r.name: r
     for r in (
         Reduction(
-            "sum",
-            lambda xp, a, b, axis: exact.combine(a, b, xp),
-            _sum_collective,
-            _sum_fold,
-            _sum_stacked,
+            "sum", lambda xp, a, b, axis: exact.combine(a, b, xp), _sum_collective, _sum_stacked
         ),
         Reduction("max", _extreme(True), _extreme_collective(True)),
         Reduction("min", _extreme(False), _extreme_collective(False)),
-        Reduction("concat", _concat, _gather, _concat_fold, _concat_stacked),
+        Reduction("concat", _concat, _gather, _concat_stacked),
         Reduction(
             "last",
             lambda xp, a, b, axis: b,
             None,
-            lambda xp, parts, axis: parts[-1],
             lambda first, stacked: jax.tree.map(lambda x: x[-1], stacked),
         ),
         Reduction("merge", None),
@@ -798,6 +763,9 @@ def ensure_metric_class(cls: type[Metric]) -> None:
             "metricskit.static(...) (configuration): declare each field with one of them"
         )
     _check_field_names(cls, fields)
+    for f in fields:  # a default that is not plain data is refused where it is written
+        if field_kind(f) == "static" and f.default is not attrs.NOTHING:
+            _canonical(f.default, f"{cls.__name__}.{f.name} default")
     for base in cls.__mro__[1:]:
         for f in getattr(base, "__attrs_attrs__", ()):
             mine = getattr(fields, f.name, None)
@@ -1169,6 +1137,12 @@ def get_log_mode(mode: Mode | type[Metric]) -> LogMode:
         pass
     if isinstance(mode, ConfiguredMetric | type):
         return _configured(cast(ConfiguredMetric, as_mode(mode)))
+    if isinstance(mode, Metric):
+        name = type(mode).__name__
+        raise TypeError(
+            f"a {name} state is not a log mode: pass the class ({name}) or the class called "
+            f"with its options ({name}(option=...))"
+        )
     close = difflib.get_close_matches(str(mode), _REGISTRY, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(
@@ -1272,6 +1246,12 @@ def register_metric(name: str, *, postfix: str | None = None) -> Callable[[M], M
     suffix = f"_{name}" if postfix is None else postfix
 
     def decorate(cls: M) -> M:
+        if isinstance(cls, ConfiguredMetric | Metric):
+            raise TypeError(
+                f"register_metric({name!r}) decorates a metric class, got {cls!r}; a "
+                "configured metric is a log mode as it is (put it in log_modes), and a name "
+                "is registered for a class with its default options"
+            )
         check_concrete(cls)
         options = ConfiguredMetric.of(cls, {}).options
         _REGISTRY[name] = LogMode(name, cls, suffix, options, cls.parts_of(dict(options)))

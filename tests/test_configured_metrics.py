@@ -528,3 +528,46 @@ def test_more_misdeclared_classes_are_refused_where_they_are_declared():
 def test_options_given_by_position_name_the_keyword_spelling():
     with pytest.raises(TypeError, match=r"DecayedMean\(0\.5,\).*static options by keyword"):
         DecayedMean(0.5)
+
+
+def test_a_state_under_a_registered_name_with_other_options_is_refused():
+    class Scaled2(mk.Metric):
+        scale = mk.static(1.0)
+        total = mk.state("sum")
+
+        def update(self, value, count):
+            return self.replace(total=self.total + self.scale * value)
+
+        def compute(self):
+            return self.total
+
+    mk.register_metric("scaled2_test")(Scaled2)
+    made = update_metrics(None, {"x": {"value": 2.0, "log_modes": [Scaled2(scale=3.0)]}})
+    state = made["x"][Scaled2(scale=3.0)]
+    with pytest.raises(TypeError, match=r"configured with \{'scale': 3\.0\}, not the mode's"):
+        get_metrics({"x": {"scaled2_test": state}})
+    ok = update_metrics(None, {"x": {"value": 2.0, "log_modes": ["scaled2_test"]}})
+    assert get_metrics({"x": {"scaled2_test": ok["x"]["scaled2_test"]}})[1] == {
+        "x_scaled2_test": 2.0
+    }
+
+
+def test_a_state_where_a_mode_belongs_and_a_bad_static_default_name_the_fix():
+    made = update_metrics(None, {"x": {"value": 1.0, "log_modes": [DecayedMean(decay=0.5)]}})
+    state = made["x"][DecayedMean(decay=0.5)]
+    with pytest.raises(TypeError, match=r"a DecayedMean state is not a log mode: pass the class"):
+        check_metric(state)
+    with pytest.raises(TypeError, match=r"a configured metric is a log mode as it is"):
+        mk.register_metric("configured_twice")(DecayedMean(decay=0.5))
+    assert "configured_twice" not in mk.registered_modes()
+    with pytest.raises(TypeError, match=r"Bad\.opt default=\{'a': 1\} \(dict\): a static option"):
+
+        class Bad(mk.Metric):  # refused where it is written, not at first use
+            opt = mk.static({"a": 1})
+            total = mk.state("sum")
+
+            def update(self, value, count):
+                return self
+
+            def compute(self):
+                return self.total

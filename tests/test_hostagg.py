@@ -1,4 +1,4 @@
-"""Host aggregation of evaluation batches: O(1) appends, bulk folding, lazy values."""
+"""Aggregating evaluation batches on the host, through aggregate_metrics: lazy appends, folding."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import pytest
 
 import metricskit as mk
 from metricskit import exact
-from metricskit._engine import evaluation
-from metricskit.functional import get_metrics, update_metrics
+from metricskit.functional import aggregate_metrics, get_metrics, update_metrics
 
 
 @jax.jit
@@ -35,22 +34,41 @@ def _batches(rng, sizes=(5, 5, 3)):
     ]
 
 
+def _delete(entry):
+    """Delete a batch's device arrays (as donating it to a jitted function would)."""
+    for leaf in jax.tree.leaves(entry):
+        leaf.delete()
+
+
 def test_appending_records_batches_without_moving_them(rng):
+    batches = _batches(rng)
+    steps = [_eval_step(v, c) for v, c in batches]
     aggregated = None
-    for v, c in _batches(rng):
-        aggregated = evaluation.aggregate(aggregated, _eval_step(v, c))
-    appended = aggregated["ll"].sources()["single_noreduce_wcount"]
-    assert isinstance(appended, evaluation.Appended) and appended.n == 3
-    assert appended.parts.folded is None  # nothing moved or concatenated yet
-    assert isinstance(aggregated["loss"].sources()["mean"], evaluation.HostCopy)
+    for step in steps:
+        aggregated = aggregate_metrics(aggregated, step)
+    host = get_metrics(aggregated, reset_metrics=False)[1]
+    values, counts = host["ll_single_noreduce_wcount"]  # all three batches, appended
+    np.testing.assert_array_equal(values, np.concatenate([np.asarray(v) for v, _ in batches]))
+    np.testing.assert_array_equal(counts, np.concatenate([np.asarray(c) for _, c in batches]))
+    assert host["loss_mean"] == pytest.approx(np.asarray(batches[-1][0], np.float64).mean())
+    # nothing was moved or concatenated when the batches were aggregated: an aggregate not
+    # yet read still needs each batch's device arrays, per-sample or not
+    for key, mode, batch in (("ll", "single_noreduce_wcount", 1), ("loss", "mean", -1)):
+        steps = [_eval_step(v, c) for v, c in batches]
+        aggregated = None
+        for step in steps:
+            aggregated = aggregate_metrics(aggregated, step)
+        _delete(steps[batch][key])
+        with pytest.raises(ValueError, match=rf"batch of metric '{key}' \(log mode '{mode}'\)"):
+            get_metrics(aggregated)
 
 
 def test_bulk_folding_is_bit_identical_to_appending_one_by_one(rng):
     batches = _batches(rng, (4, 1, 7, 3, 3))
     lazy, eager = None, None
     for v, c in batches:
-        lazy = evaluation.aggregate(lazy, _eval_step(v, c))
-        eager = evaluation.aggregate(eager, _eval_step(v, c))
+        lazy = aggregate_metrics(lazy, _eval_step(v, c))
+        eager = aggregate_metrics(eager, _eval_step(v, c))
         get_metrics(eager, reset_metrics=False)  # forces a fold after every batch
     a, b = get_metrics(lazy)[1], get_metrics(eager)[1]
     for name in a:
@@ -64,10 +82,10 @@ def test_bulk_folding_is_bit_identical_to_appending_one_by_one(rng):
 
 def test_earlier_results_never_change_and_branches_are_independent(rng):
     b1, b2, b3, b4 = _batches(rng, (2, 2, 2, 2))
-    first = evaluation.aggregate(evaluation.aggregate(None, _eval_step(*b1)), _eval_step(*b2))
+    first = aggregate_metrics(aggregate_metrics(None, _eval_step(*b1)), _eval_step(*b2))
     snapshot = copy.deepcopy(get_metrics(first, reset_metrics=False)[1]["nll_single_noreduce"])
-    left = evaluation.aggregate(first, _eval_step(*b3))  # extends the shared list
-    right = evaluation.aggregate(first, _eval_step(*b4))  # a branch: copies the list prefix
+    left = aggregate_metrics(first, _eval_step(*b3))  # extends the shared list
+    right = aggregate_metrics(first, _eval_step(*b4))  # a branch: copies the list prefix
     np.testing.assert_array_equal(get_metrics(first)[1]["nll_single_noreduce"], snapshot)
     np.testing.assert_array_equal(
         get_metrics(left)[1]["nll_single_noreduce"], np.r_[snapshot, np.asarray(b3[0])]
@@ -77,12 +95,15 @@ def test_earlier_results_never_change_and_branches_are_independent(rng):
     )
 
 
-def test_host_states_of_a_store_are_moved_in_one_transfer_and_are_read_only(rng):
+def test_host_states_of_a_store_are_read_only_numpy(rng):
     store = mk.MetricStore(default_log_modes=["mean", "max"]).update({"a": 1.0, "b": 2.0})
-    sources = [s for _, km in store.items() for s in km.sources().values()]
-    moved = evaluation.to_host(sources)
+    aggregated = aggregate_metrics({}, store)
+    moved = [aggregated[key][mode] for key in ("a", "b") for mode in ("max", "mean")]
     assert all(isinstance(x, np.ndarray) and not x.flags.writeable for x in jax.tree.leaves(moved))
     assert float(exact.to_host(moved[3].total)) == 2.0  # b (max, mean): mean
+    assert float(exact.to_host(moved[0].value)) == 1.0  # a: max
+    with pytest.raises(ValueError, match="read-only"):
+        moved[3].total.hi[...] = 0
 
 
 def _ll(metrics, values, modes=("single_noreduce", "single_noreduce_wcount")):
@@ -91,8 +112,6 @@ def _ll(metrics, values, modes=("single_noreduce", "single_noreduce_wcount")):
 
 def test_an_empty_per_sample_batch_adds_no_samples_to_an_aggregate():
     # a step store reset by get_metrics (or zero-filled from eval_shape) holds no samples
-    from metricskit.functional import aggregate_metrics
-
     reset, _ = get_metrics(_ll(None, jnp.array([1.0, 2.0])))
     zero_filled = jax.tree.map(jnp.zeros_like, _ll(None, jnp.array([1.0, 2.0])))
     for empty in (reset, zero_filled):
@@ -119,8 +138,6 @@ def test_an_empty_per_sample_batch_adds_no_samples_to_an_aggregate():
     ],
 )
 def test_per_sample_batches_of_another_sample_shape_are_refused_at_aggregate(first, second):
-    from metricskit.functional import aggregate_metrics
-
     agg = aggregate_metrics({}, _ll(None, first, ["single_noreduce"]))
     with pytest.raises(ValueError, match=r"aggregate_metrics: .* metric 'll' differ beyond"):
         aggregate_metrics(agg, _ll(None, second, ["single_noreduce"]))
@@ -143,7 +160,7 @@ def test_runs_of_exact_per_sample_states_fold_both_words_of_each_field(rng):
                 "ll": {"value": floats, "count": ints, "log_modes": ["single_noreduce_wcount"]},
             },
         )
-        aggregated = evaluation.aggregate(aggregated, step)
+        aggregated = aggregate_metrics(aggregated, step)
     host = get_metrics(aggregated)[1]
     np.testing.assert_array_equal(host["ids_single_noreduce"], np.concatenate(big))
     values, counts = host["ll_single_noreduce_wcount"]
@@ -152,17 +169,25 @@ def test_runs_of_exact_per_sample_states_fold_both_words_of_each_field(rng):
     assert np.asarray(values).dtype == np.float64 and np.asarray(counts).dtype == np.int64
 
 
-def test_pending_batches_are_kept_as_their_leaves_without_copies(rng):
-    aggregated, steps = None, []
-    for v, c in _batches(rng, (3, 2)):
-        steps.append(_eval_step(v, c))
-        aggregated = evaluation.aggregate(aggregated, steps[-1])
-    items = aggregated["nll"].sources()["single_noreduce"].parts.items
-    assert [type(item) for item in items] == [evaluation.Kept, evaluation.Kept]
-    for item, step in zip(items, steps, strict=True):
-        group = step["nll"].sources()["single_noreduce"]
-        assert item.leaves[0] is group.stacked.value  # referenced, not copied or moved
-        assert item.signature is group.signature and item.row == group.row
+def test_pending_batches_are_kept_as_their_arrays_without_copies(rng):
+    batches = _batches(rng, (3, 2))
+    for deleted in range(len(batches)):
+        aggregated, steps = None, []
+        for v, c in batches:
+            steps.append(_eval_step(v, c))
+            aggregated = aggregate_metrics(aggregated, steps[-1])
+        # every pending batch is referenced, not copied or moved: deleting one's arrays
+        # (the whole group: every key's rows) is seen when the aggregate is first read
+        _delete(steps[deleted]["nll"])
+        with pytest.raises(ValueError, match=r"metric 'nll' \(log mode 'single_noreduce'\)"):
+            get_metrics(aggregated)
+    aggregated = None
+    for v, c in batches:
+        aggregated = aggregate_metrics(aggregated, _eval_step(v, c))
+    np.testing.assert_array_equal(
+        get_metrics(aggregated)[1]["nll_single_noreduce"],
+        np.concatenate([np.asarray(v) for v, _ in batches]),
+    )
 
 
 def test_a_key_that_moves_between_rows_and_a_store_as_the_earlier_aggregate_fold_exactly(rng):
@@ -175,8 +200,8 @@ def test_a_key_that_moves_between_rows_and_a_store_as_the_earlier_aggregate_fold
 
     parts = [rng.normal(size=n).astype(np.float32) for n in (2, 3, 1)]
     aggregated = step(["a", "z"], jnp.asarray(parts[0]))
-    aggregated = evaluation.aggregate(aggregated, step(["z"], jnp.asarray(parts[1])))
-    aggregated = evaluation.aggregate(aggregated, step(["a", "z"], jnp.asarray(parts[2])))
+    aggregated = aggregate_metrics(aggregated, step(["z"], jnp.asarray(parts[1])))
+    aggregated = aggregate_metrics(aggregated, step(["a", "z"], jnp.asarray(parts[2])))
     np.testing.assert_array_equal(
         get_metrics(aggregated)[1]["z_single_noreduce"], np.concatenate(parts)
     )
@@ -184,8 +209,6 @@ def test_a_key_that_moves_between_rows_and_a_store_as_the_earlier_aggregate_fold
 
 
 def test_a_fully_padded_batch_is_dropped_and_reported_with_its_count(caplog):
-    from metricskit.functional import aggregate_metrics
-
     def step(values, counts):
         item = {"value": np.float32(values), "count": np.int32(counts)}
         return update_metrics(None, {"ll": {**item, "log_modes": ["single_noreduce_wcount"]}})
@@ -211,8 +234,6 @@ def test_a_fully_padded_batch_is_dropped_and_reported_with_its_count(caplog):
 @pytest.mark.parametrize("transform", ["jit", "eval_shape"])
 def test_an_aggregate_first_read_inside_a_trace_is_moved_eagerly(rng, transform):
     # the aggregate's batches are concrete: reading them inside a trace moves them now
-    from metricskit.functional import aggregate_metrics
-
     batches = _batches(rng, (3, 2))
     agg = None
     for v, c in batches:
@@ -241,8 +262,6 @@ def test_an_aggregate_first_read_inside_a_trace_is_moved_eagerly(rng, transform)
     ],
 )
 def test_keys_whose_group_changes_size_between_batches_fold_exactly(rng, steps):
-    from metricskit.functional import aggregate_metrics
-
     agg, expected = {}, {}
     for sizes in steps:
         values = {k: rng.normal(size=n).astype(np.float32) for k, n in sizes.items()}
@@ -259,8 +278,6 @@ def test_keys_whose_group_changes_size_between_batches_fold_exactly(rng, steps):
 
 
 def test_a_per_sample_aggregate_is_read_inside_jit_and_scan(rng):
-    from metricskit.functional import aggregate_metrics
-
     parts = [rng.normal(size=n).astype(np.float32) for n in (2, 1)]
     agg = {}
     for p in parts:
@@ -274,8 +291,6 @@ def test_a_per_sample_aggregate_is_read_inside_jit_and_scan(rng):
 
 
 def test_a_store_donated_before_the_aggregate_is_read_is_a_clear_error():
-    from metricskit.functional import aggregate_metrics
-
     example = {"ll": {"value": jnp.zeros(4), "log_modes": ["single_noreduce"]}, "loss": 0.0}
 
     @functools.partial(jax.jit, donate_argnums=0)
@@ -296,8 +311,6 @@ def test_a_store_donated_before_the_aggregate_is_read_is_a_clear_error():
 
 
 def test_left_out_parts_are_reported_once_across_branches(caplog):
-    from metricskit.functional import aggregate_metrics
-
     def b(values, count):
         step = {"value": jnp.asarray(values), "count": count, "log_modes": ["single_noreduce"]}
         return update_metrics(None, {"k": step})

@@ -26,7 +26,7 @@ def test_combine_of_every_row(xp):
         np.testing.assert_array_equal(combine(xp, a, b, 0), want)
     assert REDUCTIONS["merge"].combine is None
     with pytest.raises(NotImplementedError, match="merge"):
-        REDUCTIONS["merge"].fold_all(np, [a, b], 0)
+        REDUCTIONS["merge"].fold_stacked(None, np.stack([np.asarray(a), np.asarray(b)]))
 
 
 def test_exact_accumulators_combine_exactly():
@@ -40,25 +40,40 @@ def test_exact_accumulators_combine_exactly():
 
 
 @pytest.mark.parametrize("name", ["sum", "max", "min", "concat", "last"])
-def test_folding_many_parts_is_bit_identical_to_combining_one_by_one(name, rng):
+def test_folding_stacked_parts_is_bit_identical_to_combining_one_by_one(name, rng):
     parts = [rng.normal(size=(2, 3)).astype(np.float32) for _ in range(7)]
     row = REDUCTIONS[name]
     one_by_one = parts[0]
     for p in parts[1:]:
-        one_by_one = row.combine(np, one_by_one, p, 1)
-    assert np.asarray(row.fold_all(np, parts, 1)).tobytes() == np.asarray(one_by_one).tobytes()
+        one_by_one = row.combine(np, one_by_one, p, 0)
+    for got in (
+        row.fold_stacked(None, np.stack(parts)),
+        row.fold_stacked(parts[0], np.stack(parts[1:])),  # after an earlier result
+    ):
+        assert np.asarray(got).tobytes() == np.asarray(one_by_one).tobytes()
     ints = [rng.integers(-(2**31), 2**31, size=3).astype(np.int32) for _ in range(5)]
     if name == "sum":  # integer sums wrap alike in any order
         want = ints[0]
         for p in ints[1:]:
             want = want + p
-        np.testing.assert_array_equal(row.fold_all(np, ints, 0), want)
+        np.testing.assert_array_equal(row.fold_stacked(None, np.stack(ints)), want)
 
 
-def test_exact_sums_fold_without_overflow():
+def _stacked(parts):
+    return type(parts[0])(*(np.stack([getattr(p, f) for p in parts]) for f in ("hi", "lo")))
+
+
+def test_exact_sums_fold_without_overflow_and_pairs_in_order():
     words = [exact.split_int(np.array([2**29 + 1, 2**29])) for _ in range(100)]
-    total = REDUCTIONS["sum"].fold_all(np, words, 0)
+    stacked = exact.Words(np.stack([w.lo for w in words]), np.stack([w.hi for w in words]))
+    total = REDUCTIONS["sum"].fold_stacked(None, stacked)
     np.testing.assert_array_equal(exact.to_host(total), [100 * (2**29 + 1), 100 * 2**29])
+    pairs = [exact.split_float(np.array([x]))[0] for x in (1e8, 1e-3, -1e8, 2e-3)]
+    one_by_one = pairs[0]
+    for p in pairs[1:]:
+        one_by_one = exact.combine(one_by_one, p, np)
+    got = REDUCTIONS["sum"].fold_stacked(None, _stacked(pairs))
+    assert exact.to_host(got).tobytes() == exact.to_host(one_by_one).tobytes()
 
 
 def test_collectives_exist_for_plain_fields_only():

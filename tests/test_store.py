@@ -9,7 +9,6 @@ import pytest
 from helpers import SCALAR_MODES, reference
 
 import metricskit as mk
-from metricskit._engine import kernels
 
 
 def _scalar_step(k: int, seed: int) -> dict[str, float]:
@@ -17,17 +16,40 @@ def _scalar_step(k: int, seed: int) -> dict[str, float]:
     return {f"m{i:04d}": float(x) for i, x in enumerate(rng.normal(size=k))}
 
 
+TRACES: list[str] = []
+
+
+@mk.register_metric("store_trace_probe")
+class TraceProbe(mk.Metric):
+    """A sum whose update records each time it is traced (not each time it runs)."""
+
+    total = mk.state("sum")
+
+    def update(self, value, count):
+        TRACES.append("update")
+        return self.replace(total=self.total + value)
+
+    def compute(self):
+        return self.total
+
+
+def _probed(step: dict[str, float]) -> dict[str, object]:
+    return {**step, "probe": {"value": 1.0, "log_modes": ["store_trace_probe"]}}
+
+
 def test_eager_update_is_one_compiled_call_per_structure(compiles):
     store = mk.MetricStore(default_log_modes=("mean", "std", "max"))
-    store = store.update(_scalar_step(50, 0))  # first structure (store grows from empty)
-    store = store.update(_scalar_step(50, 1))  # steady state structure
+    store = store.update(_probed(_scalar_step(50, 0)))  # first structure (store grows from empty)
+    store = store.update(_probed(_scalar_step(50, 1)))  # steady state structure
     compiles.clear()
-    before = kernels.update_jit._cache_size()
+    TRACES.clear()
     for seed in range(2, 8):
-        store = store.update(_scalar_step(50, seed))
-    assert compiles == [] and kernels.update_jit._cache_size() == before
-    store.update({**_scalar_step(50, 9), "new_key": 1.0})  # a new structure: exactly one compile
-    assert len(compiles) == 1 and "update" in compiles[0]
+        store = store.update(_probed(_scalar_step(50, seed)))
+    assert compiles == [] and TRACES == []  # the cached compiled call: not even traced again
+    store.update(_probed({**_scalar_step(50, 9), "new_key": 1.0}))  # a new structure:
+    assert len(compiles) == 1 and "update" in compiles[0]  # exactly one compile
+    assert TRACES == ["update"]  # and one trace
+    assert store.compute()["probe_store_trace_probe"] == 8.0  # every step was added
 
 
 def test_jitted_step_after_init_compiles_once():

@@ -1,4 +1,4 @@
-"""Aggregating stores whose layouts differ, key by key."""
+"""Combining stores, through MetricStore.aggregate: layouts that differ combine key by key."""
 
 from __future__ import annotations
 
@@ -6,22 +6,27 @@ import numpy as np
 import pytest
 
 import metricskit as mk
-from metricskit._engine.store import aggregate_entries, combinable
 
 
 def test_keys_and_modes_of_one_store_only_are_kept():
     a = mk.MetricStore(default_log_modes=["mean"]).update({"x": 1.0, "y": 2.0})
     b = mk.MetricStore(default_log_modes=["max"]).update({"x": 3.0, "z": 4.0})
-    out = mk.MetricStore.from_mapping(aggregate_entries(a, b)).compute()
+    assert a.layout != b.layout
+    out = a.aggregate(b).compute()
     assert out == {"x_max": 3.0, "x_mean": 1.0, "y_mean": 2.0, "z_max": 4.0}
+    assert b.aggregate(a).compute() == out
+    both = mk.MetricStore(default_log_modes=["mean"]).update({"x": 5.0})
+    assert a.aggregate(both).compute() == {"x_mean": 3.0, "y_mean": 2.0}  # (1 + 5) / 2
 
 
 def test_per_sample_states_of_other_lengths_combine_and_others_do_not():
     short = mk.MetricStore(default_log_modes=["single_noreduce"]).update({"ll": np.ones(2)})
     long = mk.MetricStore(default_log_modes=["single_noreduce"]).update({"ll": np.zeros(3)})
-    assert combinable(short["ll"]["single_noreduce"], long["ll"]["single_noreduce"])
     np.testing.assert_array_equal(
         short.aggregate(long).compute()["ll_single_noreduce"], [1, 1, 0, 0, 0]
+    )
+    np.testing.assert_array_equal(
+        long.aggregate(short).compute()["ll_single_noreduce"], [0, 0, 0, 1, 1]
     )
     a = mk.MetricStore(default_log_modes=["mean"]).update({"v": np.ones(2)})
     b = mk.MetricStore(default_log_modes=["mean"]).update({"v": np.ones(3)})

@@ -1,4 +1,4 @@
-"""Parsing step metrics: specs of every input kind, sorted entries, static checks only."""
+"""Parsing a step, through MetricStore.update/init: every input kind's spec, sorted keys, checks."""
 
 from __future__ import annotations
 
@@ -8,52 +8,82 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from metricskit._engine.step import normalize_log_modes, parse
-from metricskit.metric import Spec
+import metricskit as mk
+
+COUNT = mk.Spec((), "int32")  # the spec of the default count 1
+# "mean" keeps the value's shape exactly; "single_noreduce_wcount" stores the value and the
+# count in their own logical dtypes: together their states show the parsed specs
+PROBES = {"mean": mk.MeanMetric, "single_noreduce_wcount": mk.NoReduceWCountMetric}
+
+
+def _abstract(tree):
+    """A state's structure and its leaves' shapes and dtypes."""
+    return jax.tree.structure(tree), [
+        (np.shape(x), np.dtype(x.dtype)) for x in jax.tree.leaves(tree)
+    ]
+
+
+def _assert_parsed_as(store, key, value_spec, count_spec=COUNT):
+    assert tuple(store[key]) == tuple(PROBES)
+    for mode, cls in PROBES.items():
+        assert _abstract(store[key][mode]) == _abstract(cls.empty(value_spec, count_spec)), mode
 
 
 @pytest.mark.parametrize(
     ("value", "spec"),
     [
-        (1.5, Spec((), "float64")),
-        (3, Spec((), "int32")),
-        (2**40, Spec((), "int64")),
-        (True, Spec((), "bool")),
-        (np.float32(1), Spec((), "float32")),
-        (np.ones((2, 3)), Spec((2, 3), "float64")),
-        (np.ones(2, ml_dtypes.bfloat16), Spec((2,), "float32")),
-        (np.uint32(7), Spec((), "int64")),
-        (jnp.ones(4, jnp.int8), Spec((4,), "int32")),
-        ([1.0, 2.0], Spec((2,), "float64")),
+        (1.5, mk.Spec((), "float64")),
+        (3, mk.Spec((), "int32")),
+        (2**40, mk.Spec((), "int64")),
+        (True, mk.Spec((), "bool")),
+        (np.float32(1), mk.Spec((), "float32")),
+        (np.ones((2, 3)), mk.Spec((2, 3), "float64")),
+        (np.ones(2, ml_dtypes.bfloat16), mk.Spec((2,), "float32")),
+        (np.uint32(7), mk.Spec((), "int64")),
+        (jnp.ones(4, jnp.int8), mk.Spec((4,), "int32")),
+        ([1.0, 2.0], mk.Spec((2,), "float64")),
     ],
 )
-def test_specs_of_every_input_kind(value, spec):
-    (entry,) = parse({"x": value}, ("mean",))
-    assert entry.value_spec == spec and entry.count_spec == Spec((), "int32")
+def test_every_input_kind_makes_the_state_of_its_shape_and_logical_dtype(value, spec):
+    store = mk.MetricStore(default_log_modes=list(PROBES)).init({"x": value})
+    _assert_parsed_as(store, "x", spec)
 
 
-def test_entries_are_sorted_and_modes_resolved():
-    entries = parse(
-        {"b": 1.0, "a": {"value": 2.0, "log_modes": ["max"]}, "c": 3.0},
-        ("mean",),
-        known={"c": ("std",)},
+def test_keys_come_sorted_and_take_given_known_or_default_modes():
+    store = mk.MetricStore(default_log_modes=["mean"]).update(
+        {"c": {"value": 0.0, "log_modes": ["std"]}}
     )
-    assert [(e.key, e.modes) for e in entries] == [
+    # "a" names its modes, "b" takes the defaults, "c" (already in the store) keeps its own
+    store = store.update({"b": 1.0, "a": {"value": 2.0, "log_modes": ["max"]}, "c": 3.0})
+    assert [(key, tuple(modes)) for key, modes in store.items()] == [
         ("a", ("max",)),
         ("b", ("mean",)),
         ("c", ("std",)),
     ]
-    (skip,) = parse({"x": {"value": 1.0, "nan_policy": "skip"}}, ("mean",))
-    assert skip.skip and skip.modes == ("mean", "nonfinite")
+    assert store.compute() == {"a_max": 2.0, "b_mean": 1.0, "c_std": 1.5}
+    assert list(store.compute()) == ["a_max", "b_mean", "c_std"]
+    # a per-key NaN policy of "skip" adds the non-finite counter and skips such steps
+    skip = mk.MetricStore(default_log_modes=["mean"]).update(
+        {"x": {"value": 1.0, "nan_policy": "skip"}}
+    )
+    assert tuple(skip["x"]) == ("mean", "nonfinite")
+    skip = skip.update({"x": {"value": float("nan"), "nan_policy": "skip"}})
+    assert skip.compute() == {"x_mean": 1.0, "x_nonfinite": 1}
 
 
 def test_tracers_are_parsed_on_their_static_information():
-    def run(x):
-        (entry,) = parse({"x": {"value": x, "count": x.shape[0]}}, ("mean",))
-        assert entry.value_spec == Spec((3,), "float32") and not entry.on_host
-        return x
+    seen = []
 
-    jax.jit(run)(jnp.ones(3, jnp.float32))
+    @jax.jit
+    def run(store, x):
+        out = store.update({"x": {"value": x, "count": x.shape[0]}})  # no concrete value needed
+        seen.append(out)
+        return out
+
+    store = run(mk.MetricStore(default_log_modes=list(PROBES)), jnp.array([1, 2, 6], jnp.float32))
+    assert len(seen) == 1 and isinstance(jax.tree.leaves(seen[0])[0], jax.core.Tracer)
+    _assert_parsed_as(store, "x", mk.Spec((3,), "float32"))
+    np.testing.assert_array_equal(store.compute()["x_mean"], np.array([1.0, 2.0, 6.0]) / 3)
 
 
 @pytest.mark.parametrize(
@@ -87,13 +117,19 @@ def test_tracers_are_parsed_on_their_static_information():
     ],
 )
 def test_bad_steps_are_refused_naming_the_key(step, error, message):
-    with pytest.raises(error, match=message):
-        parse(step, ("mean",))
+    store = mk.MetricStore(default_log_modes=["mean"]).update({"x": 1.0})
+    for call in (store.update, store.init):
+        with pytest.raises(error, match=message):
+            call(step)
+    assert store.compute() == {"x_mean": 1.0}  # nothing changed
 
 
 def test_log_mode_lists_are_validated():
-    assert normalize_log_modes(["max"], "k") == ("max",)
+    assert mk.MetricStore(default_log_modes=["max"]).default_log_modes == ("max",)
+    assert tuple(mk.MetricStore().update({"k": 1.0}, default_log_modes=["max"])["k"]) == ("max",)
     with pytest.raises(TypeError, match="must be mode names, metric classes or configured"):
-        normalize_log_modes([["max"]], "k")
+        mk.MetricStore(default_log_modes=[["max"]])
+    with pytest.raises(TypeError, match="must be mode names, metric classes or configured"):
+        mk.MetricStore().update({"k": 1.0}, default_log_modes=[["max"]])
     with pytest.raises(TypeError, match="step metrics must be a dict"):
-        parse([("x", 1.0)], ("mean",))  # type: ignore[arg-type]
+        mk.MetricStore().update([("x", 1.0)])  # type: ignore[arg-type]

@@ -1,33 +1,43 @@
-"""A store as a pytree: flattened by its layout, rebuilt without __init__, pickled alike."""
+"""A store as a pytree, through jax.tree, pickle and copy: static structure, leaves, rebuilding."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import metricskit as mk
-from metricskit._engine import kernels
+
+ATTRIBUTES = ("default_log_modes", "nan_policy", "layout")
 
 
-def _store():
-    store = mk.MetricStore(default_log_modes=("mean", "max"), nan_policy="skip")
+def _store(**options):
+    store = mk.MetricStore(
+        **{"default_log_modes": ("mean", "max"), "nan_policy": "skip", **options}
+    )
     return store.update({"loss": 2.0, "tokens": {"value": 7, "count": 2}})
 
 
 def test_flatten_and_unflatten_round_trip_the_attributes_and_results():
     store = _store()
-    flat, aux = kernels.flatten_store(store)
-    assert aux == (("mean", "max"), "skip", store.layout)
-    assert len(flat) == len(jax.tree.leaves(store))
-    for a, b in zip(flat, jax.tree.leaves(store), strict=True):
+    leaves, treedef = jax.tree.flatten(store)
+    # the static part: the default modes, the NaN policy and the layout
+    assert treedef.node_data() == (mk.MetricStore, (("mean", "max"), "skip", store.layout))
+    assert treedef != jax.tree.structure(_store(nan_policy="propagate"))
+    assert treedef != jax.tree.structure(_store(default_log_modes=("max", "mean")))
+    # max: 3 (a Pair and a count); mean: 4 for the float key, 4 for the int key; nonfinite: 1
+    assert len(leaves) == treedef.num_leaves == 12
+    for a, b in zip(leaves, jax.tree.leaves(store.metrics), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    rebuilt = kernels.unflatten_store(mk.MetricStore, aux, flat)
-    assert {
-        name: getattr(rebuilt, name) for name in ("default_log_modes", "nan_policy", "layout")
-    } == {name: getattr(store, name) for name in ("default_log_modes", "nan_policy", "layout")}
+    rebuilt = jax.tree.unflatten(treedef, leaves)
+    assert isinstance(rebuilt, mk.MetricStore)
+    assert {name: getattr(rebuilt, name) for name in ATTRIBUTES} == {
+        name: getattr(store, name) for name in ATTRIBUTES
+    }
     assert rebuilt.compute() == store.compute()
 
 
@@ -43,10 +53,21 @@ def test_leaves_are_keyed_by_their_paths_and_unflatten_takes_placeholders():
     )
 
 
-def test_build_sets_every_attribute_once_and_pickle_rebuilds_through_the_tree():
+def test_pickle_and_copies_rebuild_through_the_tree_and_stores_are_immutable():
     store = _store()
-    copy = pickle.loads(pickle.dumps(store))
-    assert copy.compute() == store.compute()
-    assert copy.__reduce__()[0] is kernels.unflatten_store
-    blank = kernels.set_store(object.__new__(mk.MetricStore), None, "propagate", store.layout, ())
+    for other in (pickle.loads(pickle.dumps(store)), copy.copy(store), copy.deepcopy(store)):
+        assert isinstance(other, mk.MetricStore) and other.compute() == store.compute()
+        assert jax.tree.structure(other) == jax.tree.structure(store)
+    # what pickle stores is the static structure and the leaves, as they are
+    rebuild, (cls, static, leaves) = store.__reduce__()
+    assert cls is mk.MetricStore and static == jax.tree.structure(store).node_data()[1]
+    assert all(a is b for a, b in zip(leaves, jax.tree.leaves(store), strict=True))
+    assert rebuild(cls, static, leaves).compute() == store.compute()
+    blank = mk.MetricStore()
     assert (blank.default_log_modes, blank.nan_policy, blank.metrics) == (None, "propagate", ())
+    for name in ("default_log_modes", "nan_policy", "layout", "metrics"):
+        with pytest.raises(AttributeError, match="MetricStore is immutable"):
+            setattr(store, name, getattr(blank, name))
+        with pytest.raises(AttributeError, match="MetricStore is immutable"):
+            delattr(store, name)
+    assert store.default_log_modes == ("mean", "max") and store.nan_policy == "skip"

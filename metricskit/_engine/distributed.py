@@ -40,8 +40,6 @@ from metricskit.metric import (
     state_fields,
 )
 
-__all__ = ["local_copy", "process_sync", "reduce_entries", "sync_metric"]
-
 
 def _summable(x: Any) -> jax.Array:
     array = jnp.asarray(x)
