@@ -110,6 +110,21 @@ def layout_json(layout: Layout) -> list[dict[str, Any]]:
     ]
 
 
+_MOVED = {
+    "metricskit.persample": "metricskit.builtin",
+    "metricskit.nan_policy": "metricskit.builtin",
+}
+"""Modules of metricskit's own metric classes that earlier versions recorded, and where those
+classes are now."""
+
+
+def current_path(path: str) -> str:
+    """A recorded class path (``module:qualname``) as it is in this version (metricskit's own
+    classes that moved module keep loading)."""
+    module, _, qualname = path.partition(":")
+    return f"{_MOVED.get(module, module)}:{qualname}"
+
+
 def _import_class(path: str) -> type[Metric]:
     """The metric class at ``module:qualname`` (its module imported if it is not yet)."""
     module, _, qualname = path.partition(":")
@@ -153,7 +168,7 @@ def _mode_from_json(
         if legacy is not None:
             return legacy
         if "class" in group and imports:
-            _import_class(group["class"])  # its module registers the name
+            _import_class(current_path(group["class"]))  # its module registers the name
             return get_log_mode(mode).name
         raise CheckpointError(
             f"log mode {mode!r} is not a registered name"
@@ -165,7 +180,7 @@ def _mode_from_json(
                 else ""
             )
         )
-    path, postfix = mode["class"], mode["postfix"]
+    path, postfix = current_path(mode["class"]), mode["postfix"]
     options = {name: _tuples(value) for name, value in mode["options"]}
     for candidate in known:  # a store to load into knows its classes: nothing to import
         if (
@@ -235,7 +250,7 @@ def layout_from_json(
         else:
             statics = _with_defaults(cls, {n: _tuples(v) for n, v in g["statics"]}, repr(mode))
         if isinstance(mode, ConfiguredMetric) and (
-            statics != mode.options or g.get("class", mode.path) != mode.path
+            statics != mode.options or current_path(g.get("class", mode.path)) != mode.path
         ):
             raise CheckpointError(
                 f"log mode {mode!r} is recorded with class {g.get('class')} and options "

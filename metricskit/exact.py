@@ -56,6 +56,38 @@ import numpy as np
 
 from metricskit.log import LOGGER
 
+__all__ = [  # the public names (the dtype policy and pytree helpers are internal)
+    "BITS",
+    "OVERFLOW",
+    "Finish",
+    "Pair",
+    "Ratio",
+    "Words",
+    "accumulate",
+    "add",
+    "add_float",
+    "as_pair",
+    "as_words",
+    "combine",
+    "div",
+    "divide",
+    "extreme",
+    "is_zero",
+    "mul",
+    "neg",
+    "rounded",
+    "split_float",
+    "split_int",
+    "sqrt",
+    "sub",
+    "to_float",
+    "to_host",
+    "total",
+    "where",
+    "words_from_sums",
+    "zeros",
+]
+
 # -- attrs classes as pytrees -----------------------------------------------------------------
 
 T = TypeVar("T")

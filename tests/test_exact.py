@@ -275,3 +275,11 @@ def test_a_negative_zero_keeps_its_sign_on_the_host():
     step = {"k": {"value": np.array([-0.0, 1.0]), "log_modes": ["single_noreduce"]}}
     reported = get_metrics(update_metrics(None, step))[1]["k_single_noreduce"]
     assert np.signbit(reported).tolist() == [True, False]
+
+
+def test_the_public_names_of_exact_are_its_all():
+    from metricskit import exact as module
+
+    assert "divide" in module.__all__ and "Pair" in module.__all__
+    assert all(callable(getattr(module, n)) or n in ("BITS", "OVERFLOW") for n in module.__all__)
+    assert "x64" not in module.__all__ and "register_pytree" not in module.__all__  # internal

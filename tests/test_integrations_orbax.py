@@ -3,6 +3,9 @@ jitted step does not recompile, and the keys Orbax does not record are checked."
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import sys
 from typing import Self
 
@@ -11,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from helpers import X64
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -24,6 +28,8 @@ from metricskit.integrations.orbax import (
     restore_targets,
     store_layouts,
 )
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 @mk.register_metric("orbax_last_bf16")
@@ -307,3 +313,35 @@ def test_restore_targets_refuses_a_record_without_the_store_structure():
         restore_targets(old)
     with pytest.raises(CheckpointError, match="malformed"):
         restore_targets({"": {**record[""], "groups": [{"mode": "mean"}]}})
+
+
+def test_a_0_3_record_of_moved_classes_and_task_metrics_checks_against_this_version():
+    # written by 0.3.0 before its engine moved modules (tests/data/make_metricskit03.py)
+    with open(os.path.join(DATA, "metricskit03_orbax_record.json")) as f:
+        record = json.load(f)
+    spec = importlib.util.spec_from_file_location(
+        "make_metricskit03", os.path.join(DATA, "make_metricskit03.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    made = module.stores()
+    if X64:  # saved with x64 off: 32-bit words and float32 values, 64-bit ones now
+        with pytest.raises(CheckpointError, match=r"another state structure|jax_enable_x64"):
+            check_store_layouts(record, like=made)
+        return
+    tasks = {"['tasks']": record["['tasks']"]}
+    check_store_layouts(tasks, like={"tasks": made["tasks"]})  # task classes did not move
+    # the moved classes sort (by class path) in another order: the leaves would not line up
+    with pytest.raises(CheckpointError, match=r"another order.*restore_targets\(record\)"):
+        check_store_layouts(record, like=made)
+    changed = {"tasks": made["tasks"].update({"extra": 1.0})}
+    with pytest.raises(CheckpointError, match=r"other \(key, mode\) pairs"):
+        check_store_layouts(tasks, like=changed)
+    f1 = mk.tasks.f1(jnp.ones((2, 4)), jnp.array([0, 3]), num_classes=4)
+    wider = {
+        "tasks": mk.MetricStore(default_log_modes=["mean", "max"]).init(
+            {"loss": 0.5, "f1": f1, "q": mk.tasks.quantiles(jnp.ones(3), q=(0.1, 0.5))}
+        )
+    }
+    with pytest.raises(CheckpointError, match=r"another state structure"):
+        check_store_layouts(tasks, like=wider)

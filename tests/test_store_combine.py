@@ -55,3 +55,9 @@ def test_two_all_zero_per_sample_states_are_both_reported(caplog):
     with caplog.at_level("WARNING", logger="metricskit"):
         zeros().aggregate(zeros())
     assert "MetricStore.aggregate: 2 parts of metric 'k'" in caplog.text
+
+
+def test_aggregating_with_something_that_is_not_a_store_names_the_fix():
+    store = mk.MetricStore().update({"x": 1.0})
+    with pytest.raises(TypeError, match=r"takes another MetricStore, got dict.*from_mapping"):
+        store.aggregate({"x": 1.0})

@@ -847,6 +847,12 @@ class MetricStore(Mapping[str, KeyMetrics]):
             ValueError: If a metric's state has other shapes in the two stores (beyond the
                 sample axis of per-sample modes).
         """
+        if not isinstance(other, MetricStore):
+            raise TypeError(
+                f"MetricStore.aggregate takes another MetricStore, got {type(other).__name__}; "
+                "make one with MetricStore.from_mapping(...) (or use aggregate_metrics for a "
+                "mapping of evaluation batches)"
+            )
         if self.layout == other.layout and not drops_empty(self.metrics, other.metrics):
             with kernels.device_for((self.metrics, other.metrics)):
                 return self._evolve(kernels.aggregate_jit(self.metrics, other.metrics))

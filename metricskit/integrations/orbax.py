@@ -25,6 +25,7 @@ The recipe with ``ocp.CheckpointManager`` is in ``docs/integrations/orbax.md``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -36,6 +37,7 @@ from metricskit._engine.step import empty_state, key_modes
 from metricskit._engine.store import MetricStore
 from metricskit.checkpoint import (
     CheckpointError,
+    current_path,
     layout_from_json,
     layout_json,
     modes_from_json,
@@ -92,7 +94,6 @@ def _record(store: MetricStore) -> dict[str, Any]:
             key: [m if isinstance(m, str) else repr(m) for m in modes]
             for key, modes in key_modes(store.layout).items()
         },
-        "layout": repr(store.layout),
         "groups": layout_json(store.layout),
         "meta": {
             "default_log_modes": modes_json(store.default_log_modes),
@@ -133,6 +134,18 @@ def _pairs(record: Mapping[str, Any]) -> set[tuple[str, str]]:
     return {(key, mode) for key, modes in record["keys"].items() for mode in modes}
 
 
+def _groups(record: Mapping[str, Any]) -> list[Any]:
+    """A record's groups (``layout_json``) with class paths as they are in this version; a
+    record of metricskit 0.2 has none (its leaves' paths, dtypes and shapes are checked)."""
+
+    def current(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: current_path(v) if k == "class" else current(v) for k, v in x.items()}
+        return [current(v) for v in x] if isinstance(x, list) else x
+
+    return [current(json.loads(json.dumps(g))) for g in record.get("groups", ())]  # as saved
+
+
 def _check_one(where: str, saved: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
     mine, theirs = _pairs(saved), _pairs(expected)
     if mine != theirs:
@@ -141,11 +154,21 @@ def _check_one(where: str, saved: Mapping[str, Any], expected: Mapping[str, Any]
             f"into: missing {sorted(theirs - mine)}, not expected {sorted(mine - theirs)}; "
             "restore into a store initialized with the saved keys and log modes"
         )
-    if saved["layout"] != expected["layout"]:
+    groups, wanted = _groups(saved), _groups(expected)
+    if groups and groups != wanted and sorted(map(repr, groups)) == sorted(map(repr, wanted)):
+        raise CheckpointError(
+            f"{where} holds the structure of the store to restore into with its groups in "
+            "another order (a version that recorded some metric classes under other module "
+            "paths wrote it), so its leaves would land in other groups: restore it with "
+            "restore_targets(record), which builds its own structure, and continue from that"
+        )
+    if groups and groups != wanted:
+        differ = [(a, b) for a, b in zip(groups, wanted, strict=False) if a != b]
+        a, b = differ[0] if differ else (groups, wanted)
         raise CheckpointError(
             f"{where} has the same keys and log modes as the store to restore into but another "
-            f"state structure (shapes, storage or configuration): {saved['layout']} in the "
-            f"checkpoint, {expected['layout']} in the store to restore into"
+            f"state structure (shapes, storage or configuration): {a} in the checkpoint, {b} "
+            "in the store to restore into"
         )
     for a, b in zip(saved["leaves"], expected["leaves"], strict=False):
         if list(a) != list(b):
