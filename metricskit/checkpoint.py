@@ -234,7 +234,8 @@ def layout_from_json(
     for g in groups:
         mode = _mode_from_json(g, version, known or (), known is None)
         fields = tuple((n, FieldSpec(tuple(shape), storage)) for n, shape, storage in g["fields"])
-        cls = get_log_mode(mode).cls
+        log_mode = get_log_mode(mode)
+        cls = log_mode.cls
         names = [f.name for f in state_fields(cls)]
         if names != [n for n, _ in fields]:
             raise CheckpointError(
@@ -256,10 +257,10 @@ def layout_from_json(
                 f"log mode {mode!r} is recorded with class {g.get('class')} and options "
                 f"{statics}, which disagree with the mode itself; the file was altered"
             )
-        if statics != get_log_mode(mode).options:  # a registered name's class defaults
+        if statics != log_mode.options:  # a registered name: its class's defaults now
             raise CheckpointError(
                 f"log mode {mode!r} is recorded with options {dict(statics)}, but its class "
-                f"{_class_path(cls)} now has defaults {dict(get_log_mode(mode).options)}; load "
+                f"{_class_path(cls)} now has defaults {dict(log_mode.options)}; load "
                 "it with the class that saved it"
             )
         out.append(Group(mode, Signature(fields), tuple(g["keys"])))
