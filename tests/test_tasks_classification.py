@@ -415,3 +415,55 @@ def test_an_empty_batch_adds_nothing_to_precision_recall_and_f_scores(name):
     assert both == mk.MetricStore().update({"s": full}).compute()
     multilabel = fn(jnp.zeros((0, 3)), jnp.zeros((0, 3), jnp.int32), num_classes=3, **extra)
     assert int(multilabel["count"]) == 0
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("mask_axes", [None, 1, 2], ids=["no-mask", "mask-B", "mask-BT"])
+def test_any_number_of_sample_axes_is_the_flattened_samples(use_jit, mask_axes, rng):
+    """(B, T, C) logits with (B, T) labels, and a mask of the sample axes (or of the leading
+    one): every classification metric is scikit-learn's on the flattened samples."""
+    b, t = 3, 5
+    logits = rng.normal(size=(b, t, C)).astype(np.float32)
+    labels = rng.integers(0, C, size=(b, t))
+    mask = None if mask_axes is None else rng.random((b, t)[:mask_axes]) < 0.7
+
+    def update(store, *arrays):
+        return store.update(_step(*arrays))
+
+    update = jax.jit(update) if use_jit else update
+    args = [jnp.asarray(logits), jnp.asarray(labels)]
+    store = update(mk.MetricStore(), *args, None if mask is None else jnp.asarray(mask))
+    keep = np.ones((b, t), bool) if mask is None else np.broadcast_to(
+        mask.reshape(mask.shape + (1,) * (2 - mask.ndim)), (b, t)
+    )  # fmt: skip
+    _check(store.compute(), _expected(logits[keep], labels[keep]))
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+def test_class_id_maps_of_any_rank_are_per_pixel_samples(use_jit, rng):
+    """(B, H, W) predicted class ids with (B, H, W) labels (segmentation maps), and binary
+    probability maps: per-pixel samples, as scikit-learn on the flattened pixels."""
+    pred, true = rng.integers(0, C, (2, 3, 4)), rng.integers(0, C, (2, 3, 4))
+    probs, binary = rng.random((2, 3, 4)).astype(np.float32), rng.integers(0, 2, (2, 3, 4))
+
+    def step(pred, true, probs, binary):
+        out = {"cm": mk.tasks.confusion_matrix(pred, true, num_classes=C)}
+        for avg in AVERAGES:
+            out[f"f1_{avg}"] = mk.tasks.f1(pred, true, num_classes=C, average=avg)
+        out["binary_f1"] = mk.tasks.f1(probs, binary, num_classes=2, average="binary")
+        out["counts"] = {"value": mk.tasks.class_counts(pred, true, C), "log_modes": ["mean"]}
+        return mk.MetricStore().update(out)
+
+    step = jax.jit(step) if use_jit else step
+    host = step(*(jnp.asarray(x) for x in (pred, true, probs, binary))).compute()
+    p, y = pred.ravel(), true.ravel()
+    np.testing.assert_array_equal(host["cm"], skm.confusion_matrix(y, p, labels=range(C)))
+    for avg in AVERAGES:
+        want = skm.f1_score(y, p, labels=range(C), average=None if avg == "none" else avg)
+        np.testing.assert_allclose(host[f"f1_{avg}"], want, rtol=1e-15)
+    want = skm.f1_score(binary.ravel(), probs.ravel() > 0.5)
+    np.testing.assert_allclose(host["binary_f1"], want, rtol=1e-15)
+    mcm = skm.multilabel_confusion_matrix(y, p, labels=range(C))
+    np.testing.assert_array_equal(
+        host["counts_mean"], np.stack([mcm[:, 1, 1], mcm[:, 0, 1], mcm[:, 1, 0]])
+    )

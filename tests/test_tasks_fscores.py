@@ -56,3 +56,40 @@ def test_numpy_scalar_options_are_taken_as_python_numbers():
     assert mk.MetricStore().update({"f": got}).compute() == (
         mk.MetricStore().update({"f": want}).compute()
     )
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_every_average_and_zero_division_follows_scikit_learns_rules(multilabel):
+    """Classes without support or predictions, in every combination: scikit-learn's
+    _nanaverage rules (a weighted average over no support is the plain mean; NaN scores are
+    left out), for the four scores and every zero_division."""
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n, c = int(rng.integers(1, 5)), int(rng.integers(2, 4))
+        if multilabel:  # sparse: often a class has no support, or is never predicted
+            true = rng.integers(0, 2, (n, c)) * (rng.random((n, c)) < 0.4)
+            pred = rng.integers(0, 2, (n, c)) * (rng.random((n, c)) < 0.4)
+            p, y = jnp.asarray(pred, jnp.float32), jnp.asarray(true)
+        else:
+            true, pred = rng.integers(0, c, n), rng.integers(0, c, n)
+            p, y = jnp.asarray(pred), jnp.asarray(true)
+        if trial == 0 and multilabel:  # the issue's case: one false positive, nothing true
+            true, pred = np.zeros((1, 3), int), np.array([[0, 1, 0]])
+            p, y, c = jnp.asarray(pred, jnp.float32), jnp.asarray(true), 3
+        items, want = {}, {}
+        for average in ("micro", "macro", "weighted", "none"):
+            for zd in (0.0, 1.0, float("nan")):
+                for name, beta in (("precision", 1), ("recall", 1), ("f1", 1), ("fbeta", 0.5)):
+                    key = f"{name}/{average}/{zd}"
+                    kwargs = {"beta": beta} if name == "fbeta" else {}
+                    items[key] = getattr(mk.tasks, name)(
+                        p, y, num_classes=c, average=average, zero_division=zd, **kwargs
+                    )
+                    sk = skm.precision_recall_fscore_support(
+                        true, pred, labels=list(range(c)), beta=beta, zero_division=zd,
+                        average=None if average == "none" else average,
+                    )  # fmt: skip
+                    want[key] = sk[{"precision": 0, "recall": 1}.get(name, 2)]
+        host = mk.MetricStore().update(items).compute()
+        for key, value in want.items():
+            np.testing.assert_allclose(host[key], value, rtol=1e-15, err_msg=key)

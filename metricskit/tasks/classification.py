@@ -22,6 +22,7 @@ default, as scikit-learn's default after its warning).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import jax
@@ -41,6 +42,7 @@ __all__ = [
     "confusion_matrix",
     "inputs",
     "nonfinite_rows",
+    "sample_rows",
 ]
 
 Average = Literal["binary", "micro", "macro", "weighted", "none"]
@@ -189,7 +191,8 @@ def nonfinite_rows(p: jax.Array, kind: str, shape: tuple[int, ...]) -> jax.Array
 
 
 def _predicted(kind: str, p: jax.Array, y: jax.Array, num_classes: int, threshold: float) -> Any:
-    """One-hot predictions and truths, ``(N, C)`` booleans (``(N, L)`` for multilabel)."""
+    """One-hot predictions and truths, ``(S, C)`` booleans over the ``S`` samples of every
+    sample axis (``(N, L)`` for multilabel)."""
     if kind == "multilabel":
         pred = p > threshold if jnp.issubdtype(p.dtype, jnp.floating) else p.astype(bool)
         return pred, y.astype(bool)
@@ -199,7 +202,19 @@ def _predicted(kind: str, p: jax.Array, y: jax.Array, num_classes: int, threshol
         ids = (p > threshold).astype(jnp.int32)
     else:
         ids = p.astype(jnp.int32)
-    return jax.nn.one_hot(ids, num_classes, dtype=bool), jax.nn.one_hot(y, num_classes, dtype=bool)
+    one_hot = functools.partial(jax.nn.one_hot, num_classes=num_classes, dtype=bool)
+    return one_hot(ids.reshape(-1)), one_hot(y.reshape(-1))
+
+
+def sample_rows(kind: str, p: jax.Array, y: jax.Array, mask: Any) -> tuple[jax.Array, jax.Array]:
+    """``(counted, bad)``: which samples count and which of them have a NaN score, ``(S,)``
+    booleans over the samples of every sample axis (a multilabel sample is a row of labels,
+    counted when any of its labels is)."""
+    which = counted(mask, y.shape)
+    bad = nonfinite_rows(p, kind, y.shape) & which
+    if kind == "multilabel":
+        return which.any(-1), bad.any(-1)
+    return which.reshape(-1), bad.reshape(-1)
 
 
 def class_counts(
@@ -211,18 +226,17 @@ def class_counts(
         predictions: As for :func:`precision`.
         labels: As for :func:`precision`.
         num_classes: ``C`` (2 for binary; the number of labels for multilabel).
-        mask: ``(N,)`` booleans: which samples count.
+        mask: Booleans of the sample axes (or of their leading ones): which samples count.
         threshold: For float binary and multilabel predictions.
 
     Returns:
-        The counts.
+        The counts (a sample with a NaN score counts nowhere).
     """
     check_classes(num_classes)
     kind, p, y = inputs(predictions, labels, num_classes, mask)
     pred, true = _predicted(kind, p, y, num_classes, threshold)
-    samples = y.shape[:1]
     which = counted(mask, y.shape) & ~nonfinite_rows(p, kind, y.shape)
-    which = which if kind == "multilabel" else which.reshape((*samples, 1))
+    which = which if kind == "multilabel" else which.reshape(-1, 1)
     pred, true = pred & which, true & which
     return jnp.stack(
         [
@@ -260,8 +274,7 @@ def confusion_matrix(
             "use one key per label, e.g. confusion_matrix(p[:, j], y[:, j], num_classes=2)"
         )
     pred, true = _predicted(kind, p, y, num_classes, threshold)
-    which = counted(mask, y.shape)
-    bad = nonfinite_rows(p, kind, y.shape) & which
+    which, bad = sample_rows(kind, p, y, mask)
     which = (which & ~bad)[:, None]
     matrix = jnp.einsum(
         "nt,np->tp", (true & which).astype(jnp.int32), (pred & which).astype(jnp.int32)

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit.metric import static
-from metricskit.tasks.classification import Average, class_counts, inputs, nonfinite_rows
-from metricskit.tasks.modes import SumsMetric, counted, step_item
+from metricskit.tasks.classification import Average, class_counts, inputs, sample_rows
+from metricskit.tasks.modes import SumsMetric, step_item
 
 __all__ = ["FScores", "ScoreOptions", "f1", "fbeta", "precision", "recall"]
 
@@ -47,15 +47,17 @@ def _prf(
         score = _divide((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp, zero_division)
     if average == "none":
         return score
-    keep = ~np.isnan(score)  # zero_division=nan: scikit-learn leaves those classes out
-    if average == "macro":
-        return float(np.mean(score[keep])) if keep.any() else float("nan")
-    if average == "weighted":
-        support = (tp + fn)[keep]
-        if support.sum() == 0:
-            return float(zero_division)
+    if average in ("micro", "binary"):
+        return float(score[0])
+    # scikit-learn's _nanaverage: zero_division=nan leaves those classes out; weights by
+    # support, and the plain mean where every kept class has no support
+    keep = ~np.isnan(score)
+    if not keep.any():
+        return float("nan")
+    support = (tp + fn)[keep]
+    if average == "weighted" and support.sum() > 0:
         return float(np.average(score[keep], weights=support))
-    return float(score[0])
+    return float(np.mean(score[keep]))
 
 
 class ScoreOptions(TypedDict, total=False):
@@ -109,9 +111,7 @@ def _prf_step(
         zero_division = math.nan
     counts = class_counts(predictions, labels, num_classes, mask=mask, threshold=threshold)
     kind_, p, y = inputs(predictions, labels, num_classes, mask)
-    per_sample = (y.shape[0], math.prod(y.shape[1:]))  # explicit: a batch may be empty
-    which = counted(mask, y.shape).reshape(per_sample).any(-1)
-    bad = nonfinite_rows(p, kind_, y.shape).reshape(per_sample).any(-1) & which
+    which, bad = sample_rows(kind_, p, y, mask)
     nan = jnp.zeros((1, num_classes), jnp.int32).at[0, 0].set(jnp.sum(bad, dtype=jnp.int32))
     mode = FScores.configure(
         kind=kind, average=average, beta=float(beta), zero_division=float(zero_division)
