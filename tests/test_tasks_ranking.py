@@ -167,3 +167,65 @@ def test_negative_gains_are_refused_eagerly_as_scikit_learn_does():
     # a masked (padded) candidate may hold anything
     masked = mk.tasks.ndcg(scores, relevance, mask=jnp.array([[False, True]]))
     assert mk.MetricStore().update({"n": masked}).compute() == {"n": 1.0}
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("k", [None, 1, 3, 7])
+def test_tied_scores_share_their_ranks_discounts_as_scikit_learn(k, use_jit, rng):
+    """NDCG ordered tied scores by position (a constant scorer with the relevant item first
+    scored 1.0); ties are averaged as scikit-learn's ndcg_score, whatever the listing order,
+    and ignore_ties=True keeps the position order."""
+    scores = rng.integers(0, 3, (6, 8)).astype(np.float32)  # many ties
+    relevance = rng.integers(0, 4, (6, 8))
+    mask = rng.random((6, 8)) < 0.8
+
+    def step(store, s, r, m):
+        return store.update({
+            "ndcg": mk.tasks.ndcg(s, r, k=k),
+            "reversed": mk.tasks.ndcg(s[:, ::-1], r[:, ::-1], k=k),
+            "masked": mk.tasks.ndcg(s, r, k=k, mask=m),
+            "position": mk.tasks.ndcg(s, r, k=k, ignore_ties=True),
+        })  # fmt: skip
+
+    step = jax.jit(step) if use_jit else step
+    host = step(mk.MetricStore(), *map(jnp.asarray, (scores, relevance, mask))).compute()
+    want = skm.ndcg_score(relevance, scores, k=k)
+    np.testing.assert_allclose([host["ndcg"], host["reversed"]], want, rtol=1e-13)
+    masked = [  # a masked candidate is not there at all
+        skm.ndcg_score(r[m][None], s[m][None], k=k) if m.sum() > 1 else float(r[m].sum() > 0)
+        for s, r, m in zip(scores, relevance, mask, strict=True)
+        if m.any()
+    ]
+    np.testing.assert_allclose(host["masked"], np.mean(masked), rtol=1e-13)
+    top = 8 if k is None else k
+    discounts = 1 / np.log2(np.arange(top) + 2.0)
+    per_query = []
+    for s, r in zip(scores, relevance, strict=True):
+        ideal = np.sort(r)[::-1][:top] @ discounts
+        dcg = r[np.argsort(-s, kind="stable")][:top] @ discounts
+        per_query.append(dcg / ideal if ideal else 0.0)
+    np.testing.assert_allclose(host["position"], np.mean(per_query), rtol=1e-6)
+
+
+def test_a_constant_scorer_gets_the_tie_average_in_any_order():
+    scores, relevance = np.zeros((1, 4), np.float32), np.array([[1, 0, 0, 0]])
+    want = skm.ndcg_score(relevance, scores)
+    for r in (relevance, relevance[:, ::-1]):
+        host = mk.MetricStore().update({"n": mk.tasks.ndcg(scores, r)}).compute()
+        assert host["n"] == pytest.approx(want, rel=1e-14) and host["n"] < 0.7
+
+
+def test_a_nan_score_or_a_negative_gain_under_jit_makes_ndcg_nan():
+    @jax.jit
+    def step(store, s, r):
+        return store.update({"ndcg": mk.tasks.ndcg(s, r)})
+
+    ok = jnp.array([[0.1, 0.2]]), jnp.array([[1, 0]])
+    assert np.isnan(step(mk.MetricStore(), jnp.array([[0.1, jnp.nan]]), ok[1]).compute()["ndcg"])
+    assert np.isnan(step(mk.MetricStore(), ok[0], jnp.array([[1, -1]])).compute()["ndcg"])
+    eager = mk.MetricStore().update({"ndcg": mk.tasks.ndcg(jnp.array([[jnp.nan, 0.2]]), ok[1])})
+    assert np.isnan(eager.compute()["ndcg"])
+    skip = step(mk.MetricStore(nan_policy="skip"), ok[0], jnp.array([[1, -1]]))
+    host = step(skip, *ok).compute()
+    assert host["ndcg_nonfinite"] == 1
+    assert host["ndcg"] == pytest.approx(skm.ndcg_score(np.asarray(ok[1]), np.asarray(ok[0])))

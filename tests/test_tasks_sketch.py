@@ -99,3 +99,23 @@ def test_a_mask_over_the_leading_axes_selects_whole_rows():
     assert host["a_p50"] == host["b_p50"] and int(host["h"].counts.sum()) == 8
     with pytest.raises(ValueError, match=r"mask has shape \(5,\).*leading axes"):
         mk.tasks.quantiles(values, mask=jnp.ones(5, bool))
+
+
+@pytest.mark.parametrize("accuracy", [1e-17, 1e-9, 5e-5, 0.0, -0.1, 1.0, float("nan"), "0.01"])
+def test_a_relative_accuracy_outside_the_usable_range_is_a_value_error(accuracy):
+    """Values that raised ZeroDivisionError (1e-17) or OverflowError (1e-9) from the bucket
+    geometry, or would need millions of buckets, are refused naming the option and range."""
+    for fn in (mk.tasks.quantiles, mk.tasks.histogram):
+        with pytest.raises(ValueError, match=r"relative_accuracy=.*\[0\.0001, 1\)"):
+            fn(jnp.ones(3), relative_accuracy=accuracy)
+
+
+@pytest.mark.parametrize("accuracy", [1e-4, np.float32(0.02), 0.9])
+def test_the_ends_of_the_usable_range_keep_the_guarantee(accuracy, rng):
+    x = rng.lognormal(0.0, 3.0, size=2000).astype(np.float32)
+    step = {"x": mk.tasks.quantiles(jnp.asarray(x), q=(0.1, 0.5, 0.99), relative_accuracy=accuracy)}
+    host = mk.MetricStore().update(step).compute()
+    a = float(accuracy)
+    for q in (0.1, 0.5, 0.99):
+        exact = np.quantile(x.astype(np.float64), q, method="lower")
+        assert abs(host[f"x_p{100 * q:.12g}"] - exact) <= a * exact * (1 + 1e-5)

@@ -3,9 +3,9 @@
 ``scores`` and ``relevance`` are ``(Q, L)``: Q queries with L candidates each. ``mask`` is
 either ``(Q,)`` (the queries that count) or ``(Q, L)`` (the candidates that count: a masked
 candidate neither ranks nor counts as relevant, as if it were not there; a query whose
-candidates are all masked does not count). Ties in ``scores`` are broken by position (the
-first candidate ranks higher); scikit-learn's ``ndcg_score`` averages over ties instead, so the
-two agree when scores are distinct.
+candidates are all masked does not count). NDCG averages over tied scores as scikit-learn's
+``ndcg_score`` does (``ignore_ties=True``: by position, the first candidate ranking higher);
+MRR breaks ties by position.
 
 MRR is exact: a step counts, per rank ``r``, the queries whose first relevant candidate is at
 ``r`` (integers), and the host finishes ``sum_r count_r / r / queries`` in float64. NDCG is
@@ -25,7 +25,7 @@ import numpy as np
 
 from metricskit import exact
 from metricskit.compat import Tracer
-from metricskit.tasks.batchsums import as_pairs, packed_pair, pair_total
+from metricskit.tasks.batchsums import as_pairs, dd_sub, div_count, packed_pair, pair_total
 from metricskit.tasks.modes import SumsMetric, step_item
 from metricskit.tasks.moments import PairSums
 
@@ -115,6 +115,30 @@ def _discounts(k: int) -> exact.Pair:
     return exact.Pair(jnp.asarray(hi), jnp.asarray((d - hi).astype(np.float32)))
 
 
+def _tied_discounts(scores: Any, candidates: Any, top: int) -> tuple[jax.Array, exact.Pair]:
+    """The candidates in ranked order, ``(Q, L)`` indices, and each ranked position's
+    discount averaged over its group of tied scores (scikit-learn's ``_tie_averaged_dcg``: a
+    group shares the discounts of the positions it spans, those past ``top`` being 0)."""
+    q, n = scores.shape
+    s = jnp.asarray(scores, jnp.float32)
+    by_score = jnp.argsort(-s, axis=-1, stable=True)
+    out = jnp.take_along_axis(~candidates, by_score, axis=-1)
+    order = jnp.take_along_axis(by_score, jnp.argsort(out, axis=-1, stable=True), axis=-1)
+    ranked, masked = jnp.take_along_axis(s, order, -1), jnp.take_along_axis(~candidates, order, -1)
+    step = (ranked[:, 1:] != ranked[:, :-1]) | (masked[:, 1:] != masked[:, :-1])
+    edge = jnp.ones((q, 1), bool)
+    i = jnp.arange(n, dtype=jnp.int32)
+    start = jax.lax.cummax(jnp.where(jnp.concatenate([edge, step], 1), i, 0), axis=1)
+    stop = jnp.where(jnp.concatenate([step, edge], 1), i + 1, n)
+    stop = jax.lax.cummin(stop, axis=1, reverse=True)
+    d = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(top, dtype=np.float64) + 2))])
+    d = np.concatenate([d, np.full(n - top, d[-1])])  # the discounts before each position
+    hi = d.astype(np.float32)
+    prefix = exact.Pair(jnp.asarray(hi), jnp.asarray((d - hi).astype(np.float32)))
+    span = dd_sub(*(exact.Pair(prefix.hi[j], prefix.lo[j]) for j in (stop, start)))
+    return order, div_count(span, stop - start)
+
+
 def _gain(relevance: exact.Pair, discounts: exact.Pair) -> exact.Pair:
     """``sum_i rel_i * discount_i`` per query (``(Q, k)`` -> ``(Q,)``), in double-float."""
     terms = exact.mul(relevance, discounts)
@@ -126,12 +150,21 @@ def _ndcg_finish(sums: np.ndarray, count: np.ndarray) -> float:
     return float((total[0] + total[1]) / np.float64(count))
 
 
-def ndcg(scores: Any, relevance: Any, *, k: int | None = None, mask: Any = None) -> dict[str, Any]:
+def ndcg(
+    scores: Any,
+    relevance: Any,
+    *,
+    k: int | None = None,
+    mask: Any = None,
+    ignore_ties: bool = False,
+) -> dict[str, Any]:
     """Normalized discounted cumulative gain at ``k`` (scikit-learn's ``ndcg_score``).
 
     Linear gains: ``DCG@k / IDCG@k`` with ``DCG = sum_{i < k} rel_i / log2(i + 2)`` over the
     candidates ranked by score and ``IDCG`` the same over the candidates ranked by relevance;
-    a query without relevant candidates counts 0.
+    a query without relevant candidates counts 0. Tied scores share the discounts of the
+    ranks they span (the expected DCG over the orders of the tie, scikit-learn's default), so
+    the result does not depend on the order candidates are listed in.
 
     Args:
         scores: ``(Q, L)`` scores (higher ranks first).
@@ -139,9 +172,16 @@ def ndcg(scores: Any, relevance: Any, *, k: int | None = None, mask: Any = None)
         k: Only the top ``k`` ranks count (a positive int; ``None``: all ``L``).
         mask: ``(Q,)`` booleans (the queries that count) or ``(Q, L)`` (the candidates that
             count).
+        ignore_ties: Rank tied scores by position (the first listed ranks higher; scikit-learn's
+            ``ignore_ties=True`` breaks them in another order): the result then depends on the
+            order candidates are listed in.
 
     Returns:
-        A step item, reported as the key: the mean over the counted queries.
+        A step item, reported as the key: the mean over the counted queries. A counted
+        candidate with a NaN score, or (under ``jit``, where values cannot be checked) a
+        negative relevance, makes its query's NDCG NaN and so the step's statistics: the key
+        reports NaN, or, with ``nan_policy="skip"``, the step is skipped and counted in
+        ``key_nonfinite``.
 
     Raises:
         ValueError: If ``k`` is not a positive int or None, if scores and relevance are not
@@ -158,20 +198,28 @@ def ndcg(scores: Any, relevance: Any, *, k: int | None = None, mask: Any = None)
                 "ndcg: relevance holds negative gains; NDCG is defined for non-negative gains "
                 "(scikit-learn's ndcg_score refuses them too): shift or clip the relevance"
             )
-    top = s.shape[1] if k is None else min(int(k), s.shape[1])
-    discounts = _discounts(top)
+    length = s.shape[1]
+    top = length if k is None else min(int(k), length)
     kept = jnp.where(candidates, rel, jnp.zeros_like(rel))
-    ranked = _ranked(s, rel, candidates)[:, :top]
+    if ignore_ties:
+        dcg = _gain(as_pairs(_ranked(s, rel, candidates)[:, :top]), _discounts(top))
+    else:
+        order, tied = _tied_discounts(s, candidates, top)
+        dcg = _gain(as_pairs(jnp.take_along_axis(kept, order, axis=-1)), tied)
     ideal_order = jnp.argsort(-jnp.asarray(kept, jnp.float32), axis=-1, stable=True)[:, :top]
     ideal = jnp.take_along_axis(kept, ideal_order, axis=-1)
-    dcg = _gain(as_pairs(ranked), discounts)
-    idcg = _gain(as_pairs(ideal), discounts)
+    idcg = _gain(as_pairs(ideal), _discounts(top))
     positive = (idcg.hi > 0) & queries
     one = jnp.ones_like(idcg.hi)
     ratio = exact.div(
         dcg, exact.Pair(jnp.where(positive, idcg.hi, one), jnp.where(positive, idcg.lo, 0.0))
     )
-    per_query = exact.Pair(jnp.where(positive, ratio.hi, 0.0), jnp.where(positive, ratio.lo, 0.0))
+    undefined = candidates & (jnp.isnan(jnp.asarray(s, jnp.float32)) | (kept < 0))
+    undefined = jnp.any(undefined, axis=-1) & queries  # a NaN score, a negative gain: NaN
+    per_query = exact.Pair(
+        jnp.where(undefined, jnp.nan, jnp.where(positive, ratio.hi, 0.0)),
+        jnp.where(positive & ~undefined, ratio.lo, 0.0),
+    )
     total = packed_pair(pair_total(per_query))
     return step_item(total, jnp.sum(queries, dtype=jnp.int32), _NDCG)
 

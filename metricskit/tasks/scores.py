@@ -18,6 +18,7 @@ import numpy as np
 
 from metricskit.compat import Tracer
 from metricskit.metric import ConfiguredMetric
+from metricskit.tasks.batchsums import as_pairs, segment_total
 from metricskit.tasks.classification import inputs
 from metricskit.tasks.modes import SumsMetric, counted, step_item
 
@@ -37,12 +38,13 @@ __all__ = [
 def score_histograms(scores: Any, labels: Any, bins: int, mask: Any = None) -> jax.Array:
     """Counts of negative and positive samples per score bin, ``(2, bins)`` int32.
 
-    Scores are probabilities in [0, 1] (clipped); bin ``b`` holds ``[b / bins, (b + 1) /
-    bins)``, the last bin includes 1. A NaN score falls in no bin.
+    Scores are probabilities in [0, 1]; bin ``b`` holds ``[b / bins, (b + 1) / bins)``, the
+    last bin includes 1. A NaN score, or one outside [0, 1], falls in no bin (so the finished
+    value is NaN: the counted samples outnumber the binned ones).
     """
-    s = jnp.clip(jnp.asarray(scores, jnp.float32).reshape(-1), 0.0, 1.0)
+    s = jnp.asarray(scores, jnp.float32).reshape(-1)
     y = jnp.asarray(labels).reshape(-1).astype(bool)
-    which = counted(mask, np.shape(scores)).reshape(-1) & ~jnp.isnan(s)  # NaN: in no bin
+    which = counted(mask, np.shape(scores)).reshape(-1) & ~invalid_probabilities(s)
     b = jnp.clip((jnp.nan_to_num(s) * bins).astype(jnp.int32), 0, bins - 1)
     return jnp.stack(
         [
@@ -164,6 +166,14 @@ def roc_auc(scores: Any, labels: Any, *, bins: int = 1024, mask: Any = None) -> 
     Returns:
         A step item. For the exact AUROC of the raw scores, log them with the per-sample
         ``single_noreduce_wcount`` mode and call :func:`metricskit.tasks.exact_roc_auc`.
+        A counted sample with a NaN score, or (under ``jit``, where values cannot be checked)
+        a score outside [0, 1], falls in no bin and makes the key report NaN from then on
+        (its statistics are integer counts, so ``nan_policy="skip"`` does not skip such a
+        step: the number of such samples is the count less the binned samples).
+
+    Raises:
+        ValueError: Eagerly, for scores outside [0, 1] or labels outside {0, 1}; for
+            ``bins`` that is not a positive int, or inputs of other shapes.
     """
     return _score_item(scores, labels, bins, mask, _ROC_AUC)
 
@@ -179,9 +189,9 @@ def average_precision(
 
 
 def _ece_finish(sums: np.ndarray, count: np.ndarray) -> float:
-    n, confidence, correct = (np.asarray(s, np.float64) for s in sums)
+    n, confidence, correct = np.asarray(sums, np.float64)
     total = n.sum()
-    if total != count:  # a counted sample in no bin had NaN probabilities
+    if total != count:  # a counted sample in no bin: NaN probabilities (metricskit 0.3)
         return float("nan")
     if total == 0:
         return 0.0
@@ -196,39 +206,51 @@ def calibration_error(
     """Expected calibration error: ``sum_b (n_b / N) |accuracy_b - confidence_b|``.
 
     Samples are binned by their confidence (the top probability), in ``bins`` equal-width bins
-    (Guo et al., "On calibration of modern neural networks", 2017).
+    (Guo et al., "On calibration of modern neural networks", 2017). Within a batch, each
+    bin's sample and correct counts are summed as integers and its confidences nearly exactly
+    (:func:`~metricskit.tasks.batchsums.segment_total`), then each of the three is rounded
+    once to float32 (exact for counts up to 2^24 per bin and batch; a confidence sum to
+    ``2^-24`` of itself); batches are summed exactly.
 
     Args:
-        probabilities: ``(N, C)`` class probabilities.
-        labels: ``(N,)`` class ids.
+        probabilities: ``(..., C)`` class probabilities (any number of sample axes).
+        labels: Class ids of the sample axes' shape.
         bins: Confidence bins.
-        mask: ``(N,)`` booleans: which samples count.
+        mask: Booleans of the sample axes (or of their leading ones): which samples count.
 
     Returns:
-        A step item: per bin the count, the sum of confidences and the number correct.
+        A step item: per bin the count, the sum of confidences and the number correct. A
+        counted sample with a NaN probability, or (under ``jit``, where values cannot be
+        checked) a probability outside [0, 1], makes the step's statistics NaN: the key
+        reports NaN, or, with ``nan_policy="skip"``, the step is skipped and counted in
+        ``key_nonfinite``. Eager calls refuse probabilities outside [0, 1] (``ValueError``).
     """
     _check_bins(bins)
     kind, p, y = inputs(probabilities, labels, None, mask)
     if kind != "scores":
         raise ValueError(
-            f"probabilities of shape {p.shape} with labels of shape {y.shape}: pass (N, C) "
-            "class probabilities and (N,) class ids"
+            f"probabilities of shape {p.shape} with labels of shape {y.shape}: pass (..., C) "
+            "class probabilities and class ids of the leading shape"
         )
     _check_probabilities("probabilities", p, mask)
     p = p.astype(jnp.float32)
-    confidence = jnp.max(p, axis=-1)
-    correct = (jnp.argmax(p, axis=-1) == y).astype(jnp.float32)
-    counts = counted(mask, confidence.shape)
-    which = (counts & ~jnp.isnan(confidence)).astype(jnp.float32)  # NaN: in no bin
-    b = jnp.clip((jnp.nan_to_num(confidence) * bins).astype(jnp.int32), 0, bins - 1)
-    stats = jnp.stack(
-        [
-            jnp.zeros(bins).at[b].add(which),
-            jnp.zeros(bins).at[b].add(confidence * which),
-            jnp.zeros(bins).at[b].add(correct * which),
-        ]
+    confidence = jnp.max(p, axis=-1).reshape(-1)
+    correct = (jnp.argmax(p, axis=-1) == y).reshape(-1)
+    counts = counted(mask, y.shape).reshape(-1)
+    bad = counts & jnp.any(invalid_probabilities(p), axis=-1).reshape(-1)
+    which = counts & ~bad
+    b = jnp.clip((jnp.where(which, confidence, 0.0) * bins).astype(jnp.int32), 0, bins - 1)
+    sums, (n, hits) = segment_total(
+        as_pairs(jnp.where(which, confidence, 0.0)), b, bins, which, which & correct
     )
-    return step_item(stats, jnp.sum(counts, dtype=jnp.int32), _ECE)
+    stats = jnp.stack([n.astype(jnp.float32), sums.hi + sums.lo, hits.astype(jnp.float32)])
+    nan = jnp.any(bad)  # NaN statistics: the store's NaN policy decides (propagate or skip)
+    return step_item(jnp.where(nan, jnp.nan, stats), jnp.sum(counts, dtype=jnp.int32), _ECE)
+
+
+def invalid_probabilities(p: jax.Array) -> jax.Array:
+    """Elementwise: NaN, or outside [0, 1] (what eager calls refuse, under ``jit``)."""
+    return jnp.isnan(p) | (p < 0) | (p > 1)
 
 
 class BinnedRocAuc(SumsMetric):

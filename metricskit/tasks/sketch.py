@@ -58,15 +58,34 @@ class Histogram:
     nan_count: int = 0
 
 
+MIN_ACCURACY = 1e-4
+"""The finest relative accuracy a sketch takes (about 2 * 10^5 buckets per sign)."""
+
+
+def _buckets(accuracy: float) -> int:
+    return math.ceil(math.log(LARGEST / SMALLEST) / math.log((1 + accuracy) / (1 - accuracy)))
+
+
 @functools.cache
 def _geometry(accuracy: float) -> tuple[float, int, int]:
     """``(log gamma, index of the smallest magnitude's bucket, buckets per sign)``."""
-    if not 0 < accuracy < 1:
-        raise ValueError(f"relative_accuracy={accuracy}; it must be in (0, 1), e.g. 0.01")
+    if not (isinstance(accuracy, float) and MIN_ACCURACY <= accuracy < 1):
+        raise ValueError(
+            f"relative_accuracy={accuracy!r}; pass a float in [{MIN_ACCURACY}, 1), e.g. 0.01 "
+            f"(finer sketches need more than {_buckets(MIN_ACCURACY)} buckets per sign)"
+        )
     log_gamma = math.log((1 + accuracy) / (1 - accuracy))
     low = math.ceil(math.log(SMALLEST) / log_gamma)
     high = math.ceil(math.log(LARGEST) / log_gamma)
     return log_gamma, low, high - low + 1
+
+
+def _accuracy(value: Any) -> float:
+    """``relative_accuracy`` checked (``ValueError``) and as a Python float."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"relative_accuracy={value!r}; pass a float in [{MIN_ACCURACY}, 1)")
+    _geometry(float(value))
+    return float(value)
 
 
 def _samples_mask(mask: Any, shape: tuple[int, ...]) -> Any:
@@ -154,7 +173,8 @@ def quantiles(
         q: The quantiles (or one), reported in increasing order as ``key_p50`` etc.
             (``key_p99.9`` for 0.999; twelve significant digits).
         relative_accuracy: ``a``: each reported quantile is within ``a`` relative of the exact
-            one (for magnitudes in ``[1e-9, 1e9]``).
+            one (for magnitudes in ``[1e-9, 1e9]``); a float in ``[1e-4, 1)`` (the state holds
+            about ``2 * ln(1e18) / (2 a)`` integer buckets).
         mask: Booleans broadcast against ``values``: which samples count.
 
     Returns:
@@ -174,7 +194,8 @@ def quantiles(
     qs = tuple(sorted({float(v) for v in q}))  # reported in increasing order
     if not qs or not all(0 <= v <= 1 for v in qs):
         raise ValueError(f"q={q}; pass one or more quantiles in [0, 1]")
-    mode = QuantileSketch.configure(relative_accuracy=float(relative_accuracy), q=qs)
+    relative_accuracy = _accuracy(relative_accuracy)
+    mode = QuantileSketch.configure(relative_accuracy=relative_accuracy, q=qs)
     return _sketch_item(values, relative_accuracy, mask, mode)
 
 
@@ -221,5 +242,6 @@ class HistogramSketch(SumsMetric):
 
 def histogram(values: Any, *, relative_accuracy: float = 0.01, mask: Any = None) -> dict[str, Any]:
     """The distribution of a stream of values as a :class:`Histogram` (see :func:`quantiles`)."""
-    mode = HistogramSketch.configure(relative_accuracy=float(relative_accuracy))
+    relative_accuracy = _accuracy(relative_accuracy)
+    mode = HistogramSketch.configure(relative_accuracy=relative_accuracy)
     return _sketch_item(values, relative_accuracy, mask, mode)
