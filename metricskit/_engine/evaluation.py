@@ -43,6 +43,7 @@ from metricskit._engine.store import (
     Source,
     Whole,
     differ_in_samples_only,
+    read_only_view,
     row_of,
     sources_of,
 )
@@ -66,27 +67,7 @@ CHUNK: Final = 256
 """How many arrays one compiled concatenation takes."""
 
 
-@functools.cache
-def _concat() -> Any:
-    return jax.jit(lambda arrays: jnp.stack(arrays))
-
-
-def _fetch(arrays: list[jax.Array]) -> list[np.ndarray]:
-    """Host copies of same-shaped device arrays: stacked per chunk on the device, then moved."""
-    with jax.ensure_compile_time_eval():  # concrete arrays: run now, even inside a trace
-        return _fetch_now(arrays)
-
-
-def _fetch_now(arrays: list[jax.Array]) -> list[np.ndarray]:
-    chunks = []
-    for start in range(0, len(arrays), CHUNK):
-        part = arrays[start : start + CHUNK]
-        size = min(CHUNK, 1 << (len(part) - 1).bit_length())  # few sizes: few compilations
-        chunks.append((_concat()(part + [part[0]] * (size - len(part))), len(part)))
-    out: list[np.ndarray] = []
-    for stacked, n in jax.device_get(chunks):
-        out.extend(np.asarray(stacked)[i] for i in range(n))
-    return out
+_stack = jax.jit(jnp.stack)
 
 
 def stack_to_host(arrays: Sequence[Any]) -> np.ndarray:
@@ -111,21 +92,17 @@ def stack_to_host(arrays: Sequence[Any]) -> np.ndarray:
     if not concrete(first) and not any(map(concrete, arrays)):
         return np.stack([np.asarray(x) for x in arrays])
     out = np.empty((len(arrays), *np.shape(first)), np.dtype(first.dtype))
-    with jax.ensure_compile_time_eval():  # concrete arrays: run now, even inside a trace
-        _stack_into(out, arrays)
-    return out
-
-
-def _stack_into(out: np.ndarray, arrays: Sequence[Any]) -> None:
-    try:
+    # concrete arrays: run now, even inside a trace
+    with jax.ensure_compile_time_eval(), contextlib.suppress(ValueError):
         for start in range(0, len(arrays), CHUNK):
             part = list(arrays[start : start + CHUNK])
-            size = min(CHUNK, 1 << (len(part) - 1).bit_length())
-            stacked = _concat()(part + [part[0]] * (size - len(part)))
+            size = min(CHUNK, 1 << (len(part) - 1).bit_length())  # few sizes: few compilations
+            stacked = _stack(part + [part[0]] * (size - len(part)))
             out[start : start + len(part)] = np.asarray(jax.device_get(stacked))[: len(part)]
-    except ValueError:  # arrays committed to different devices: fetch them one by one
-        for i, x in enumerate(arrays):
-            out[i] = np.asarray(jax.device_get(x))
+        return out
+    for i, x in enumerate(arrays):  # arrays committed to different devices: one by one
+        out[i] = np.asarray(jax.device_get(x))
+    return out
 
 
 def device_get_many(trees: Sequence[Any]) -> list[Any]:
@@ -158,7 +135,11 @@ def device_get_many(trees: Sequence[Any]) -> list[Any]:
     host = [list(leaves) for leaves, _ in flat]
     for where in groups.values():
         arrays = [flat[t][0][i] for t, i in where]
-        fetched = _fetch(arrays) if len(arrays) > 1 else [np.asarray(jax.device_get(arrays[0]))]
+        fetched = (
+            stack_to_host(arrays)
+            if len(arrays) > 1
+            else [np.asarray(jax.device_get(x)) for x in arrays]
+        )
         for (t, i), x in zip(where, fetched, strict=True):
             host[t][i] = x
     return [
@@ -324,7 +305,7 @@ class _Growing:
             if earlier is not None:
                 new = np.concatenate([earlier, new])
             self.buffer, self.filled = new, len(new)
-            return _read_only_view(new)
+            return read_only_view(new)
         need = self.filled + len(new)
         if buffer is None or len(buffer) < need or buffer.dtype != new.dtype:
             grown = np.empty((max(2 * need, 16), *new.shape[1:]), new.dtype)
@@ -333,13 +314,7 @@ class _Growing:
             buffer = self.buffer = grown
         buffer[self.filled : need] = new
         self.filled = need
-        return _read_only_view(buffer[:need])
-
-
-def _read_only_view(x: np.ndarray) -> np.ndarray:
-    view = x.view()
-    view.flags.writeable = False
-    return view
+        return read_only_view(buffer[:need])
 
 
 def _is_prefix(view: np.ndarray, buffer: np.ndarray, filled: int) -> bool:

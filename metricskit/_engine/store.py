@@ -15,9 +15,8 @@
 from __future__ import annotations
 
 import abc
-import functools
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import jax
@@ -317,30 +316,15 @@ def aggregate_entries(
         ValueError: If a metric's state has other shapes in the two stores (beyond the
             sample axis of per-sample modes).
     """
-    return {
-        key: KeyMetrics.of(_union(a, b, functools.partial(_aggregate, key)))
-        for key, a, b in _pairs(first, second)
-    }
-
-
-def _pairs(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    return [(key, first.get(key), second.get(key)) for key in sorted_keys({*first, *second})]
-
-
-def _union(
-    a: Mapping[Mode, Metric] | None,
-    b: Mapping[Mode, Metric] | None,
-    combine: Callable[[Mode, Metric, Metric], Metric],
-) -> dict[Mode, Metric]:
-    """Every mode of ``a`` and ``b``: combined where both have it, kept where one has it."""
-    a, b = a or {}, b or {}
     out = {}
-    for mode in sorted({*a, *b}, key=mode_order):
-        x, y = a.get(mode), b.get(mode)
-        out[mode] = (
-            combine(mode, x, y) if x is not None and y is not None else (x if y is None else y)
-        )
-    return cast(dict[Mode, Metric], out)
+    for key in sorted_keys({*first, *second}):
+        a, b = first.get(key) or {}, second.get(key) or {}
+        metrics = {}
+        for mode in sorted({*a, *b}, key=mode_order):
+            x, y = a.get(mode), b.get(mode)
+            metrics[mode] = x if y is None else y if x is None else _aggregate(key, mode, x, y)
+        out[key] = KeyMetrics.of(metrics)
+    return out
 
 
 def _aggregate(key: str, mode: Mode, x: Metric, y: Metric) -> Metric:
@@ -353,10 +337,11 @@ def _aggregate(key: str, mode: Mode, x: Metric, y: Metric) -> Metric:
                 name = f"{key!r} (log mode {mode!r})"
                 warn_empty_parts("MetricStore.aggregate", name, len(left_out))
             return y if x_empty else x
-    if not combinable(x, y):
+    sx, sy = signature_of(x), signature_of(y)
+    if sx != sy and not (per_sample(type(x)) and differ_in_samples_only(sx, sy)):
         raise ValueError(
-            f"metric {key!r} (log mode {mode!r}) has state {signature_of(x)} in one "
-            f"store and {signature_of(y)} in the other; they cannot be combined"
+            f"metric {key!r} (log mode {mode!r}) has state {sx} in one "
+            f"store and {sy} in the other; they cannot be combined"
         )
     with kernels.device_for((x, y)):
         return x.aggregate(y)
@@ -368,13 +353,6 @@ def _has_samples(metric: Metric) -> bool:
         np.shape(jax.tree.leaves(getattr(metric, name))[0])[0]
         for name in sample_fields(type(metric))
     )
-
-
-def combinable(a: Metric, b: Metric) -> bool:
-    """Whether two states of one mode can be aggregated: the same structure, or per-sample
-    states that differ only in their number of samples."""
-    sa, sb = signature_of(a), signature_of(b)
-    return sa == sb or (per_sample(type(a)) and differ_in_samples_only(sa, sb))
 
 
 def differ_in_samples_only(a: Signature, b: Signature) -> bool:
@@ -404,7 +382,7 @@ def drops_empty(*metrics: Sequence[Metric]) -> bool:
 # -- results on the host ----------------------------------------------------------------------
 
 
-def _frozen(x: np.ndarray) -> np.ndarray:
+def read_only_view(x: np.ndarray) -> np.ndarray:
     """A read-only view (the caller cannot write through it into anything of ours)."""
     view = x.view()
     view.flags.writeable = False
@@ -438,9 +416,9 @@ def _finish(x: Any, stacked: bool) -> Any:
     return exact.to_host(x)
 
 
-def _python(x: np.ndarray) -> Any:
-    """A size-1 result as a Python number."""
-    return x.reshape(()).item()
+def _reported(x: np.ndarray) -> Any:
+    """A result as reported: size 1 as a Python number, else a read-only array."""
+    return x.reshape(()).item() if x.size == 1 else read_only_view(x)
 
 
 def host_value(x: Any) -> Any:
@@ -457,23 +435,22 @@ def host_value(x: Any) -> Any:
     """
     x = _finish(x, stacked=False)
     if isinstance(x, tuple):
-        return tuple(_frozen(np.asarray(p)) for p in x)
+        return tuple(read_only_view(np.asarray(p)) for p in x)
     if not isinstance(x, np.ndarray | np.generic):
         return x  # an object a host finish made (e.g. a histogram)
-    x = np.asarray(x)
-    return _python(x) if x.size == 1 else _frozen(x)
+    return _reported(np.asarray(x))
 
 
 def stacked_rows(values: Any, n: int) -> list[Any]:
     """The per-key results of a group's computed values (leading key axis of size ``n``)."""
     values = _finish(values, stacked=True)
     if isinstance(values, tuple):
-        parts = [_frozen(np.asarray(p)) for p in values]
+        parts = [read_only_view(np.asarray(p)) for p in values]
         return [tuple(p[i] for p in parts) for i in range(n)]
     values = np.asarray(values)
     if values.size == n:
         return values.reshape(n).tolist()  # type: ignore[no-any-return]
-    frozen = _frozen(values)
+    frozen = read_only_view(values)
     return [frozen[i] for i in range(n)]
 
 
@@ -497,8 +474,7 @@ def report(
             mode = layout.groups[g].mode
             if not isinstance(values, tuple) or len(values) != len(get_log_mode(mode).parts):
                 _wrong_parts(mode, values)
-            value = np.asarray(values[part])
-            out[name] = _python(value) if value.size == 1 else _frozen(value)
+            out[name] = _reported(np.asarray(values[part]))
     warn_empty(empty)
     return out
 
@@ -529,13 +505,9 @@ def compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
     Device groups run one jitted compute together and come back in one ``device_get``; host
     groups of per-sample evaluation results compute per key on their NumPy leaves. The state
     is concrete, so all of it runs now, even inside a trace (a store or an evaluation
-    aggregate closed over by a jitted function).
+    aggregate closed over by a jitted function: :meth:`MetricStore.compute` runs it in
+    ``jax.ensure_compile_time_eval``).
     """
-    with jax.ensure_compile_time_eval():
-        return _compute(layout, metrics)
-
-
-def _compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
     on_cpu = [per_sample(type(m)) and kernels.on_host(m) for m in metrics]
     on_device = tuple(m for m, h in zip(metrics, on_cpu, strict=True) if not h)
     with kernels.device_for(on_device):
@@ -613,7 +585,8 @@ class MetricStore(Mapping[str, KeyMetrics]):
             if default_log_modes is None
             else normalize_log_modes(default_log_modes, "default_log_modes")
         )
-        kernels.set_store(self, modes, _check_policy(nan_policy), _EMPTY, ())
+        policy = builtin.check_policy(nan_policy, "the store")
+        kernels.set_store(self, modes, policy, _EMPTY, ())
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(
@@ -894,7 +867,8 @@ class MetricStore(Mapping[str, KeyMetrics]):
             return {}
         kernels.refuse_tracers(self.first_leaf(), "MetricStore.compute")
         kernels.check_shapes(self.metrics, self.layout, "MetricStore.compute()")
-        return compute(self.layout, local_copy(self.metrics))
+        with jax.ensure_compile_time_eval():
+            return compute(self.layout, local_copy(self.metrics))
 
     def reset(self) -> MetricStore:
         """Every metric back to its empty (all-zero) state.
@@ -960,10 +934,6 @@ class MetricStore(Mapping[str, KeyMetrics]):
             raise checkpoint.CheckpointError(f"{os.fspath(path)!r}: default log modes: {e}") from e
         store = cls(modes, meta.get("nan_policy", "propagate"))
         return store._evolve(metrics, layout)
-
-
-def _check_policy(policy: Any) -> str:
-    return builtin.check_policy(policy, "the store")
 
 
 kernels.register_store(MetricStore)
