@@ -94,7 +94,6 @@ T = TypeVar("T")
 
 
 @functools.cache
-@functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in attrs.fields(cls))
 
@@ -592,10 +591,8 @@ Accumulator = Pair | Words
 
 def zeros(kind: str, shape: tuple[int, ...], xp: Any = jnp) -> Accumulator:
     """An accumulator holding zero: ``kind`` is ``"float"`` (a Pair) or ``"int"`` (Words)."""
-    dtype = float_dtype() if kind == "float" else int_dtype()
-    if kind == "float":
-        return Pair(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
-    return Words(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
+    dtype, cls = (float_dtype(), Pair) if kind == "float" else (int_dtype(), Words)
+    return cls(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
 
 
 def where(cond: Any, a: Any, b: Any) -> Any:
@@ -869,10 +866,7 @@ def split_int(x: np.ndarray) -> Words:
         3000000000
     """
     x = np.asarray(x)
-    if x.dtype.kind == "u":
-        x = x.astype(np.uint64)
-        return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
-    x = x.astype(np.int64)
+    x = x.astype(np.uint64 if x.dtype.kind == "u" else np.int64)
     return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
 
 

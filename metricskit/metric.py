@@ -352,10 +352,7 @@ def x64_storage(field: attrs.Attribute[Any]) -> str | None:
 
 def field_spec(field: attrs.Attribute[Any], value: Spec, count: Spec) -> FieldSpec:
     """The shape and storage of a declared state field for steps of the given specs."""
-    return _field_spec(field.metadata, value, count)
-
-
-def _field_spec(meta: Mapping[str, Any], value: Spec, count: Spec) -> FieldSpec:
+    meta = field.metadata
     shape = meta[_SHAPE]
     if shape == "value":
         shape = value.shape

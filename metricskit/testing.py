@@ -49,13 +49,10 @@ __all__ = [
 KEY = "x"
 
 
-def _leaves(tree: Any) -> Any:
-    return jax.tree.leaves(tree)
-
-
 def _signature(tree: Any) -> tuple[Any, list[tuple[Any, ...]]]:
     sig = [
-        (np.shape(x), np.asarray(x).dtype, getattr(x, "weak_type", False)) for x in _leaves(tree)
+        (np.shape(x), np.asarray(x).dtype, getattr(x, "weak_type", False))
+        for x in jax.tree.leaves(tree)
     ]
     return jax.tree.structure(tree), sig
 
@@ -123,6 +120,10 @@ def _item(mode: ModeLike, value: Any, count: Any) -> dict[str, Any]:
     return {KEY: {"value": value, "count": count, "log_modes": [mode]}}
 
 
+def _step(mode: ModeLike) -> Callable[[MetricStore, Any, Any], MetricStore]:
+    return lambda store, value, count: store.update(_item(mode, value, count))
+
+
 def _feed(
     mode: ModeLike, values: Any, counts: Any, store: MetricStore | None = None
 ) -> MetricStore:
@@ -168,7 +169,7 @@ def _check_count_alone_is_empty(mode: ModeLike, shape: tuple[int, ...], steps: i
     poisoned = _poisoned(empty)
     if poisoned is empty or all(
         bool(np.all(np.asarray(a) == np.asarray(b)))
-        for a, b in zip(_leaves(poisoned), _leaves(empty), strict=True)
+        for a, b in zip(jax.tree.leaves(poisoned), jax.tree.leaves(empty), strict=True)
     ):
         return
     clean = jax.tree.map(lambda x: x, empty)
@@ -180,7 +181,9 @@ def _check_count_alone_is_empty(mode: ModeLike, shape: tuple[int, ...], steps: i
         results["aggregate(state, empty)"] = clean.aggregate(_poisoned(empty))
         results["aggregate(empty, state)"] = _poisoned(empty).aggregate(clean)
     for label, result in results.items():
-        for got, want in zip(_leaves(result.compute()), _leaves(clean.compute()), strict=True):
+        for got, want in zip(
+            jax.tree.leaves(result.compute()), jax.tree.leaves(clean.compute()), strict=True
+        ):
             np.testing.assert_array_equal(
                 np.asarray(got),
                 np.asarray(want),
@@ -231,7 +234,7 @@ def check_empty_is_zeros(mode: ModeLike, shape: tuple[int, ...] = (4,), steps: i
         reset = fed.reset()
         assert is_all_zero(reset), f"{mode}: reset() is not all zeros"
         assert _signature(reset) == _signature(fresh), f"{mode}: reset() changed the structure"
-        for a, b in zip(_leaves(reset), _leaves(fresh), strict=True):
+        for a, b in zip(jax.tree.leaves(reset), jax.tree.leaves(fresh), strict=True):
             np.testing.assert_array_equal(
                 np.asarray(a), np.asarray(b), err_msg=f"{mode}: reset() != the empty state"
             )
@@ -249,13 +252,8 @@ def check_empty_is_zeros(mode: ModeLike, shape: tuple[int, ...] = (4,), steps: i
             except AssertionError as error:
                 message = f"{mode}: aggregate({label}) != state; {rule}\n{error}"
                 raise AssertionError(message) from None
-
-        def step(store: MetricStore, value: Any, count: Any) -> MetricStore:
-            return store.update(_item(mode, value, count))
-
-        zero_filled = jax.tree.map(
-            jnp.zeros_like, jax.eval_shape(step, MetricStore(), shifted[0], counts[0])
-        )
+        abstract = jax.eval_shape(_step(mode), MetricStore(), shifted[0], counts[0])
+        zero_filled = jax.tree.map(jnp.zeros_like, abstract)
         try:
             assert_results_close(
                 _feed(mode, shifted, counts, zero_filled).compute(), fed.compute(), rtol=0, atol=0
@@ -307,12 +305,7 @@ def check_jit_matches_eager(
     mode: ModeLike, values: Any, counts: Any, rtol: float = 1e-5, atol: float = 1e-6
 ) -> None:
     """The same stream gives the same result eagerly and inside a jitted step."""
-    eager = _feed(mode, values, counts)
-
-    @jax.jit
-    def step(store: MetricStore, value: Any, count: Any) -> MetricStore:
-        return store.update(_item(mode, value, count))
-
+    eager, step = _feed(mode, values, counts), jax.jit(_step(mode))
     store = MetricStore().init(_item(mode, values[0], counts[0]))
     for value, count in zip(values, counts, strict=True):
         store = step(store, jnp.asarray(value), jnp.asarray(count))

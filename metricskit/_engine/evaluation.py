@@ -591,7 +591,7 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
                 new[mode] = Appended.after(prior, _kept(src, mode), key, mode)
             else:
                 new[mode] = HostCopy(src if type(src) is Row else _intake(src), key, mode)
-        out[key] = KeyMetrics.owning(new)
+        out[key] = KeyMetrics(new)
     return out
 
 

@@ -501,11 +501,6 @@ def rows(layout: Layout) -> tuple[tuple[str, tuple[tuple[Mode, int, int], ...]],
     )
 
 
-def abstract(metric: Metric) -> list[tuple[tuple[int, ...], Any]]:
-    """The shapes and dtypes of a state's leaves (for error messages and checks)."""
-    return [(tuple(np.shape(x)), np.dtype(x.dtype)) for x in jax.tree.leaves(metric)]
-
-
 # -- planning ---------------------------------------------------------------------------------
 
 StepSignature = tuple[tuple[str, tuple[Mode, ...], Spec, Spec, bool], ...]
@@ -899,8 +894,3 @@ def decode(packed: Any, spec: Spec, n: int) -> Any:
         return _device(jnp.stack(packed), spec)  # one conversion, not one per entry
     items = [_device(p, spec) if is_jax(p) else p for p in packed]
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
-
-
-def plain(x: Any) -> Any:
-    """Exact 64-bit inputs rounded to plain float arrays (for metrics without exact inputs)."""
-    return exact.to_float(x)

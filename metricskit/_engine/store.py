@@ -136,14 +136,8 @@ class KeyMetrics(Mapping[Mode, Metric]):
     __slots__ = ("_sources",)
 
     def __init__(self, sources: Mapping[Mode, Source]):
-        self._sources = dict(sources)
-
-    @classmethod
-    def owning(cls, sources: dict[Mode, Source]) -> KeyMetrics:
-        """A ``KeyMetrics`` that takes ``sources`` itself (no copy; the caller lets it go)."""
-        km = object.__new__(cls)
-        km._sources = sources
-        return km
+        # a dict is taken as it is (callers hand over a new one), anything else copied
+        self._sources: dict[Mode, Source] = sources if type(sources) is dict else dict(sources)
 
     @classmethod
     def of(cls, metrics: Mapping[Mode, Metric]) -> KeyMetrics:
@@ -318,11 +312,14 @@ def aggregate_entries(
     """
     out = {}
     for key in sorted_keys({*first, *second}):
-        a, b = first.get(key) or {}, second.get(key) or {}
+        a: Mapping[Mode, Metric] = first.get(key) or {}
+        b: Mapping[Mode, Metric] = second.get(key) or {}
         metrics = {}
         for mode in sorted({*a, *b}, key=mode_order):
             x, y = a.get(mode), b.get(mode)
-            metrics[mode] = x if y is None else y if x is None else _aggregate(key, mode, x, y)
+            if x is not None and y is not None:
+                x = _aggregate(key, mode, x, y)
+            metrics[mode] = cast(Metric, y if x is None else x)
         out[key] = KeyMetrics.of(metrics)
     return out
 
