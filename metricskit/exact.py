@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeVar, cast
 
 import attrs
@@ -134,9 +134,15 @@ def replace(obj: T, changes: Mapping[str, Any]) -> T:
             f"{cls.__name__}.replace() got {sorted(unknown)}, which are not fields of "
             f"{cls.__name__} (its fields: {list(names)}); check the spelling"
         )
+    return build(cls, [(n, changes[n] if n in changes else getattr(obj, n)) for n in names])
+
+
+def build(cls: type[T], items: Iterable[tuple[str, Any]]) -> T:
+    """An instance of ``cls`` with the attributes ``items``, set directly (no ``__init__``,
+    converters or validators: tracer-safe)."""
     new: Any = object.__new__(cls)
-    for name in names:
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
+    for name, value in items:
+        object.__setattr__(new, name, value)
     return new  # type: ignore[no-any-return]
 
 

@@ -554,11 +554,8 @@ class Metric(metaclass=_MetricMeta):
             TypeError: For an unknown option, or a static field without a default not given.
         """
         statics = static_options(cls, options)
-        fields = {n: s.zeros() for n, s in cls.field_specs(Spec(*value), Spec(*count)).items()}
-        new: Any = object.__new__(cls)
-        for name, x in (*fields.items(), *statics):
-            object.__setattr__(new, name, x)
-        return cast(Self, new)
+        specs = cls.field_specs(Spec(*value), Spec(*count))
+        return exact.build(cls, [*((n, s.zeros()) for n, s in specs.items()), *statics])
 
     @abc.abstractmethod
     def update(self, value: Any, count: Any) -> Self:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple
 
 import attrs
 import jax
@@ -402,14 +402,9 @@ def empty_state(mode: Mode, signature: Signature, n: int | None, xp: Any = None)
     Returns:
         The state.
     """
-    xp = jnp if xp is None else xp
     log_mode = get_log_mode(mode)
-    new: Any = object.__new__(log_mode.cls)
-    for name, spec in signature.fields:
-        object.__setattr__(new, name, spec.zeros(n, xp))
-    for name, value in log_mode.options:
-        object.__setattr__(new, name, value)
-    return cast(Metric, new)
+    zeros = [(name, spec.zeros(n, jnp if xp is None else xp)) for name, spec in signature.fields]
+    return exact.build(log_mode.cls, [*zeros, *log_mode.options])
 
 
 def describe(signature: Signature) -> str:
@@ -598,16 +593,15 @@ def _fits(new: str, old: str) -> bool:
         return True
     if old == "words":
         return _is_int(new)
-    kind = "f" if jnp.issubdtype(jnp.dtype(old), jnp.floating) else jnp.dtype(old).kind
-    if kind == "f":
+    if jnp.issubdtype(jnp.dtype(old), jnp.floating):
         return True
-    if kind in "iu":
-        return (
-            new not in ("pair", "words")
-            and _is_int(new)
-            and (jnp.dtype(new).itemsize <= jnp.dtype(old).itemsize)
-        )
-    return False
+    old_dtype = jnp.dtype(old)
+    return (
+        old_dtype.kind in "iu"
+        and new != "words"
+        and _is_int(new)
+        and jnp.dtype(new).itemsize <= old_dtype.itemsize
+    )
 
 
 def _check(key: str, mode: Mode, old: Signature, new: Signature, value: Spec, count: Spec) -> None:
