@@ -118,13 +118,8 @@ def _sum_stacked(first: Any, stacked: Any) -> Any:
 
 
 def _concat_stacked(first: Any, stacked: Any) -> Any:
-    def merge(x: Any, y: Any = None) -> Any:
-        flat = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
-        return flat if y is None else np.concatenate([y, flat])
-
-    if first is None:
-        return jax.tree.map(merge, stacked)
-    return jax.tree.map(merge, stacked, first)
+    flat = jax.tree.map(lambda x: x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]), stacked)
+    return flat if first is None else _concat(np, first, flat, 0)
 
 
 def _extreme(larger: bool) -> Callable[[Any, Any, Any, int], Any]:

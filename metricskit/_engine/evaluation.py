@@ -176,34 +176,32 @@ def to_host(sources: Sequence[Source]) -> list[Metric]:
 
     Rows of one stacked group share that group's transfer; host states pass as they are.
     """
-    stacks: dict[int, Any] = {}
-    wholes: dict[int, Any] = {}
-    for src in sources:
-        if isinstance(src, Row):
-            stacks.setdefault(id(jax.tree.leaves(src.stacked)[0]), src.stacked)
-        elif isinstance(src, Whole):
-            m = src.metric()
-            wholes.setdefault(id(m), m)
-        elif type(src) is Kept:
-            stacks.setdefault(id(src[0]), src.leaves)
-    moved = device_get_many([*stacks.values(), *wholes.values()])
-    host_stacks = dict(zip(stacks, moved[: len(stacks)], strict=True))
-    host_wholes = dict(zip(wholes, moved[len(stacks) :], strict=True))
+    keys = [_transfer(src) for src in sources]
+    trees = dict(k for k in keys if k is not None)
+    host = dict(zip(trees, device_get_many(list(trees.values())), strict=True))
     out = []
-    for src in sources:
-        if isinstance(src, Row):
-            stacked = host_stacks[id(jax.tree.leaves(src.stacked)[0])]
-            out.append(
-                cast(Metric, jax.tree.map(lambda x, r=src.row: row_of(np.asarray(x), r), stacked))
-            )
-        elif isinstance(src, Whole):
-            out.append(host_wholes[id(src.metric())])
-        elif type(src) is Kept:
-            moved_leaves = [row_of(np.asarray(x), src.row) for x in host_stacks[id(src[0])]]
-            out.append(to_metric(src.mode, src.signature, moved_leaves))
-        else:
+    for src, key in zip(sources, keys, strict=True):
+        if key is None:
             out.append(src.metric())  # already a host value (an appended or copied state)
+        elif type(src) is Whole:
+            out.append(host[key[0]])
+        else:  # a row of a stacked group: of its metric (Row) or of its leaves (Kept)
+            r: Any = src
+            row = jax.tree.map(lambda x, i=r.row: row_of(np.asarray(x), i), host[key[0]])
+            out.append(row if type(r) is Row else to_metric(r.mode, r.signature, row))
     return [_read_only(m) for m in out]
+
+
+def _transfer(src: Source) -> tuple[int, Any] | None:
+    """What moving ``src`` to the host transfers, keyed by identity (rows of one stacked group
+    share it), or ``None`` for a host value."""
+    if type(src) is Row:
+        return id(jax.tree.leaves(src.stacked)[0]), src.stacked
+    if type(src) is Whole:
+        return id(src.metric()), src.metric()
+    if type(src) is Kept:
+        return id(src[0]), src.leaves
+    return None
 
 
 def _runs(sources: Sequence[Source]) -> list[list[Source]]:
@@ -359,16 +357,13 @@ class _Parts:
                 reduction = REDUCTIONS[reduction_of(f)]
                 prior = None if state is None else getattr(state, f.name)
                 if reduction.name == "concat":  # into a growing buffer: linear in total
-                    new = reduction.fold_stacked(None, fields[f.name])
-                    leaves = jax.tree.leaves(new)
-                    earlier_leaves = (
-                        [None] * len(leaves) if prior is None else jax.tree.leaves(prior)
-                    )
+                    leaves, tree = jax.tree.flatten(reduction.fold_stacked(None, fields[f.name]))
+                    before = [None] * len(leaves) if prior is None else jax.tree.leaves(prior)
                     grown = [
                         self.growing.setdefault((f.name, k), _Growing()).append(e, x)
-                        for k, (e, x) in enumerate(zip(earlier_leaves, leaves, strict=True))
+                        for k, (e, x) in enumerate(zip(before, leaves, strict=True))
                     ]
-                    folded[f.name] = jax.tree.unflatten(jax.tree.structure(new), grown)
+                    folded[f.name] = jax.tree.unflatten(tree, grown)
                 else:
                     folded[f.name] = jax.tree.map(
                         np.asarray, reduction.fold_stacked(prior, fields[f.name])

@@ -386,12 +386,13 @@ def read_only_view(x: np.ndarray) -> np.ndarray:
     return view
 
 
-def _finish(x: Any, stacked: bool) -> Any:
-    """Exact results as float64/int64 NumPy (``stacked``: axis 0 is the key axis)."""
+def _finish(x: Any) -> Any:
+    """Stacked exact results (axis 0 is the key axis) as float64/int64 NumPy (one key's:
+    ``exact.to_host``)."""
     if isinstance(x, tuple):
-        return tuple(_finish(p, stacked) for p in x)
-    if isinstance(x, exact.Finish) and stacked:  # the host function takes one key at a time
-        operand = _finish(x.operand, stacked)
+        return tuple(_finish(p) for p in x)
+    if isinstance(x, exact.Finish):  # the host function takes one key at a time
+        operand = _finish(x.operand)
         n = len(jax.tree.leaves(operand)[0])
         with np.errstate(all="ignore"):  # as exact.to_host: NaN or inf is a value, not a warning
             rows = [x.fn(jax.tree.map(lambda a, i=i: a[i], operand)) for i in range(n)]
@@ -402,14 +403,12 @@ def _finish(x: Any, stacked: bool) -> Any:
             objects[:] = rows
             return objects
         return np.stack([np.asarray(r) for r in rows]) if rows else np.zeros((0,))
-    if isinstance(x, exact.Ratio) and stacked:
-        num = np.asarray(exact.to_host(x.numerator))
-        den = np.asarray(exact.to_host(x.denominator))
-        if den.ndim < num.ndim:  # align per-key shapes to the right, after the key axis
-            den = den.reshape(den.shape[:1] + (1,) * (num.ndim - den.ndim) + den.shape[1:])
-        elif num.ndim < den.ndim:
-            num = num.reshape(num.shape[:1] + (1,) * (den.ndim - num.ndim) + num.shape[1:])
-        x = exact.Ratio(num, den)
+    if isinstance(x, exact.Ratio):  # align per-key shapes to the right, after the key axis
+        parts = [np.asarray(exact.to_host(p)) for p in (x.numerator, x.denominator)]
+        rank = max(p.ndim for p in parts)
+        x = exact.Ratio(
+            *(p.reshape(p.shape[:1] + (1,) * (rank - p.ndim) + p.shape[1:]) for p in parts)
+        )
     return exact.to_host(x)
 
 
@@ -430,7 +429,7 @@ def host_value(x: Any) -> Any:
         >>> host_value(np.arange(2.0)).flags.writeable
         False
     """
-    x = _finish(x, stacked=False)
+    x = exact.to_host(x)
     if isinstance(x, tuple):
         return tuple(read_only_view(np.asarray(p)) for p in x)
     if not isinstance(x, np.ndarray | np.generic):
@@ -440,7 +439,7 @@ def host_value(x: Any) -> Any:
 
 def stacked_rows(values: Any, n: int) -> list[Any]:
     """The per-key results of a group's computed values (leading key axis of size ``n``)."""
-    values = _finish(values, stacked=True)
+    values = _finish(values)
     if isinstance(values, tuple):
         parts = [read_only_view(np.asarray(p)) for p in values]
         return [tuple(p[i] for p in parts) for i in range(n)]
