@@ -80,6 +80,14 @@ def assert_results_close(
             np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True, err_msg=name)
 
 
+def _close(got: Any, want: Any, rtol: float, atol: float, message: str) -> None:
+    """:func:`assert_results_close`, its error headed by ``message``."""
+    try:
+        assert_results_close(got, want, rtol, atol)
+    except AssertionError as error:
+        raise AssertionError(f"{message}\n{error}") from None
+
+
 def partial_kind(mode: ModeLike) -> str:
     """What two partial states of ``mode`` that ``aggregate`` combines are parts of.
 
@@ -246,21 +254,12 @@ def check_empty_is_zeros(mode: ModeLike, shape: tuple[int, ...] = (4,), steps: i
         # their host appending (append_batches, aggregate_metrics) drops empty states
         sides = [("state, empty", fed, reset), ("empty, state", reset, fed)]
         for label, a, b in [] if per_sample(cls) else sides:
-            combined = a.aggregate(b)
-            try:
-                assert_results_close(combined.compute(), fed.compute(), rtol=0, atol=0)
-            except AssertionError as error:
-                message = f"{mode}: aggregate({label}) != state; {rule}\n{error}"
-                raise AssertionError(message) from None
+            message = f"{mode}: aggregate({label}) != state; {rule}"
+            _close(a.aggregate(b).compute(), fed.compute(), 0, 0, message)
         abstract = jax.eval_shape(_step(mode), MetricStore(), shifted[0], counts[0])
-        zero_filled = jax.tree.map(jnp.zeros_like, abstract)
-        try:
-            assert_results_close(
-                _feed(mode, shifted, counts, zero_filled).compute(), fed.compute(), rtol=0, atol=0
-            )
-        except AssertionError as error:
-            message = f"{mode}: zero-filled state != fresh store; {rule}\n{error}"
-            raise AssertionError(message) from None
+        zero_filled = _feed(mode, shifted, counts, jax.tree.map(jnp.zeros_like, abstract))
+        message = f"{mode}: zero-filled state != fresh store; {rule}"
+        _close(zero_filled.compute(), fed.compute(), 0, 0, message)
 
 
 def check_invariants(mode: ModeLike, shape: tuple[int, ...] = (4,)) -> None:
@@ -414,7 +413,8 @@ def check_metric(
     check_associative(mode, values, counts, cuts, rtol, atol)
     if reference is not None:
         log_mode = get_log_mode(mode)
-        names = [KEY + log_mode.postfix + part for part in log_mode.parts]
+        several = bool(log_mode.parts)  # the reference gives a tuple of values, in parts order
+        names = [KEY + log_mode.postfix + part for part in log_mode.parts or ("",)]
         spread = np.abs(values).max() + 1.0
         # as drawn, all negative and all positive: a zero fill that wins a max or min shows
         for label, stream in (
@@ -424,15 +424,12 @@ def check_metric(
         ):
             host = _feed(mode, stream, counts).compute()
             want = reference(stream.astype(np.float64), counts)
-            if names:  # several values: the reference gives a tuple of them, in parts order
-                got = {name: host[name] for name in names}
-                expected = dict(zip(names, want, strict=True))
-            else:
-                got = {KEY + log_mode.postfix: host[KEY + log_mode.postfix]}
-                expected = {KEY + log_mode.postfix: want}
-            try:
-                assert_results_close(got, expected, rtol, atol)
-            except AssertionError as error:
-                raise AssertionError(
-                    f"{mode}: differs from the reference on the {label} stream\n{error}"
-                ) from None
+            got = {name: host[name] for name in names}
+            expected = dict(zip(names, want if several else (want,), strict=True))
+            _close(
+                got,
+                expected,
+                rtol,
+                atol,
+                f"{mode}: differs from the reference on the {label} stream",
+            )
