@@ -86,11 +86,6 @@ class Entry(NamedTuple):
     count_spec: Spec
     skip: bool = False
 
-    @property
-    def on_host(self) -> bool:
-        """Whether neither value nor count is a JAX array (so they stack on the host)."""
-        return not is_jax(self.value) and not is_jax(self.count)
-
 
 _ARRAY_TYPES: dict[type, bool] = {}  # type -> is it an array type (JAX, tracer or NumPy)
 _JAX_TYPES: dict[type, bool] = {}

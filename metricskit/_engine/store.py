@@ -606,15 +606,13 @@ class MetricStore(Mapping[str, KeyMetrics]):
     # -- the mapping -----------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> KeyMetrics:
-        where = index(self.layout)
         modes = key_modes(self.layout).get(key)
         if modes is None:
             raise KeyError(key)
-        sources = {}
-        for mode in modes:
-            g, row = where[(key, mode)]
-            sources[mode] = Row(self.metrics[g], row, self.layout.groups[g].signature)
-        return KeyMetrics(sources)
+        return KeyMetrics({mode: self._row(*index(self.layout)[(key, mode)]) for mode in modes})
+
+    def _row(self, group: int, row: int) -> Row:
+        return Row(self.metrics[group], row, self.layout.groups[group].signature)
 
     def first_leaf(self) -> Any:
         """The first leaf of the state (a store's leaves are traced together, or not at all)."""
@@ -622,9 +620,8 @@ class MetricStore(Mapping[str, KeyMetrics]):
 
     def entries(self) -> Iterator[tuple[str, dict[Mode, Row]]]:
         """``(key, {mode: Row})`` for every key, sorted: ``items()`` without the views."""
-        groups, metrics = self.layout.groups, self.metrics
         for key, triples in rows(self.layout):
-            yield key, {mode: Row(metrics[g], r, groups[g].signature) for mode, g, r in triples}
+            yield key, {mode: self._row(g, r) for mode, g, r in triples}
 
     def __iter__(self) -> Iterator[str]:
         return iter(key_modes(self.layout))
