@@ -94,12 +94,16 @@ def _parts(first: Any, stacked: Any) -> list[Any]:
     return parts if first is None else [first, *parts]
 
 
-def _plain(x: Any) -> bool:
-    return not isinstance(x, exact.Pair | exact.Words)
+def _plain_collective(op: Callable[[Any, AxisName], Any]) -> Callable[[Any, AxisName, int], Any]:
+    """``op`` across devices for a plain array; ``None`` for an exact accumulator (gathered
+    and folded with ``aggregate`` instead)."""
+    return lambda x, axis_name, axis: (
+        None if isinstance(x, exact.Pair | exact.Words) else op(x, axis_name)
+    )
 
 
-def _sum_collective(x: Any, axis_name: AxisName, axis: int) -> Any:
-    return psum(x, axis_name) if _plain(x) else None
+def _sum(xp: Any, a: Any, b: Any, axis: int) -> Any:
+    return exact.combine(a, b, xp)
 
 
 def _sum_stacked(first: Any, stacked: Any) -> Any:
@@ -126,15 +130,6 @@ def _extreme(larger: bool) -> Callable[[Any, Any, Any, int], Any]:
     return lambda xp, a, b, axis: exact.extreme(a, b, larger, xp)
 
 
-def _extreme_collective(larger: bool) -> Callable[[Any, AxisName, int], Any]:
-    def collective(x: Any, axis_name: AxisName, axis: int) -> Any:
-        if not _plain(x):
-            return None
-        return pmax(x, axis_name) if larger else pmin(x, axis_name)
-
-    return collective
-
-
 def _concat(xp: Any, a: Any, b: Any, axis: int) -> Any:
     return jax.tree.map(lambda x, y: xp.concatenate([x, y], axis=axis), a, b)
 
@@ -146,11 +141,9 @@ def _gather(x: Any, axis_name: AxisName, axis: int) -> Any:
 REDUCTIONS: Final[dict[str, Reduction]] = {
     r.name: r
     for r in (
-        Reduction(
-            "sum", lambda xp, a, b, axis: exact.combine(a, b, xp), _sum_collective, _sum_stacked
-        ),
-        Reduction("max", _extreme(True), _extreme_collective(True)),
-        Reduction("min", _extreme(False), _extreme_collective(False)),
+        Reduction("sum", _sum, _plain_collective(psum), _sum_stacked),
+        Reduction("max", _extreme(True), _plain_collective(pmax)),
+        Reduction("min", _extreme(False), _plain_collective(pmin)),
         Reduction("concat", _concat, _gather, _concat_stacked),
         Reduction(
             "last",
