@@ -44,6 +44,7 @@ identity that no contraction can look through.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 from collections.abc import Iterable, Mapping, Sequence
@@ -425,17 +426,13 @@ def _quick_two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
 
 def add(a: Pair, b: Pair, xp: Any = jnp) -> Pair:
     """``a + b`` in double-float arithmetic (relative error about 2^-46 for float32 parts)."""
-    if xp is np:  # on the host, inf - inf inside TwoSum is expected: it is masked below
-        with np.errstate(invalid="ignore", over="ignore"):
-            return _add(a, b, xp)
-    return _add(a, b, xp)
-
-
-def _add(a: Pair, b: Pair, xp: Any) -> Pair:
-    s, e = _two_sum(a.hi, b.hi, xp)
-    t, f = _two_sum(a.lo, b.lo, xp)
-    s, e = _quick_two_sum(s, e + t, xp)
-    return Pair(*_quick_two_sum(s, e + f, xp))
+    # on the host, inf - inf inside TwoSum is expected: it is masked there
+    quiet = np.errstate(invalid="ignore", over="ignore") if xp is np else contextlib.nullcontext()
+    with quiet:
+        s, e = _two_sum(a.hi, b.hi, xp)
+        t, f = _two_sum(a.lo, b.lo, xp)
+        s, e = _quick_two_sum(s, e + t, xp)
+        return Pair(*_quick_two_sum(s, e + f, xp))
 
 
 def add_float(a: Pair, x: Any) -> Pair:
@@ -732,10 +729,7 @@ def total(x: Any) -> Any:
         acc = _words_add(acc, Words((high & 0x7FFF) << 15, high >> 15))  # high * 2**15
         return accumulate(acc, low)
     if isinstance(x, Pair):
-        return add(
-            Pair(jnp.sum(x.hi), jnp.zeros_like(jnp.sum(x.hi))),
-            Pair(jnp.sum(x.lo), jnp.zeros_like(jnp.sum(x.lo))),
-        )
+        return add(_plain(jnp.sum(x.hi), x.hi.dtype), _plain(jnp.sum(x.lo), x.lo.dtype))
     x = jnp.asarray(x)
     return jnp.sum(x.astype(jnp.int32) if x.dtype == jnp.bool_ else x)
 

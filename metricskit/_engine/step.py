@@ -145,11 +145,7 @@ def normalize_log_modes(modes: Any, where: str) -> tuple[Mode, ...]:
         >>> normalize_log_modes(["mean", "max"], "key 'loss'")
         ('mean', 'max')
     """
-    if (
-        type(modes) is not list
-        and type(modes) is not tuple
-        and (isinstance(modes, str) or not isinstance(modes, Sequence))
-    ):
+    if isinstance(modes, str) or not isinstance(modes, Sequence):
         single = isinstance(modes, str) or _is_metric_mode(modes)
         example = [modes] if single else ["mean", "max"]
         raise TypeError(
