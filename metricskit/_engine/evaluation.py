@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit._engine.kernels import of_metric, to_metric
+from metricskit._engine.kernels import to_metric
 from metricskit._engine.step import Signature, signature_of
 from metricskit._engine.store import (
     KeyMetrics,
@@ -185,10 +185,10 @@ def to_host(sources: Sequence[Source]) -> list[Metric]:
             out.append(src.metric())  # already a host value (an appended or copied state)
         elif type(src) is Whole:
             out.append(host[key[0]])
-        else:  # a row of a stacked group: of its metric (Row) or of its leaves (Kept)
-            r: Any = src
-            row = jax.tree.map(lambda x, i=r.row: row_of(np.asarray(x), i), host[key[0]])
-            out.append(row if type(r) is Row else to_metric(r.mode, r.signature, row))
+        else:  # a row of a stacked group's leaves
+            r = cast(Row, src)
+            row = [row_of(np.asarray(x), r.row) for x in host[key[0]]]
+            out.append(to_metric(r.mode, r.signature, row))
     return [_read_only(m) for m in out]
 
 
@@ -196,11 +196,9 @@ def _transfer(src: Source) -> tuple[int, Any] | None:
     """What moving ``src`` to the host transfers, keyed by identity (rows of one stacked group
     share it), or ``None`` for a host value."""
     if type(src) is Row:
-        return id(jax.tree.leaves(src.stacked)[0]), src.stacked
+        return id(src[0]), src.leaves
     if type(src) is Whole:
         return id(src.metric()), src.metric()
-    if type(src) is Kept:
-        return id(src[0]), src.leaves
     return None
 
 
@@ -211,8 +209,8 @@ def _runs(sources: Sequence[Source]) -> list[list[Source]]:
     last: Any = None
     for src in sources:
         if (
-            type(src) is Kept
-            and type(last) is Kept
+            type(src) is Row
+            and type(last) is Row
             and src.row == last.row
             and (src.signature is last.signature or src.signature == last.signature)
             and np.shape(src[0])[0] == np.shape(last[0])[0]
@@ -231,8 +229,8 @@ def _stacked_fields(run: list[Source]) -> dict[str, Any]:
     state by state.
     """
     first = run[0]
-    if type(first) is Kept and len(run) > 1:
-        kept, row = cast(list[Kept], run), first.row
+    if type(first) is Row and len(run) > 1:
+        kept, row = cast(list[Row], run), first.row
         moved = [stack_to_host([s[j] for s in kept])[:, row] for j in range(len(first) - 3)]
         metric = to_metric(first.mode, first.signature, moved)
         return {name: getattr(metric, name) for name, _ in first.signature.fields}
@@ -378,47 +376,7 @@ class _Parts:
 
 
 def _class_of(src: Source) -> type[Metric]:
-    return get_log_mode(src.mode).cls if type(src) is Kept else type(src.metric())
-
-
-class Kept(tuple[Any, ...], Source):
-    """One batch's per-sample state, kept until it is appended: one tuple of the leaves of its
-    stacked group, its row, its structure and its log mode.
-
-    An evaluation keeps thousands of these until the first ``get_metrics``; as one tuple (and
-    the batch's arrays) each costs the garbage collector's passes a few objects, not the
-    nested metric, its dict and its exact accumulators a :class:`Row` holds.
-    """
-
-    __slots__ = ()
-
-    @classmethod
-    def of(cls, row: Row, mode: Mode) -> Kept:
-        leaves = of_metric(row.stacked, mode, row.signature)
-        return cls((*leaves, row.row, row.signature, mode))
-
-    @property
-    def leaves(self) -> tuple[Any, ...]:
-        """The leaves of the stacked group (every key's rows)."""
-        return self[:-3]
-
-    @property
-    def row(self) -> int:
-        """This key's row."""
-        return cast(int, self[-3])
-
-    @property
-    def signature(self) -> Signature:
-        return cast(Signature, self[-2])
-
-    @property
-    def mode(self) -> Mode:
-        """The metric's log mode."""
-        return cast(Mode, self[-1])
-
-    def metric(self) -> Metric:
-        row = self.row
-        return to_metric(self.mode, self.signature, [row_of(x, row) for x in self.leaves])
+    return get_log_mode(src.mode).cls if type(src) is Row else type(src.metric())
 
 
 class Appended(Source):
@@ -443,7 +401,7 @@ class Appended(Source):
             return cls(_Parts([batch], f"{key!r} (log mode {mode!r})"), 1)
         if type(earlier) is not Appended:  # a type test: isinstance on an ABC is slow
             _check_appendable(key, earlier.signature, batch.signature)
-            return cls(_Parts([_kept(earlier, mode), batch], f"{key!r} (log mode {mode!r})"), 2)
+            return cls(_Parts([_intake(earlier), batch], f"{key!r} (log mode {mode!r})"), 2)
         appended = earlier
         parts = appended.parts
         _check_appendable(key, parts.items[0].signature, batch.signature)
@@ -532,11 +490,6 @@ def _reading(metric: str) -> Iterator[None]:
         ) from None
 
 
-def _kept(src: Source, mode: Mode) -> Source:
-    """A per-sample batch's source as it is kept until appended (see :class:`Kept`)."""
-    return Kept.of(src, mode) if type(src) is Row else _intake(src)
-
-
 def _intake(src: Source) -> Source:
     """A batch's source, with writable NumPy leaves copied (the caller may write into them)."""
     if type(src) is Whole:
@@ -583,9 +536,9 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
         for mode, src in sources.items():
             if _appends(mode):
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
-                new[mode] = Appended.after(prior, _kept(src, mode), key, mode)
+                new[mode] = Appended.after(prior, _intake(src), key, mode)
             else:
-                new[mode] = HostCopy(src if type(src) is Row else _intake(src), key, mode)
+                new[mode] = HostCopy(_intake(src), key, mode)
         out[key] = KeyMetrics(new)
     return out
 

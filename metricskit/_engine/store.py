@@ -88,20 +88,49 @@ class Source(abc.ABC):
         """The state's structure."""
 
 
-class Row(Source):
-    """Row ``row`` of a stacked group ``stacked`` whose structure is ``signature``."""
+class Row(tuple[Any, ...], Source):
+    """One key's row of a stacked group: one tuple of the group's leaves (every key's rows),
+    the row, the group's structure and its log mode.
 
-    __slots__ = ("_signature", "row", "stacked")
+    An evaluation keeps thousands of these until the first ``get_metrics``; as one tuple (and
+    the batch's arrays) each costs the garbage collector's passes a few objects, not the
+    nested stacked metric, its dict and its exact accumulators.
+    """
 
-    def __init__(self, stacked: Metric, row: int, signature: Signature):
-        self.stacked, self.row, self._signature = stacked, row, signature
+    __slots__ = ()
 
-    def metric(self) -> Metric:
-        return cast(Metric, jax.tree.map(lambda x: row_of(x, self.row), self.stacked))
+    @classmethod
+    def of(cls, stacked: Metric, row: int, signature: Signature, mode: Mode) -> Row:
+        """Row ``row`` of the stacked metric ``stacked`` of ``mode`` and ``signature``."""
+        return cls((*kernels.of_metric(stacked, mode, signature), row, signature, mode))
+
+    @property
+    def leaves(self) -> tuple[Any, ...]:
+        """The leaves of the stacked group (every key's rows), in pytree order."""
+        return self[:-3]
+
+    @property
+    def row(self) -> int:
+        """This key's row."""
+        return cast(int, self[-3])
 
     @property
     def signature(self) -> Signature:
-        return self._signature
+        return cast(Signature, self[-2])
+
+    @property
+    def mode(self) -> Mode:
+        """The metric's log mode."""
+        return cast(Mode, self[-1])
+
+    @property
+    def stacked(self) -> Metric:
+        """The stacked group's metric (its leaves, not copied)."""
+        return kernels.to_metric(self.mode, self.signature, self.leaves)
+
+    def metric(self) -> Metric:
+        row = self.row
+        return kernels.to_metric(self.mode, self.signature, [row_of(x, row) for x in self.leaves])
 
 
 class Whole(Source):
@@ -170,7 +199,7 @@ def _flatten(km: KeyMetrics) -> tuple[list[Any], tuple[Any, ...]]:
     children: list[Any] = []
     aux: list[tuple[Mode, int | None, Signature | None]] = []
     for mode, src in km.sources().items():
-        if isinstance(src, Row):
+        if type(src) is Row:
             children.append(src.stacked)
             aux.append((mode, src.row, src.signature))
         else:
@@ -182,7 +211,7 @@ def _flatten(km: KeyMetrics) -> tuple[list[Any], tuple[Any, ...]]:
 def _unflatten(aux: tuple[Any, ...], children: Any) -> KeyMetrics:
     sources: dict[Mode, Source] = {}
     for (mode, row, sig), child in zip(aux, children, strict=True):
-        sources[mode] = Whole(child) if row is None else Row(child, row, sig)
+        sources[mode] = Whole(child) if row is None else Row.of(child, row, sig, mode)
     return KeyMetrics(sources)
 
 
@@ -241,16 +270,16 @@ def _gather(items: list[tuple[str, Source]]) -> Metric:
     by_stack: dict[int, list[int]] = {}
     chunks: list[tuple[list[int], Metric]] = []
     for pos, s in enumerate(sources):
-        if isinstance(s, Row):
-            by_stack.setdefault(id(jax.tree.leaves(s.stacked)[0]), []).append(pos)
+        if type(s) is Row:
+            by_stack.setdefault(id(s[0]), []).append(pos)
         else:
             chunks.append(([pos], jax.tree.map(lambda x: x[None], s.metric())))
     for positions in by_stack.values():
         first = cast(Row, sources[positions[0]])
         rows = [cast(Row, sources[p]).row for p in positions]
-        whole = rows == list(range(jax.tree.leaves(first.stacked)[0].shape[0]))
-        xp = np if kernels.on_host(first.stacked) else jnp
-        chunks.append((positions, first.stacked if whole else _take(xp, first.stacked, rows)))
+        stacked, whole = first.stacked, rows == list(range(np.shape(first[0])[0]))
+        xp = np if kernels.on_host(first.leaves) else jnp
+        chunks.append((positions, stacked if whole else _take(xp, stacked, rows)))
     if len(chunks) == 1:
         return chunks[0][1]  # positions are in order: items come sorted, rows grouped
     xp = np if all(kernels.on_host(m) for _, m in chunks) else jnp
@@ -511,7 +540,7 @@ def compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
     rows, empties = [], []
     for m, h, group in zip(metrics, on_cpu, layout.groups, strict=True):
         if h:
-            per_key = [Row(m, r, group.signature).metric() for r in range(len(group.keys))]
+            per_key = [jax.tree.map(lambda x, r=r: row_of(x, r), m) for r in range(len(group.keys))]
             rows.append([host_value(k.compute()) for k in per_key])
             empties.append([bool(k.is_empty()) for k in per_key])
         else:
@@ -612,7 +641,8 @@ class MetricStore(Mapping[str, KeyMetrics]):
         return KeyMetrics({mode: self._row(*index(self.layout)[(key, mode)]) for mode in modes})
 
     def _row(self, group: int, row: int) -> Row:
-        return Row(self.metrics[group], row, self.layout.groups[group].signature)
+        g = self.layout.groups[group]
+        return Row.of(self.metrics[group], row, g.signature, g.mode)
 
     def first_leaf(self) -> Any:
         """The first leaf of the state (a store's leaves are traced together, or not at all)."""
@@ -620,8 +650,16 @@ class MetricStore(Mapping[str, KeyMetrics]):
 
     def entries(self) -> Iterator[tuple[str, dict[Mode, Row]]]:
         """``(key, {mode: Row})`` for every key, sorted: ``items()`` without the views."""
+        groups = self.layout.groups
+        leaves = [
+            kernels.of_metric(s, g.mode, g.signature)
+            for s, g in zip(self.metrics, groups, strict=True)
+        ]
         for key, triples in rows(self.layout):
-            yield key, {mode: self._row(g, r) for mode, g, r in triples}
+            yield (
+                key,
+                {mode: Row((*leaves[g], r, groups[g].signature, mode)) for mode, g, r in triples},
+            )
 
     def __iter__(self) -> Iterator[str]:
         return iter(key_modes(self.layout))
