@@ -264,14 +264,11 @@ def _without_empty_parts(
         return jax.tree.map(lambda x: x[~empty], fields), True, dropped
     if not keep_one:
         return fields, False, dropped
-    return (
-        {
-            name: jax.tree.map(lambda x, c=name in concat: x[:1, :0] if c else x[:1], value)
-            for name, value in fields.items()
-        },
-        False,
-        dropped,
-    )
+    first = {  # the first part, with no samples
+        name: jax.tree.map(lambda x, c=name in concat: x[:1, :0] if c else x[:1], value)
+        for name, value in fields.items()
+    }
+    return first, False, dropped
 
 
 class _Growing:
@@ -294,19 +291,15 @@ class _Growing:
         once needs no memory beyond its data; room to grow is made on the second append.
         """
         buffer = self.buffer
-        tip = (
-            earlier is not None and buffer is not None and _is_prefix(earlier, buffer, self.filled)
-        )
-        if earlier is None or not tip:
+        if earlier is None or buffer is None or not _is_prefix(earlier, buffer, self.filled):
             if earlier is not None:
                 new = np.concatenate([earlier, new])
             self.buffer, self.filled = new, len(new)
             return read_only_view(new)
         need = self.filled + len(new)
-        if buffer is None or len(buffer) < need or buffer.dtype != new.dtype:
+        if len(buffer) < need or buffer.dtype != new.dtype:
             grown = np.empty((max(2 * need, 16), *new.shape[1:]), new.dtype)
-            if buffer is not None and self.filled:
-                grown[: self.filled] = buffer[: self.filled]
+            grown[: self.filled] = buffer[: self.filled]
             buffer = self.buffer = grown
         buffer[self.filled : need] = new
         self.filled = need
