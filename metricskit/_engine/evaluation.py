@@ -129,9 +129,8 @@ def device_get_many(trees: Sequence[Any]) -> list[Any]:
     groups: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     for t, (leaves, _) in enumerate(flat):
         for i, x in enumerate(leaves):
-            if concrete(x):
-                key = (x.shape, x.dtype, x.sharding)
-                groups.setdefault(key, []).append((t, i))
+            if concrete(x):  # by shape, dtype and placement
+                groups.setdefault((x.shape, x.dtype, x.sharding), []).append((t, i))
     host = [list(leaves) for leaves, _ in flat]
     for where in groups.values():
         arrays = [flat[t][0][i] for t, i in where]
