@@ -90,8 +90,6 @@ class Entry(NamedTuple):
 _ARRAY_TYPES: dict[type, bool] = {}  # type -> is it an array type (JAX, tracer or NumPy)
 _JAX_TYPES: dict[type, bool] = {}
 _MAPPING_TYPES: dict[type, bool] = {}
-_SPECS: dict[tuple[tuple[int, ...], str], Spec] = {}  # interned specs
-_RAW_SPECS: dict[tuple[Any, Any], Spec] = {}  # (shape, array dtype) -> interned spec
 
 
 def is_jax(x: Any) -> bool:
@@ -103,13 +101,17 @@ def is_jax(x: Any) -> bool:
     return known
 
 
+@functools.lru_cache(maxsize=4096)
 def _interned(shape: tuple[int, ...], dtype: str) -> Spec:
-    spec = _SPECS.get((shape, dtype))
-    if spec is None:
-        if len(_SPECS) > 4096:
-            _SPECS.clear()
-        spec = _SPECS[(shape, dtype)] = Spec(shape, dtype)
-    return spec
+    """One spec object per shape and logical dtype (plans hash and compare them often)."""
+    return Spec(shape, dtype)
+
+
+@functools.lru_cache(maxsize=4096)
+def _array_spec(shape: tuple[int, ...], dtype: Any) -> Spec | None:
+    """The spec of arrays of ``shape`` and array ``dtype``, ``None`` if it is not numeric."""
+    logical_dtype = logical(dtype)
+    return None if logical_dtype is None else _interned(tuple(shape), logical_dtype)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -188,20 +190,12 @@ def _spec(x: Any, key: str, what: str) -> tuple[Any, Spec]:
     if array is None:
         array = _ARRAY_TYPES[t] = isinstance(x, jax.Array | np.ndarray | np.generic)
     if array:
-        dtype_ = x.dtype
-        shape = x.shape
-        spec = _RAW_SPECS.get((shape, dtype_))
-        if spec is not None:
-            return x, spec
-        dtype = logical(dtype_)
-        if dtype is None:
+        spec = _array_spec(x.shape, x.dtype)
+        if spec is None:
             raise TypeError(
                 f"{what} of metric {key!r} has dtype {x.dtype}, which is not numeric; pass "
                 "bool, integer or real floating values"
             )
-        if len(_RAW_SPECS) > 4096:
-            _RAW_SPECS.clear()
-        spec = _RAW_SPECS[(shape, dtype_)] = _interned(tuple(shape), dtype)
         return x, spec
     try:
         arr = np.asarray(x)
