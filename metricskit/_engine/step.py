@@ -411,9 +411,8 @@ def index(layout: Layout) -> dict[tuple[str, Mode], tuple[int, int]]:
 def key_modes(layout: Layout) -> dict[str, tuple[Mode, ...]]:
     """Every key of ``layout`` (sorted) and its modes (in :func:`mode_order`)."""
     modes: dict[str, list[Mode]] = {}
-    for g in layout.groups:
-        for key in g.keys:
-            modes.setdefault(key, []).append(g.mode)
+    for key, mode in index(layout):
+        modes.setdefault(key, []).append(mode)
     return {key: tuple(sorted(modes[key], key=mode_order)) for key in sorted_keys(modes)}
 
 
@@ -557,8 +556,7 @@ _ORIGINS: dict[Signature, tuple[Spec, Spec]] = {}
 
 
 def _signature(mode: Mode, value: Spec, count: Spec) -> Signature:
-    log_mode = get_log_mode(mode)
-    sig = signature_for(log_mode.cls, value, count)
+    sig = signature_for(get_log_mode(mode).cls, value, count)
     if len(_ORIGINS) > 4096:
         _ORIGINS.clear()
     _ORIGINS.setdefault(sig, (value, count))
