@@ -50,7 +50,6 @@ from metricskit.metric import (
     get_log_mode,
     legacy_mode,
     mode_order,
-    per_sample,
     sample_fields,
     state_fields,
     static_options,
@@ -365,8 +364,7 @@ def load(
         if raw is None or raw.size != x.nbytes:
             raise CheckpointError(f"{path!r}: leaf {name!r} is missing or truncated")
         leaves.append(jnp.asarray(raw.view(x.dtype).reshape(x.shape)))
-    metrics = kernels.unflatten(layout, leaves)
-    return layout, metrics, dict(header.get("meta", {}))
+    return layout, kernels.unflatten(layout, leaves), dict(header.get("meta", {}))
 
 
 def _pair_order(pair: tuple[str, Mode]) -> tuple[str, tuple[int, str]]:
@@ -432,11 +430,10 @@ def check_like(path: str | os.PathLike[str], found: Layout, like: Layout) -> Non
     for (key, mode), (g, _) in mine.items():
         a = found.groups[g].signature
         b = like.groups[theirs[(key, mode)][0]].signature
-        cls = get_log_mode(mode).cls
-        sample = sample_fields(cls)
+        sample = sample_fields(get_log_mode(mode).cls)  # per-sample fields
         for (name, fa), (_, fb) in zip(a.fields, b.fields, strict=True):
             sa, sb = fa.shape, fb.shape
-            if name in sample and per_sample(cls):
+            if name in sample:
                 sa, sb = sa[1:], sb[1:]
             if sa != sb or fa.storage != fb.storage:
                 raise CheckpointError(

@@ -34,24 +34,11 @@ def committed(x: Any) -> bool:
     return concrete(x) and bool(getattr(x, "committed", getattr(x, "_committed", True)))
 
 
-def psum(x: Any, axis_name: AxisName) -> Any:
-    """``jax.lax.psum``."""
-    return _lax.psum(x, axis_name)
-
-
-def pmax(x: Any, axis_name: AxisName) -> Any:
-    """``jax.lax.pmax``."""
-    return _lax.pmax(x, axis_name)
-
-
-def pmin(x: Any, axis_name: AxisName) -> Any:
-    """``jax.lax.pmin``."""
-    return _lax.pmin(x, axis_name)
-
-
-def all_gather(x: Any, axis_name: AxisName, *, axis: int = 0, tiled: bool = False) -> Any:
-    """``jax.lax.all_gather`` (in the order of the named axes, major to minor)."""
-    return _lax.all_gather(x, axis_name, axis=axis, tiled=tiled)
+# the collectives, typed loosely (untyped on some supported versions)
+psum: Callable[..., Any] = _lax.psum
+pmax: Callable[..., Any] = _lax.pmax
+pmin: Callable[..., Any] = _lax.pmin
+all_gather: Callable[..., Any] = _lax.all_gather  # in the order of the named axes
 
 
 def shard_map(

@@ -44,9 +44,10 @@ identity that no contraction can look through.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeVar, cast
 
 import attrs
@@ -94,7 +95,6 @@ T = TypeVar("T")
 
 
 @functools.cache
-@functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in attrs.fields(cls))
 
@@ -135,9 +135,15 @@ def replace(obj: T, changes: Mapping[str, Any]) -> T:
             f"{cls.__name__}.replace() got {sorted(unknown)}, which are not fields of "
             f"{cls.__name__} (its fields: {list(names)}); check the spelling"
         )
+    return build(cls, [(n, changes[n] if n in changes else getattr(obj, n)) for n in names])
+
+
+def build(cls: type[T], items: Iterable[tuple[str, Any]]) -> T:
+    """An instance of ``cls`` with the attributes ``items``, set directly (no ``__init__``,
+    converters or validators: tracer-safe)."""
     new: Any = object.__new__(cls)
-    for name in names:
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
+    for name, value in items:
+        object.__setattr__(new, name, value)
     return new  # type: ignore[no-any-return]
 
 
@@ -420,17 +426,13 @@ def _quick_two_sum(a: Any, b: Any, xp: Any = jnp) -> tuple[Any, Any]:
 
 def add(a: Pair, b: Pair, xp: Any = jnp) -> Pair:
     """``a + b`` in double-float arithmetic (relative error about 2^-46 for float32 parts)."""
-    if xp is np:  # on the host, inf - inf inside TwoSum is expected: it is masked below
-        with np.errstate(invalid="ignore", over="ignore"):
-            return _add(a, b, xp)
-    return _add(a, b, xp)
-
-
-def _add(a: Pair, b: Pair, xp: Any) -> Pair:
-    s, e = _two_sum(a.hi, b.hi, xp)
-    t, f = _two_sum(a.lo, b.lo, xp)
-    s, e = _quick_two_sum(s, e + t, xp)
-    return Pair(*_quick_two_sum(s, e + f, xp))
+    # on the host, inf - inf inside TwoSum is expected: it is masked there
+    quiet = np.errstate(invalid="ignore", over="ignore") if xp is np else contextlib.nullcontext()
+    with quiet:
+        s, e = _two_sum(a.hi, b.hi, xp)
+        t, f = _two_sum(a.lo, b.lo, xp)
+        s, e = _quick_two_sum(s, e + t, xp)
+        return Pair(*_quick_two_sum(s, e + f, xp))
 
 
 def add_float(a: Pair, x: Any) -> Pair:
@@ -592,10 +594,8 @@ Accumulator = Pair | Words
 
 def zeros(kind: str, shape: tuple[int, ...], xp: Any = jnp) -> Accumulator:
     """An accumulator holding zero: ``kind`` is ``"float"`` (a Pair) or ``"int"`` (Words)."""
-    dtype = float_dtype() if kind == "float" else int_dtype()
-    if kind == "float":
-        return Pair(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
-    return Words(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
+    dtype, cls = (float_dtype(), Pair) if kind == "float" else (int_dtype(), Words)
+    return cls(xp.zeros(shape, dtype), xp.zeros(shape, dtype))
 
 
 def where(cond: Any, a: Any, b: Any) -> Any:
@@ -729,10 +729,7 @@ def total(x: Any) -> Any:
         acc = _words_add(acc, Words((high & 0x7FFF) << 15, high >> 15))  # high * 2**15
         return accumulate(acc, low)
     if isinstance(x, Pair):
-        return add(
-            Pair(jnp.sum(x.hi), jnp.zeros_like(jnp.sum(x.hi))),
-            Pair(jnp.sum(x.lo), jnp.zeros_like(jnp.sum(x.lo))),
-        )
+        return add(_plain(jnp.sum(x.hi), x.hi.dtype), _plain(jnp.sum(x.lo), x.lo.dtype))
     x = jnp.asarray(x)
     return jnp.sum(x.astype(jnp.int32) if x.dtype == jnp.bool_ else x)
 
@@ -869,10 +866,7 @@ def split_int(x: np.ndarray) -> Words:
         3000000000
     """
     x = np.asarray(x)
-    if x.dtype.kind == "u":
-        x = x.astype(np.uint64)
-        return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
-    x = x.astype(np.int64)
+    x = x.astype(np.uint64 if x.dtype.kind == "u" else np.int64)
     return Words((x & _MASK).astype(np.int32), (x >> BITS).astype(np.int32))
 
 

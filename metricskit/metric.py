@@ -94,12 +94,16 @@ def _parts(first: Any, stacked: Any) -> list[Any]:
     return parts if first is None else [first, *parts]
 
 
-def _plain(x: Any) -> bool:
-    return not isinstance(x, exact.Pair | exact.Words)
+def _plain_collective(op: Callable[[Any, AxisName], Any]) -> Callable[[Any, AxisName, int], Any]:
+    """``op`` across devices for a plain array; ``None`` for an exact accumulator (gathered
+    and folded with ``aggregate`` instead)."""
+    return lambda x, axis_name, axis: (
+        None if isinstance(x, exact.Pair | exact.Words) else op(x, axis_name)
+    )
 
 
-def _sum_collective(x: Any, axis_name: AxisName, axis: int) -> Any:
-    return psum(x, axis_name) if _plain(x) else None
+def _sum(xp: Any, a: Any, b: Any, axis: int) -> Any:
+    return exact.combine(a, b, xp)
 
 
 def _sum_stacked(first: Any, stacked: Any) -> Any:
@@ -118,26 +122,12 @@ def _sum_stacked(first: Any, stacked: Any) -> Any:
 
 
 def _concat_stacked(first: Any, stacked: Any) -> Any:
-    def merge(x: Any, y: Any = None) -> Any:
-        flat = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
-        return flat if y is None else np.concatenate([y, flat])
-
-    if first is None:
-        return jax.tree.map(merge, stacked)
-    return jax.tree.map(merge, stacked, first)
+    flat = jax.tree.map(lambda x: x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]), stacked)
+    return flat if first is None else _concat(np, first, flat, 0)
 
 
 def _extreme(larger: bool) -> Callable[[Any, Any, Any, int], Any]:
     return lambda xp, a, b, axis: exact.extreme(a, b, larger, xp)
-
-
-def _extreme_collective(larger: bool) -> Callable[[Any, AxisName, int], Any]:
-    def collective(x: Any, axis_name: AxisName, axis: int) -> Any:
-        if not _plain(x):
-            return None
-        return pmax(x, axis_name) if larger else pmin(x, axis_name)
-
-    return collective
 
 
 def _concat(xp: Any, a: Any, b: Any, axis: int) -> Any:
@@ -151,11 +141,9 @@ def _gather(x: Any, axis_name: AxisName, axis: int) -> Any:
 REDUCTIONS: Final[dict[str, Reduction]] = {
     r.name: r
     for r in (
-        Reduction(
-            "sum", lambda xp, a, b, axis: exact.combine(a, b, xp), _sum_collective, _sum_stacked
-        ),
-        Reduction("max", _extreme(True), _extreme_collective(True)),
-        Reduction("min", _extreme(False), _extreme_collective(False)),
+        Reduction("sum", _sum, _plain_collective(psum), _sum_stacked),
+        Reduction("max", _extreme(True), _plain_collective(pmax)),
+        Reduction("min", _extreme(False), _plain_collective(pmin)),
         Reduction("concat", _concat, _gather, _concat_stacked),
         Reduction(
             "last",
@@ -352,10 +340,7 @@ def x64_storage(field: attrs.Attribute[Any]) -> str | None:
 
 def field_spec(field: attrs.Attribute[Any], value: Spec, count: Spec) -> FieldSpec:
     """The shape and storage of a declared state field for steps of the given specs."""
-    return _field_spec(field.metadata, value, count)
-
-
-def _field_spec(meta: Mapping[str, Any], value: Spec, count: Spec) -> FieldSpec:
+    meta = field.metadata
     shape = meta[_SHAPE]
     if shape == "value":
         shape = value.shape
@@ -557,11 +542,8 @@ class Metric(metaclass=_MetricMeta):
             TypeError: For an unknown option, or a static field without a default not given.
         """
         statics = static_options(cls, options)
-        fields = {n: s.zeros() for n, s in cls.field_specs(Spec(*value), Spec(*count)).items()}
-        new: Any = object.__new__(cls)
-        for name, x in (*fields.items(), *statics):
-            object.__setattr__(new, name, x)
-        return cast(Self, new)
+        specs = cls.field_specs(Spec(*value), Spec(*count))
+        return exact.build(cls, [*((n, s.zeros()) for n, s in specs.items()), *statics])
 
     @abc.abstractmethod
     def update(self, value: Any, count: Any) -> Self:

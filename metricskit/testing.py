@@ -49,13 +49,10 @@ __all__ = [
 KEY = "x"
 
 
-def _leaves(tree: Any) -> Any:
-    return jax.tree.leaves(tree)
-
-
 def _signature(tree: Any) -> tuple[Any, list[tuple[Any, ...]]]:
     sig = [
-        (np.shape(x), np.asarray(x).dtype, getattr(x, "weak_type", False)) for x in _leaves(tree)
+        (np.shape(x), np.asarray(x).dtype, getattr(x, "weak_type", False))
+        for x in jax.tree.leaves(tree)
     ]
     return jax.tree.structure(tree), sig
 
@@ -81,6 +78,14 @@ def assert_results_close(
         assert len(g) == len(w), name
         for a, b in zip(g, w, strict=True):
             np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True, err_msg=name)
+
+
+def _close(got: Any, want: Any, rtol: float, atol: float, message: str) -> None:
+    """:func:`assert_results_close`, its error headed by ``message``."""
+    try:
+        assert_results_close(got, want, rtol, atol)
+    except AssertionError as error:
+        raise AssertionError(f"{message}\n{error}") from None
 
 
 def partial_kind(mode: ModeLike) -> str:
@@ -121,6 +126,10 @@ def make_stream(
 
 def _item(mode: ModeLike, value: Any, count: Any) -> dict[str, Any]:
     return {KEY: {"value": value, "count": count, "log_modes": [mode]}}
+
+
+def _step(mode: ModeLike) -> Callable[[MetricStore, Any, Any], MetricStore]:
+    return lambda store, value, count: store.update(_item(mode, value, count))
 
 
 def _feed(
@@ -168,7 +177,7 @@ def _check_count_alone_is_empty(mode: ModeLike, shape: tuple[int, ...], steps: i
     poisoned = _poisoned(empty)
     if poisoned is empty or all(
         bool(np.all(np.asarray(a) == np.asarray(b)))
-        for a, b in zip(_leaves(poisoned), _leaves(empty), strict=True)
+        for a, b in zip(jax.tree.leaves(poisoned), jax.tree.leaves(empty), strict=True)
     ):
         return
     clean = jax.tree.map(lambda x: x, empty)
@@ -180,7 +189,9 @@ def _check_count_alone_is_empty(mode: ModeLike, shape: tuple[int, ...], steps: i
         results["aggregate(state, empty)"] = clean.aggregate(_poisoned(empty))
         results["aggregate(empty, state)"] = _poisoned(empty).aggregate(clean)
     for label, result in results.items():
-        for got, want in zip(_leaves(result.compute()), _leaves(clean.compute()), strict=True):
+        for got, want in zip(
+            jax.tree.leaves(result.compute()), jax.tree.leaves(clean.compute()), strict=True
+        ):
             np.testing.assert_array_equal(
                 np.asarray(got),
                 np.asarray(want),
@@ -231,7 +242,7 @@ def check_empty_is_zeros(mode: ModeLike, shape: tuple[int, ...] = (4,), steps: i
         reset = fed.reset()
         assert is_all_zero(reset), f"{mode}: reset() is not all zeros"
         assert _signature(reset) == _signature(fresh), f"{mode}: reset() changed the structure"
-        for a, b in zip(_leaves(reset), _leaves(fresh), strict=True):
+        for a, b in zip(jax.tree.leaves(reset), jax.tree.leaves(fresh), strict=True):
             np.testing.assert_array_equal(
                 np.asarray(a), np.asarray(b), err_msg=f"{mode}: reset() != the empty state"
             )
@@ -243,26 +254,12 @@ def check_empty_is_zeros(mode: ModeLike, shape: tuple[int, ...] = (4,), steps: i
         # their host appending (append_batches, aggregate_metrics) drops empty states
         sides = [("state, empty", fed, reset), ("empty, state", reset, fed)]
         for label, a, b in [] if per_sample(cls) else sides:
-            combined = a.aggregate(b)
-            try:
-                assert_results_close(combined.compute(), fed.compute(), rtol=0, atol=0)
-            except AssertionError as error:
-                message = f"{mode}: aggregate({label}) != state; {rule}\n{error}"
-                raise AssertionError(message) from None
-
-        def step(store: MetricStore, value: Any, count: Any) -> MetricStore:
-            return store.update(_item(mode, value, count))
-
-        zero_filled = jax.tree.map(
-            jnp.zeros_like, jax.eval_shape(step, MetricStore(), shifted[0], counts[0])
-        )
-        try:
-            assert_results_close(
-                _feed(mode, shifted, counts, zero_filled).compute(), fed.compute(), rtol=0, atol=0
-            )
-        except AssertionError as error:
-            message = f"{mode}: zero-filled state != fresh store; {rule}\n{error}"
-            raise AssertionError(message) from None
+            message = f"{mode}: aggregate({label}) != state; {rule}"
+            _close(a.aggregate(b).compute(), fed.compute(), 0, 0, message)
+        abstract = jax.eval_shape(_step(mode), MetricStore(), shifted[0], counts[0])
+        zero_filled = _feed(mode, shifted, counts, jax.tree.map(jnp.zeros_like, abstract))
+        message = f"{mode}: zero-filled state != fresh store; {rule}"
+        _close(zero_filled.compute(), fed.compute(), 0, 0, message)
 
 
 def check_invariants(mode: ModeLike, shape: tuple[int, ...] = (4,)) -> None:
@@ -307,12 +304,7 @@ def check_jit_matches_eager(
     mode: ModeLike, values: Any, counts: Any, rtol: float = 1e-5, atol: float = 1e-6
 ) -> None:
     """The same stream gives the same result eagerly and inside a jitted step."""
-    eager = _feed(mode, values, counts)
-
-    @jax.jit
-    def step(store: MetricStore, value: Any, count: Any) -> MetricStore:
-        return store.update(_item(mode, value, count))
-
+    eager, step = _feed(mode, values, counts), jax.jit(_step(mode))
     store = MetricStore().init(_item(mode, values[0], counts[0]))
     for value, count in zip(values, counts, strict=True):
         store = step(store, jnp.asarray(value), jnp.asarray(count))
@@ -421,7 +413,8 @@ def check_metric(
     check_associative(mode, values, counts, cuts, rtol, atol)
     if reference is not None:
         log_mode = get_log_mode(mode)
-        names = [KEY + log_mode.postfix + part for part in log_mode.parts]
+        several = bool(log_mode.parts)  # the reference gives a tuple of values, in parts order
+        names = [KEY + log_mode.postfix + part for part in log_mode.parts or ("",)]
         spread = np.abs(values).max() + 1.0
         # as drawn, all negative and all positive: a zero fill that wins a max or min shows
         for label, stream in (
@@ -431,15 +424,12 @@ def check_metric(
         ):
             host = _feed(mode, stream, counts).compute()
             want = reference(stream.astype(np.float64), counts)
-            if names:  # several values: the reference gives a tuple of them, in parts order
-                got = {name: host[name] for name in names}
-                expected = dict(zip(names, want, strict=True))
-            else:
-                got = {KEY + log_mode.postfix: host[KEY + log_mode.postfix]}
-                expected = {KEY + log_mode.postfix: want}
-            try:
-                assert_results_close(got, expected, rtol, atol)
-            except AssertionError as error:
-                raise AssertionError(
-                    f"{mode}: differs from the reference on the {label} stream\n{error}"
-                ) from None
+            got = {name: host[name] for name in names}
+            expected = dict(zip(names, want if several else (want,), strict=True))
+            _close(
+                got,
+                expected,
+                rtol,
+                atol,
+                f"{mode}: differs from the reference on the {label} stream",
+            )

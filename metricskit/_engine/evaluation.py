@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metricskit._engine.kernels import of_metric, to_metric
+from metricskit._engine.kernels import to_metric
 from metricskit._engine.step import Signature, signature_of
 from metricskit._engine.store import (
     KeyMetrics,
@@ -43,6 +43,7 @@ from metricskit._engine.store import (
     Source,
     Whole,
     differ_in_samples_only,
+    read_only_view,
     row_of,
     sources_of,
 )
@@ -66,27 +67,7 @@ CHUNK: Final = 256
 """How many arrays one compiled concatenation takes."""
 
 
-@functools.cache
-def _concat() -> Any:
-    return jax.jit(lambda arrays: jnp.stack(arrays))
-
-
-def _fetch(arrays: list[jax.Array]) -> list[np.ndarray]:
-    """Host copies of same-shaped device arrays: stacked per chunk on the device, then moved."""
-    with jax.ensure_compile_time_eval():  # concrete arrays: run now, even inside a trace
-        return _fetch_now(arrays)
-
-
-def _fetch_now(arrays: list[jax.Array]) -> list[np.ndarray]:
-    chunks = []
-    for start in range(0, len(arrays), CHUNK):
-        part = arrays[start : start + CHUNK]
-        size = min(CHUNK, 1 << (len(part) - 1).bit_length())  # few sizes: few compilations
-        chunks.append((_concat()(part + [part[0]] * (size - len(part))), len(part)))
-    out: list[np.ndarray] = []
-    for stacked, n in jax.device_get(chunks):
-        out.extend(np.asarray(stacked)[i] for i in range(n))
-    return out
+_stack = jax.jit(jnp.stack)
 
 
 def stack_to_host(arrays: Sequence[Any]) -> np.ndarray:
@@ -111,21 +92,17 @@ def stack_to_host(arrays: Sequence[Any]) -> np.ndarray:
     if not concrete(first) and not any(map(concrete, arrays)):
         return np.stack([np.asarray(x) for x in arrays])
     out = np.empty((len(arrays), *np.shape(first)), np.dtype(first.dtype))
-    with jax.ensure_compile_time_eval():  # concrete arrays: run now, even inside a trace
-        _stack_into(out, arrays)
-    return out
-
-
-def _stack_into(out: np.ndarray, arrays: Sequence[Any]) -> None:
-    try:
+    # concrete arrays: run now, even inside a trace
+    with jax.ensure_compile_time_eval(), contextlib.suppress(ValueError):
         for start in range(0, len(arrays), CHUNK):
             part = list(arrays[start : start + CHUNK])
-            size = min(CHUNK, 1 << (len(part) - 1).bit_length())
-            stacked = _concat()(part + [part[0]] * (size - len(part)))
+            size = min(CHUNK, 1 << (len(part) - 1).bit_length())  # few sizes: few compilations
+            stacked = _stack(part + [part[0]] * (size - len(part)))
             out[start : start + len(part)] = np.asarray(jax.device_get(stacked))[: len(part)]
-    except ValueError:  # arrays committed to different devices: fetch them one by one
-        for i, x in enumerate(arrays):
-            out[i] = np.asarray(jax.device_get(x))
+        return out
+    for i, x in enumerate(arrays):  # arrays committed to different devices: one by one
+        out[i] = np.asarray(jax.device_get(x))
+    return out
 
 
 def device_get_many(trees: Sequence[Any]) -> list[Any]:
@@ -152,13 +129,16 @@ def device_get_many(trees: Sequence[Any]) -> list[Any]:
     groups: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     for t, (leaves, _) in enumerate(flat):
         for i, x in enumerate(leaves):
-            if concrete(x):
-                key = (x.shape, x.dtype, x.sharding)
-                groups.setdefault(key, []).append((t, i))
+            if concrete(x):  # by shape, dtype and placement
+                groups.setdefault((x.shape, x.dtype, x.sharding), []).append((t, i))
     host = [list(leaves) for leaves, _ in flat]
     for where in groups.values():
         arrays = [flat[t][0][i] for t, i in where]
-        fetched = _fetch(arrays) if len(arrays) > 1 else [np.asarray(jax.device_get(arrays[0]))]
+        fetched = (
+            stack_to_host(arrays)
+            if len(arrays) > 1
+            else [np.asarray(jax.device_get(x)) for x in arrays]
+        )
         for (t, i), x in zip(where, fetched, strict=True):
             host[t][i] = x
     return [
@@ -195,34 +175,30 @@ def to_host(sources: Sequence[Source]) -> list[Metric]:
 
     Rows of one stacked group share that group's transfer; host states pass as they are.
     """
-    stacks: dict[int, Any] = {}
-    wholes: dict[int, Any] = {}
-    for src in sources:
-        if isinstance(src, Row):
-            stacks.setdefault(id(jax.tree.leaves(src.stacked)[0]), src.stacked)
-        elif isinstance(src, Whole):
-            m = src.metric()
-            wholes.setdefault(id(m), m)
-        elif type(src) is Kept:
-            stacks.setdefault(id(src[0]), src.leaves)
-    moved = device_get_many([*stacks.values(), *wholes.values()])
-    host_stacks = dict(zip(stacks, moved[: len(stacks)], strict=True))
-    host_wholes = dict(zip(wholes, moved[len(stacks) :], strict=True))
+    keys = [_transfer(src) for src in sources]
+    trees = dict(k for k in keys if k is not None)
+    host = dict(zip(trees, device_get_many(list(trees.values())), strict=True))
     out = []
-    for src in sources:
-        if isinstance(src, Row):
-            stacked = host_stacks[id(jax.tree.leaves(src.stacked)[0])]
-            out.append(
-                cast(Metric, jax.tree.map(lambda x, r=src.row: row_of(np.asarray(x), r), stacked))
-            )
-        elif isinstance(src, Whole):
-            out.append(host_wholes[id(src.metric())])
-        elif type(src) is Kept:
-            moved_leaves = [row_of(np.asarray(x), src.row) for x in host_stacks[id(src[0])]]
-            out.append(to_metric(src.mode, src.signature, moved_leaves))
-        else:
+    for src, key in zip(sources, keys, strict=True):
+        if key is None:
             out.append(src.metric())  # already a host value (an appended or copied state)
+        elif type(src) is Whole:
+            out.append(host[key[0]])
+        else:  # a row of a stacked group's leaves
+            r = cast(Row, src)
+            row = [row_of(np.asarray(x), r.row) for x in host[key[0]]]
+            out.append(to_metric(r.mode, r.signature, row))
     return [_read_only(m) for m in out]
+
+
+def _transfer(src: Source) -> tuple[int, Any] | None:
+    """What moving ``src`` to the host transfers, keyed by identity (rows of one stacked group
+    share it), or ``None`` for a host value."""
+    if type(src) is Row:
+        return id(src[0]), src.leaves
+    if type(src) is Whole:
+        return id(src.metric()), src.metric()
+    return None
 
 
 def _runs(sources: Sequence[Source]) -> list[list[Source]]:
@@ -232,8 +208,8 @@ def _runs(sources: Sequence[Source]) -> list[list[Source]]:
     last: Any = None
     for src in sources:
         if (
-            type(src) is Kept
-            and type(last) is Kept
+            type(src) is Row
+            and type(last) is Row
             and src.row == last.row
             and (src.signature is last.signature or src.signature == last.signature)
             and np.shape(src[0])[0] == np.shape(last[0])[0]
@@ -252,8 +228,8 @@ def _stacked_fields(run: list[Source]) -> dict[str, Any]:
     state by state.
     """
     first = run[0]
-    if type(first) is Kept and len(run) > 1:
-        kept, row = cast(list[Kept], run), first.row
+    if type(first) is Row and len(run) > 1:
+        kept, row = cast(list[Row], run), first.row
         moved = [stack_to_host([s[j] for s in kept])[:, row] for j in range(len(first) - 3)]
         metric = to_metric(first.mode, first.signature, moved)
         return {name: getattr(metric, name) for name, _ in first.signature.fields}
@@ -287,14 +263,11 @@ def _without_empty_parts(
         return jax.tree.map(lambda x: x[~empty], fields), True, dropped
     if not keep_one:
         return fields, False, dropped
-    return (
-        {
-            name: jax.tree.map(lambda x, c=name in concat: x[:1, :0] if c else x[:1], value)
-            for name, value in fields.items()
-        },
-        False,
-        dropped,
-    )
+    first = {  # the first part, with no samples
+        name: jax.tree.map(lambda x, c=name in concat: x[:1, :0] if c else x[:1], value)
+        for name, value in fields.items()
+    }
+    return first, False, dropped
 
 
 class _Growing:
@@ -317,29 +290,19 @@ class _Growing:
         once needs no memory beyond its data; room to grow is made on the second append.
         """
         buffer = self.buffer
-        tip = (
-            earlier is not None and buffer is not None and _is_prefix(earlier, buffer, self.filled)
-        )
-        if earlier is None or not tip:
+        if earlier is None or buffer is None or not _is_prefix(earlier, buffer, self.filled):
             if earlier is not None:
                 new = np.concatenate([earlier, new])
             self.buffer, self.filled = new, len(new)
-            return _read_only_view(new)
+            return read_only_view(new)
         need = self.filled + len(new)
-        if buffer is None or len(buffer) < need or buffer.dtype != new.dtype:
+        if len(buffer) < need or buffer.dtype != new.dtype:
             grown = np.empty((max(2 * need, 16), *new.shape[1:]), new.dtype)
-            if buffer is not None and self.filled:
-                grown[: self.filled] = buffer[: self.filled]
+            grown[: self.filled] = buffer[: self.filled]
             buffer = self.buffer = grown
         buffer[self.filled : need] = new
         self.filled = need
-        return _read_only_view(buffer[:need])
-
-
-def _read_only_view(x: np.ndarray) -> np.ndarray:
-    view = x.view()
-    view.flags.writeable = False
-    return view
+        return read_only_view(buffer[:need])
 
 
 def _is_prefix(view: np.ndarray, buffer: np.ndarray, filled: int) -> bool:
@@ -384,16 +347,13 @@ class _Parts:
                 reduction = REDUCTIONS[reduction_of(f)]
                 prior = None if state is None else getattr(state, f.name)
                 if reduction.name == "concat":  # into a growing buffer: linear in total
-                    new = reduction.fold_stacked(None, fields[f.name])
-                    leaves = jax.tree.leaves(new)
-                    earlier_leaves = (
-                        [None] * len(leaves) if prior is None else jax.tree.leaves(prior)
-                    )
+                    leaves, tree = jax.tree.flatten(reduction.fold_stacked(None, fields[f.name]))
+                    before = [None] * len(leaves) if prior is None else jax.tree.leaves(prior)
                     grown = [
                         self.growing.setdefault((f.name, k), _Growing()).append(e, x)
-                        for k, (e, x) in enumerate(zip(earlier_leaves, leaves, strict=True))
+                        for k, (e, x) in enumerate(zip(before, leaves, strict=True))
                     ]
-                    folded[f.name] = jax.tree.unflatten(jax.tree.structure(new), grown)
+                    folded[f.name] = jax.tree.unflatten(tree, grown)
                 else:
                     folded[f.name] = jax.tree.map(
                         np.asarray, reduction.fold_stacked(prior, fields[f.name])
@@ -408,47 +368,7 @@ class _Parts:
 
 
 def _class_of(src: Source) -> type[Metric]:
-    return get_log_mode(src.mode).cls if type(src) is Kept else type(src.metric())
-
-
-class Kept(tuple[Any, ...], Source):
-    """One batch's per-sample state, kept until it is appended: one tuple of the leaves of its
-    stacked group, its row, its structure and its log mode.
-
-    An evaluation keeps thousands of these until the first ``get_metrics``; as one tuple (and
-    the batch's arrays) each costs the garbage collector's passes a few objects, not the
-    nested metric, its dict and its exact accumulators a :class:`Row` holds.
-    """
-
-    __slots__ = ()
-
-    @classmethod
-    def of(cls, row: Row, mode: Mode) -> Kept:
-        leaves = of_metric(row.stacked, mode, row.signature)
-        return cls((*leaves, row.row, row.signature, mode))
-
-    @property
-    def leaves(self) -> tuple[Any, ...]:
-        """The leaves of the stacked group (every key's rows)."""
-        return self[:-3]
-
-    @property
-    def row(self) -> int:
-        """This key's row."""
-        return cast(int, self[-3])
-
-    @property
-    def signature(self) -> Signature:
-        return cast(Signature, self[-2])
-
-    @property
-    def mode(self) -> Mode:
-        """The metric's log mode."""
-        return cast(Mode, self[-1])
-
-    def metric(self) -> Metric:
-        row = self.row
-        return to_metric(self.mode, self.signature, [row_of(x, row) for x in self.leaves])
+    return get_log_mode(src.mode).cls if type(src) is Row else type(src.metric())
 
 
 class Appended(Source):
@@ -473,7 +393,7 @@ class Appended(Source):
             return cls(_Parts([batch], f"{key!r} (log mode {mode!r})"), 1)
         if type(earlier) is not Appended:  # a type test: isinstance on an ABC is slow
             _check_appendable(key, earlier.signature, batch.signature)
-            return cls(_Parts([_kept(earlier, mode), batch], f"{key!r} (log mode {mode!r})"), 2)
+            return cls(_Parts([_intake(earlier), batch], f"{key!r} (log mode {mode!r})"), 2)
         appended = earlier
         parts = appended.parts
         _check_appendable(key, parts.items[0].signature, batch.signature)
@@ -562,11 +482,6 @@ def _reading(metric: str) -> Iterator[None]:
         ) from None
 
 
-def _kept(src: Source, mode: Mode) -> Source:
-    """A per-sample batch's source as it is kept until appended (see :class:`Kept`)."""
-    return Kept.of(src, mode) if type(src) is Row else _intake(src)
-
-
 def _intake(src: Source) -> Source:
     """A batch's source, with writable NumPy leaves copied (the caller may write into them)."""
     if type(src) is Whole:
@@ -613,10 +528,10 @@ def aggregate(aggregated: Mapping[str, Any] | None, batch: Mapping[str, Any]) ->
         for mode, src in sources.items():
             if _appends(mode):
                 prior = earlier_sources.get(mode) if earlier_sources is not None else None
-                new[mode] = Appended.after(prior, _kept(src, mode), key, mode)
+                new[mode] = Appended.after(prior, _intake(src), key, mode)
             else:
-                new[mode] = HostCopy(src if type(src) is Row else _intake(src), key, mode)
-        out[key] = KeyMetrics.owning(new)
+                new[mode] = HostCopy(_intake(src), key, mode)
+        out[key] = KeyMetrics(new)
     return out
 
 

@@ -34,7 +34,6 @@ from metricskit._engine.step import (
     decode,
     empty_state,
     is_jax,
-    plain,
 )
 from metricskit.compat import Tracer, committed, concrete
 from metricskit.metric import Metric, Mode, get_log_mode
@@ -299,7 +298,7 @@ def update(
         cls = get_log_mode(plan.after.groups[route.group].mode).cls
         value, count = inputs[route.slot]
         if not cls.exact_inputs:
-            value, count = plain(value), plain(count)
+            value, count = exact.to_float(value), exact.to_float(count)  # rounded
         current = out[route.group]
         rows = None if route.rows is None else np.asarray(route.rows, np.int32)
         before = current if rows is None else jax.tree.map(lambda x, r=rows: x[r], current)

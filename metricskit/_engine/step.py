@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple
 
 import attrs
 import jax
@@ -86,17 +86,10 @@ class Entry(NamedTuple):
     count_spec: Spec
     skip: bool = False
 
-    @property
-    def on_host(self) -> bool:
-        """Whether neither value nor count is a JAX array (so they stack on the host)."""
-        return not is_jax(self.value) and not is_jax(self.count)
-
 
 _ARRAY_TYPES: dict[type, bool] = {}  # type -> is it an array type (JAX, tracer or NumPy)
 _JAX_TYPES: dict[type, bool] = {}
 _MAPPING_TYPES: dict[type, bool] = {}
-_SPECS: dict[tuple[tuple[int, ...], str], Spec] = {}  # interned specs
-_RAW_SPECS: dict[tuple[Any, Any], Spec] = {}  # (shape, array dtype) -> interned spec
 
 
 def is_jax(x: Any) -> bool:
@@ -108,13 +101,17 @@ def is_jax(x: Any) -> bool:
     return known
 
 
+@functools.lru_cache(maxsize=4096)
 def _interned(shape: tuple[int, ...], dtype: str) -> Spec:
-    spec = _SPECS.get((shape, dtype))
-    if spec is None:
-        if len(_SPECS) > 4096:
-            _SPECS.clear()
-        spec = _SPECS[(shape, dtype)] = Spec(shape, dtype)
-    return spec
+    """One spec object per shape and logical dtype (plans hash and compare them often)."""
+    return Spec(shape, dtype)
+
+
+@functools.lru_cache(maxsize=4096)
+def _array_spec(shape: tuple[int, ...], dtype: Any) -> Spec | None:
+    """The spec of arrays of ``shape`` and array ``dtype``, ``None`` if it is not numeric."""
+    logical_dtype = logical(dtype)
+    return None if logical_dtype is None else _interned(tuple(shape), logical_dtype)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -150,11 +147,7 @@ def normalize_log_modes(modes: Any, where: str) -> tuple[Mode, ...]:
         >>> normalize_log_modes(["mean", "max"], "key 'loss'")
         ('mean', 'max')
     """
-    if (
-        type(modes) is not list
-        and type(modes) is not tuple
-        and (isinstance(modes, str) or not isinstance(modes, Sequence))
-    ):
+    if isinstance(modes, str) or not isinstance(modes, Sequence):
         single = isinstance(modes, str) or _is_metric_mode(modes)
         example = [modes] if single else ["mean", "max"]
         raise TypeError(
@@ -197,20 +190,12 @@ def _spec(x: Any, key: str, what: str) -> tuple[Any, Spec]:
     if array is None:
         array = _ARRAY_TYPES[t] = isinstance(x, jax.Array | np.ndarray | np.generic)
     if array:
-        dtype_ = x.dtype
-        shape = x.shape
-        spec = _RAW_SPECS.get((shape, dtype_))
-        if spec is not None:
-            return x, spec
-        dtype = logical(dtype_)
-        if dtype is None:
+        spec = _array_spec(x.shape, x.dtype)
+        if spec is None:
             raise TypeError(
                 f"{what} of metric {key!r} has dtype {x.dtype}, which is not numeric; pass "
                 "bool, integer or real floating values"
             )
-        if len(_RAW_SPECS) > 4096:
-            _RAW_SPECS.clear()
-        spec = _RAW_SPECS[(shape, dtype_)] = _interned(tuple(shape), dtype)
         return x, spec
     try:
         arr = np.asarray(x)
@@ -402,14 +387,9 @@ def empty_state(mode: Mode, signature: Signature, n: int | None, xp: Any = None)
     Returns:
         The state.
     """
-    xp = jnp if xp is None else xp
     log_mode = get_log_mode(mode)
-    new: Any = object.__new__(log_mode.cls)
-    for name, spec in signature.fields:
-        object.__setattr__(new, name, spec.zeros(n, xp))
-    for name, value in log_mode.options:
-        object.__setattr__(new, name, value)
-    return cast(Metric, new)
+    zeros = [(name, spec.zeros(n, jnp if xp is None else xp)) for name, spec in signature.fields]
+    return exact.build(log_mode.cls, [*zeros, *log_mode.options])
 
 
 def describe(signature: Signature) -> str:
@@ -431,9 +411,8 @@ def index(layout: Layout) -> dict[tuple[str, Mode], tuple[int, int]]:
 def key_modes(layout: Layout) -> dict[str, tuple[Mode, ...]]:
     """Every key of ``layout`` (sorted) and its modes (in :func:`mode_order`)."""
     modes: dict[str, list[Mode]] = {}
-    for g in layout.groups:
-        for key in g.keys:
-            modes.setdefault(key, []).append(g.mode)
+    for key, mode in index(layout):
+        modes.setdefault(key, []).append(mode)
     return {key: tuple(sorted(modes[key], key=mode_order)) for key in sorted_keys(modes)}
 
 
@@ -499,11 +478,6 @@ def rows(layout: Layout) -> tuple[tuple[str, tuple[tuple[Mode, int, int], ...]],
         (key, tuple((mode, *where[(key, mode)]) for mode in modes))
         for key, modes in key_modes(layout).items()
     )
-
-
-def abstract(metric: Metric) -> list[tuple[tuple[int, ...], Any]]:
-    """The shapes and dtypes of a state's leaves (for error messages and checks)."""
-    return [(tuple(np.shape(x)), np.dtype(x.dtype)) for x in jax.tree.leaves(metric)]
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -582,8 +556,7 @@ _ORIGINS: dict[Signature, tuple[Spec, Spec]] = {}
 
 
 def _signature(mode: Mode, value: Spec, count: Spec) -> Signature:
-    log_mode = get_log_mode(mode)
-    sig = signature_for(log_mode.cls, value, count)
+    sig = signature_for(get_log_mode(mode).cls, value, count)
     if len(_ORIGINS) > 4096:
         _ORIGINS.clear()
     _ORIGINS.setdefault(sig, (value, count))
@@ -603,16 +576,15 @@ def _fits(new: str, old: str) -> bool:
         return True
     if old == "words":
         return _is_int(new)
-    kind = "f" if jnp.issubdtype(jnp.dtype(old), jnp.floating) else jnp.dtype(old).kind
-    if kind == "f":
+    if jnp.issubdtype(jnp.dtype(old), jnp.floating):
         return True
-    if kind in "iu":
-        return (
-            new not in ("pair", "words")
-            and _is_int(new)
-            and (jnp.dtype(new).itemsize <= jnp.dtype(old).itemsize)
-        )
-    return False
+    old_dtype = jnp.dtype(old)
+    return (
+        old_dtype.kind in "iu"
+        and new != "words"
+        and _is_int(new)
+        and jnp.dtype(new).itemsize <= old_dtype.itemsize
+    )
 
 
 def _check(key: str, mode: Mode, old: Signature, new: Signature, value: Spec, count: Spec) -> None:
@@ -899,8 +871,3 @@ def decode(packed: Any, spec: Spec, n: int) -> Any:
         return _device(jnp.stack(packed), spec)  # one conversion, not one per entry
     items = [_device(p, spec) if is_jax(p) else p for p in packed]
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
-
-
-def plain(x: Any) -> Any:
-    """Exact 64-bit inputs rounded to plain float arrays (for metrics without exact inputs)."""
-    return exact.to_float(x)

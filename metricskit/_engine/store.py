@@ -15,9 +15,8 @@
 from __future__ import annotations
 
 import abc
-import functools
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import jax
@@ -89,20 +88,49 @@ class Source(abc.ABC):
         """The state's structure."""
 
 
-class Row(Source):
-    """Row ``row`` of a stacked group ``stacked`` whose structure is ``signature``."""
+class Row(tuple[Any, ...], Source):
+    """One key's row of a stacked group: one tuple of the group's leaves (every key's rows),
+    the row, the group's structure and its log mode.
 
-    __slots__ = ("_signature", "row", "stacked")
+    An evaluation keeps thousands of these until the first ``get_metrics``; as one tuple (and
+    the batch's arrays) each costs the garbage collector's passes a few objects, not the
+    nested stacked metric, its dict and its exact accumulators.
+    """
 
-    def __init__(self, stacked: Metric, row: int, signature: Signature):
-        self.stacked, self.row, self._signature = stacked, row, signature
+    __slots__ = ()
 
-    def metric(self) -> Metric:
-        return cast(Metric, jax.tree.map(lambda x: row_of(x, self.row), self.stacked))
+    @classmethod
+    def of(cls, stacked: Metric, row: int, signature: Signature, mode: Mode) -> Row:
+        """Row ``row`` of the stacked metric ``stacked`` of ``mode`` and ``signature``."""
+        return cls((*kernels.of_metric(stacked, mode, signature), row, signature, mode))
+
+    @property
+    def leaves(self) -> tuple[Any, ...]:
+        """The leaves of the stacked group (every key's rows), in pytree order."""
+        return self[:-3]
+
+    @property
+    def row(self) -> int:
+        """This key's row."""
+        return cast(int, self[-3])
 
     @property
     def signature(self) -> Signature:
-        return self._signature
+        return cast(Signature, self[-2])
+
+    @property
+    def mode(self) -> Mode:
+        """The metric's log mode."""
+        return cast(Mode, self[-1])
+
+    @property
+    def stacked(self) -> Metric:
+        """The stacked group's metric (its leaves, not copied)."""
+        return kernels.to_metric(self.mode, self.signature, self.leaves)
+
+    def metric(self) -> Metric:
+        row = self.row
+        return kernels.to_metric(self.mode, self.signature, [row_of(x, row) for x in self.leaves])
 
 
 class Whole(Source):
@@ -137,14 +165,8 @@ class KeyMetrics(Mapping[Mode, Metric]):
     __slots__ = ("_sources",)
 
     def __init__(self, sources: Mapping[Mode, Source]):
-        self._sources = dict(sources)
-
-    @classmethod
-    def owning(cls, sources: dict[Mode, Source]) -> KeyMetrics:
-        """A ``KeyMetrics`` that takes ``sources`` itself (no copy; the caller lets it go)."""
-        km = object.__new__(cls)
-        km._sources = sources
-        return km
+        # a dict is taken as it is (callers hand over a new one), anything else copied
+        self._sources: dict[Mode, Source] = sources if type(sources) is dict else dict(sources)
 
     @classmethod
     def of(cls, metrics: Mapping[Mode, Metric]) -> KeyMetrics:
@@ -177,7 +199,7 @@ def _flatten(km: KeyMetrics) -> tuple[list[Any], tuple[Any, ...]]:
     children: list[Any] = []
     aux: list[tuple[Mode, int | None, Signature | None]] = []
     for mode, src in km.sources().items():
-        if isinstance(src, Row):
+        if type(src) is Row:
             children.append(src.stacked)
             aux.append((mode, src.row, src.signature))
         else:
@@ -189,7 +211,7 @@ def _flatten(km: KeyMetrics) -> tuple[list[Any], tuple[Any, ...]]:
 def _unflatten(aux: tuple[Any, ...], children: Any) -> KeyMetrics:
     sources: dict[Mode, Source] = {}
     for (mode, row, sig), child in zip(aux, children, strict=True):
-        sources[mode] = Whole(child) if row is None else Row(child, row, sig)
+        sources[mode] = Whole(child) if row is None else Row.of(child, row, sig, mode)
     return KeyMetrics(sources)
 
 
@@ -248,16 +270,16 @@ def _gather(items: list[tuple[str, Source]]) -> Metric:
     by_stack: dict[int, list[int]] = {}
     chunks: list[tuple[list[int], Metric]] = []
     for pos, s in enumerate(sources):
-        if isinstance(s, Row):
-            by_stack.setdefault(id(jax.tree.leaves(s.stacked)[0]), []).append(pos)
+        if type(s) is Row:
+            by_stack.setdefault(id(s[0]), []).append(pos)
         else:
             chunks.append(([pos], jax.tree.map(lambda x: x[None], s.metric())))
     for positions in by_stack.values():
         first = cast(Row, sources[positions[0]])
         rows = [cast(Row, sources[p]).row for p in positions]
-        whole = rows == list(range(jax.tree.leaves(first.stacked)[0].shape[0]))
-        xp = np if kernels.on_host(first.stacked) else jnp
-        chunks.append((positions, first.stacked if whole else _take(xp, first.stacked, rows)))
+        stacked, whole = first.stacked, rows == list(range(np.shape(first[0])[0]))
+        xp = np if kernels.on_host(first.leaves) else jnp
+        chunks.append((positions, stacked if whole else _take(xp, stacked, rows)))
     if len(chunks) == 1:
         return chunks[0][1]  # positions are in order: items come sorted, rows grouped
     xp = np if all(kernels.on_host(m) for _, m in chunks) else jnp
@@ -317,30 +339,18 @@ def aggregate_entries(
         ValueError: If a metric's state has other shapes in the two stores (beyond the
             sample axis of per-sample modes).
     """
-    return {
-        key: KeyMetrics.of(_union(a, b, functools.partial(_aggregate, key)))
-        for key, a, b in _pairs(first, second)
-    }
-
-
-def _pairs(first: Mapping[str, Any], second: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    return [(key, first.get(key), second.get(key)) for key in sorted_keys({*first, *second})]
-
-
-def _union(
-    a: Mapping[Mode, Metric] | None,
-    b: Mapping[Mode, Metric] | None,
-    combine: Callable[[Mode, Metric, Metric], Metric],
-) -> dict[Mode, Metric]:
-    """Every mode of ``a`` and ``b``: combined where both have it, kept where one has it."""
-    a, b = a or {}, b or {}
     out = {}
-    for mode in sorted({*a, *b}, key=mode_order):
-        x, y = a.get(mode), b.get(mode)
-        out[mode] = (
-            combine(mode, x, y) if x is not None and y is not None else (x if y is None else y)
-        )
-    return cast(dict[Mode, Metric], out)
+    for key in sorted_keys({*first, *second}):
+        a: Mapping[Mode, Metric] = first.get(key) or {}
+        b: Mapping[Mode, Metric] = second.get(key) or {}
+        metrics = {}
+        for mode in sorted({*a, *b}, key=mode_order):
+            x, y = a.get(mode), b.get(mode)
+            if x is not None and y is not None:
+                x = _aggregate(key, mode, x, y)
+            metrics[mode] = cast(Metric, y if x is None else x)
+        out[key] = KeyMetrics.of(metrics)
+    return out
 
 
 def _aggregate(key: str, mode: Mode, x: Metric, y: Metric) -> Metric:
@@ -353,10 +363,11 @@ def _aggregate(key: str, mode: Mode, x: Metric, y: Metric) -> Metric:
                 name = f"{key!r} (log mode {mode!r})"
                 warn_empty_parts("MetricStore.aggregate", name, len(left_out))
             return y if x_empty else x
-    if not combinable(x, y):
+    sx, sy = signature_of(x), signature_of(y)
+    if sx != sy and not (per_sample(type(x)) and differ_in_samples_only(sx, sy)):
         raise ValueError(
-            f"metric {key!r} (log mode {mode!r}) has state {signature_of(x)} in one "
-            f"store and {signature_of(y)} in the other; they cannot be combined"
+            f"metric {key!r} (log mode {mode!r}) has state {sx} in one "
+            f"store and {sy} in the other; they cannot be combined"
         )
     with kernels.device_for((x, y)):
         return x.aggregate(y)
@@ -368,13 +379,6 @@ def _has_samples(metric: Metric) -> bool:
         np.shape(jax.tree.leaves(getattr(metric, name))[0])[0]
         for name in sample_fields(type(metric))
     )
-
-
-def combinable(a: Metric, b: Metric) -> bool:
-    """Whether two states of one mode can be aggregated: the same structure, or per-sample
-    states that differ only in their number of samples."""
-    sa, sb = signature_of(a), signature_of(b)
-    return sa == sb or (per_sample(type(a)) and differ_in_samples_only(sa, sb))
 
 
 def differ_in_samples_only(a: Signature, b: Signature) -> bool:
@@ -404,19 +408,20 @@ def drops_empty(*metrics: Sequence[Metric]) -> bool:
 # -- results on the host ----------------------------------------------------------------------
 
 
-def _frozen(x: np.ndarray) -> np.ndarray:
+def read_only_view(x: np.ndarray) -> np.ndarray:
     """A read-only view (the caller cannot write through it into anything of ours)."""
     view = x.view()
     view.flags.writeable = False
     return view
 
 
-def _finish(x: Any, stacked: bool) -> Any:
-    """Exact results as float64/int64 NumPy (``stacked``: axis 0 is the key axis)."""
+def _finish(x: Any) -> Any:
+    """Stacked exact results (axis 0 is the key axis) as float64/int64 NumPy (one key's:
+    ``exact.to_host``)."""
     if isinstance(x, tuple):
-        return tuple(_finish(p, stacked) for p in x)
-    if isinstance(x, exact.Finish) and stacked:  # the host function takes one key at a time
-        operand = _finish(x.operand, stacked)
+        return tuple(_finish(p) for p in x)
+    if isinstance(x, exact.Finish):  # the host function takes one key at a time
+        operand = _finish(x.operand)
         n = len(jax.tree.leaves(operand)[0])
         with np.errstate(all="ignore"):  # as exact.to_host: NaN or inf is a value, not a warning
             rows = [x.fn(jax.tree.map(lambda a, i=i: a[i], operand)) for i in range(n)]
@@ -427,20 +432,18 @@ def _finish(x: Any, stacked: bool) -> Any:
             objects[:] = rows
             return objects
         return np.stack([np.asarray(r) for r in rows]) if rows else np.zeros((0,))
-    if isinstance(x, exact.Ratio) and stacked:
-        num = np.asarray(exact.to_host(x.numerator))
-        den = np.asarray(exact.to_host(x.denominator))
-        if den.ndim < num.ndim:  # align per-key shapes to the right, after the key axis
-            den = den.reshape(den.shape[:1] + (1,) * (num.ndim - den.ndim) + den.shape[1:])
-        elif num.ndim < den.ndim:
-            num = num.reshape(num.shape[:1] + (1,) * (den.ndim - num.ndim) + num.shape[1:])
-        x = exact.Ratio(num, den)
+    if isinstance(x, exact.Ratio):  # align per-key shapes to the right, after the key axis
+        parts = [np.asarray(exact.to_host(p)) for p in (x.numerator, x.denominator)]
+        rank = max(p.ndim for p in parts)
+        x = exact.Ratio(
+            *(p.reshape(p.shape[:1] + (1,) * (rank - p.ndim) + p.shape[1:]) for p in parts)
+        )
     return exact.to_host(x)
 
 
-def _python(x: np.ndarray) -> Any:
-    """A size-1 result as a Python number."""
-    return x.reshape(()).item()
+def _reported(x: np.ndarray) -> Any:
+    """A result as reported: size 1 as a Python number, else a read-only array."""
+    return x.reshape(()).item() if x.size == 1 else read_only_view(x)
 
 
 def host_value(x: Any) -> Any:
@@ -455,25 +458,24 @@ def host_value(x: Any) -> Any:
         >>> host_value(np.arange(2.0)).flags.writeable
         False
     """
-    x = _finish(x, stacked=False)
+    x = exact.to_host(x)
     if isinstance(x, tuple):
-        return tuple(_frozen(np.asarray(p)) for p in x)
+        return tuple(read_only_view(np.asarray(p)) for p in x)
     if not isinstance(x, np.ndarray | np.generic):
         return x  # an object a host finish made (e.g. a histogram)
-    x = np.asarray(x)
-    return _python(x) if x.size == 1 else _frozen(x)
+    return _reported(np.asarray(x))
 
 
 def stacked_rows(values: Any, n: int) -> list[Any]:
     """The per-key results of a group's computed values (leading key axis of size ``n``)."""
-    values = _finish(values, stacked=True)
+    values = _finish(values)
     if isinstance(values, tuple):
-        parts = [_frozen(np.asarray(p)) for p in values]
+        parts = [read_only_view(np.asarray(p)) for p in values]
         return [tuple(p[i] for p in parts) for i in range(n)]
     values = np.asarray(values)
     if values.size == n:
         return values.reshape(n).tolist()  # type: ignore[no-any-return]
-    frozen = _frozen(values)
+    frozen = read_only_view(values)
     return [frozen[i] for i in range(n)]
 
 
@@ -497,8 +499,7 @@ def report(
             mode = layout.groups[g].mode
             if not isinstance(values, tuple) or len(values) != len(get_log_mode(mode).parts):
                 _wrong_parts(mode, values)
-            value = np.asarray(values[part])
-            out[name] = _python(value) if value.size == 1 else _frozen(value)
+            out[name] = _reported(np.asarray(values[part]))
     warn_empty(empty)
     return out
 
@@ -529,13 +530,9 @@ def compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
     Device groups run one jitted compute together and come back in one ``device_get``; host
     groups of per-sample evaluation results compute per key on their NumPy leaves. The state
     is concrete, so all of it runs now, even inside a trace (a store or an evaluation
-    aggregate closed over by a jitted function).
+    aggregate closed over by a jitted function: :meth:`MetricStore.compute` runs it in
+    ``jax.ensure_compile_time_eval``).
     """
-    with jax.ensure_compile_time_eval():
-        return _compute(layout, metrics)
-
-
-def _compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
     on_cpu = [per_sample(type(m)) and kernels.on_host(m) for m in metrics]
     on_device = tuple(m for m, h in zip(metrics, on_cpu, strict=True) if not h)
     with kernels.device_for(on_device):
@@ -543,7 +540,7 @@ def _compute(layout: Layout, metrics: Sequence[Metric]) -> dict[str, Any]:
     rows, empties = [], []
     for m, h, group in zip(metrics, on_cpu, layout.groups, strict=True):
         if h:
-            per_key = [Row(m, r, group.signature).metric() for r in range(len(group.keys))]
+            per_key = [jax.tree.map(lambda x, r=r: row_of(x, r), m) for r in range(len(group.keys))]
             rows.append([host_value(k.compute()) for k in per_key])
             empties.append([bool(k.is_empty()) for k in per_key])
         else:
@@ -613,7 +610,8 @@ class MetricStore(Mapping[str, KeyMetrics]):
             if default_log_modes is None
             else normalize_log_modes(default_log_modes, "default_log_modes")
         )
-        kernels.set_store(self, modes, _check_policy(nan_policy), _EMPTY, ())
+        policy = builtin.check_policy(nan_policy, "the store")
+        kernels.set_store(self, modes, policy, _EMPTY, ())
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(
@@ -637,15 +635,14 @@ class MetricStore(Mapping[str, KeyMetrics]):
     # -- the mapping -----------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> KeyMetrics:
-        where = index(self.layout)
         modes = key_modes(self.layout).get(key)
         if modes is None:
             raise KeyError(key)
-        sources = {}
-        for mode in modes:
-            g, row = where[(key, mode)]
-            sources[mode] = Row(self.metrics[g], row, self.layout.groups[g].signature)
-        return KeyMetrics(sources)
+        return KeyMetrics({mode: self._row(*index(self.layout)[(key, mode)]) for mode in modes})
+
+    def _row(self, group: int, row: int) -> Row:
+        g = self.layout.groups[group]
+        return Row.of(self.metrics[group], row, g.signature, g.mode)
 
     def first_leaf(self) -> Any:
         """The first leaf of the state (a store's leaves are traced together, or not at all)."""
@@ -653,9 +650,16 @@ class MetricStore(Mapping[str, KeyMetrics]):
 
     def entries(self) -> Iterator[tuple[str, dict[Mode, Row]]]:
         """``(key, {mode: Row})`` for every key, sorted: ``items()`` without the views."""
-        groups, metrics = self.layout.groups, self.metrics
+        groups = self.layout.groups
+        leaves = [
+            kernels.of_metric(s, g.mode, g.signature)
+            for s, g in zip(self.metrics, groups, strict=True)
+        ]
         for key, triples in rows(self.layout):
-            yield key, {mode: Row(metrics[g], r, groups[g].signature) for mode, g, r in triples}
+            yield (
+                key,
+                {mode: Row((*leaves[g], r, groups[g].signature, mode)) for mode, g, r in triples},
+            )
 
     def __iter__(self) -> Iterator[str]:
         return iter(key_modes(self.layout))
@@ -894,7 +898,8 @@ class MetricStore(Mapping[str, KeyMetrics]):
             return {}
         kernels.refuse_tracers(self.first_leaf(), "MetricStore.compute")
         kernels.check_shapes(self.metrics, self.layout, "MetricStore.compute()")
-        return compute(self.layout, local_copy(self.metrics))
+        with jax.ensure_compile_time_eval():
+            return compute(self.layout, local_copy(self.metrics))
 
     def reset(self) -> MetricStore:
         """Every metric back to its empty (all-zero) state.
@@ -960,10 +965,6 @@ class MetricStore(Mapping[str, KeyMetrics]):
             raise checkpoint.CheckpointError(f"{os.fspath(path)!r}: default log modes: {e}") from e
         store = cls(modes, meta.get("nan_policy", "propagate"))
         return store._evolve(metrics, layout)
-
-
-def _check_policy(policy: Any) -> str:
-    return builtin.check_policy(policy, "the store")
 
 
 kernels.register_store(MetricStore)
