@@ -255,3 +255,29 @@ def test_a_batched_store_is_refused_by_compute_not_read_from_its_first_member():
         stores.compute()
     member = jax.tree.map(lambda x: x[2], stores)
     assert member.compute() == {"loss": 3.0}
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+def test_a_pair_value_is_a_float64_value_in_its_travelling_form(use_jit):
+    """A device value beyond float32 (a count past 2^24, a float64-precise sum) given as an
+    exact.Pair of float32 parts is summed exactly, beside plain float keys of the same shape."""
+    big = float(2**24 + 3)
+    hi = np.float32(big)
+    pair = mk.exact.Pair(jnp.asarray(hi), jnp.asarray(np.float32(big - float(hi))))
+
+    def step(store, pair):
+        return store.update({
+            "exact": {"value": pair, "log_modes": ["mean", "max"]},
+            "plain": {"value": jnp.float32(0.5), "log_modes": ["mean", "max"]},
+        })  # fmt: skip
+
+    step = jax.jit(step) if use_jit else step
+    store = step(step(mk.MetricStore(), pair), pair)
+    host = store.compute()
+    assert host["exact_mean"] == big and host["exact_max"] == big and host["plain_mean"] == 0.5
+    with pytest.raises(TypeError, match=r"count of metric 'x' is a Pair; only a value"):
+        mk.MetricStore().update({"x": {"value": 1.0, "count": pair}})
+    with pytest.raises(TypeError, match=r"float32 hi and lo arrays of one shape"):
+        mk.MetricStore().update({"x": mk.exact.Pair(jnp.zeros(2), jnp.zeros(3))})
+    with pytest.raises(TypeError, match=r"float32 hi and lo"):
+        mk.MetricStore().update({"x": mk.exact.Pair(jnp.zeros(2, jnp.int32), jnp.zeros(2))})

@@ -197,6 +197,11 @@ def test_eight_devices_sync_and_axis_name_give_one_devices_numbers(rng):
             "f1": mk.tasks.f1(lg, lb, num_classes=C, average="macro"),
             "auc": mk.tasks.roc_auc(sc, lb % 2, bins=128),
             "r2": mk.tasks.r2(sc, (lb % 2).astype(jnp.float32)),
+            "ece": mk.tasks.calibration_error(jax.nn.softmax(lg), lb, bins=8),
+            "tokens_f1": mk.tasks.f1(  # two sample axes
+                lg.reshape(-1, 2, C), lb.reshape(-1, 2), num_classes=C, average="weighted"
+            ),
+            "ndcg": mk.tasks.ndcg(lg, jax.nn.one_hot(lb, C)),
         }
 
     def synced(lg, lb, sc):
@@ -214,6 +219,10 @@ def test_eight_devices_sync_and_axis_name_give_one_devices_numbers(rng):
             np.testing.assert_allclose(
                 host[key], one[key], rtol=1e-5, err_msg=f"{fn.__name__} {key}"
             )
+        for key in ("acc", "f1", "tokens_f1"):  # exact counts: the same number
+            assert host[key] == one[key], (fn.__name__, key)
+        np.testing.assert_allclose(host["ece"], one["ece"], rtol=1e-12)
+        np.testing.assert_allclose(host["ndcg"], one["ndcg"], rtol=1e-12)
 
 
 # -- bad inputs and non-finite scores (findings of a newcomer's break-it session) ----------
@@ -467,3 +476,20 @@ def test_class_id_maps_of_any_rank_are_per_pixel_samples(use_jit, rng):
     np.testing.assert_array_equal(
         host["counts_mean"], np.stack([mcm[:, 1, 1], mcm[:, 0, 1], mcm[:, 1, 0]])
     )
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+def test_accuracy_counts_are_exact_past_float32s_integers(use_jit):
+    """2^24 + 3 correct samples in one batch reported 1.0000000596 (a float32 sum of hits);
+    the hits travel as an exact double-float, so the mean is the correctly rounded one."""
+    n = 2**24 + 3
+    labels = jnp.zeros(n, jnp.int32)
+
+    def step(store, predictions):
+        return store.update({"acc": mk.tasks.accuracy(predictions, labels)})
+
+    step = jax.jit(step) if use_jit else step
+    assert step(mk.MetricStore(), labels).compute()["acc"] == 1.0
+    store = step(mk.MetricStore(), labels.at[5].set(1))
+    assert store.compute()["acc"] == (n - 1) / n
+    assert step(store, labels).compute()["acc"] == (2 * n - 1) / (2 * n)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from metricskit import builtin
+from metricskit import builtin, exact
 from metricskit._engine.step import Entry
 from metricskit.compat import AxisName, all_gather, psum
 from metricskit.exact import replace
@@ -102,24 +102,32 @@ def reduce_entries(entries: Sequence[Entry], axis_name: AxisName) -> list[Entry]
             gv = all_gather(jnp.asarray(e.value), axis_name)
             gc = all_gather(jnp.asarray(e.count), axis_name)
             reduced.append(next(iter(merges))(gv, gc))
+        elif isinstance(e.value, exact.Pair) and not gathered:  # double-floats: added exactly
+            devices = jax.tree.map(lambda x: all_gather(jnp.asarray(x), axis_name), e.value)
+            n = devices.hi.shape[0]
+            value = functools.reduce(exact.add, [jax.tree.map(lambda x, i=i: x[i], devices)
+                                                 for i in range(n)])  # fmt: skip
+            to_sum.append(_summable(e.count))
+            reduced.append((value, len(to_sum) - 1))
         elif gathered:
-            value = jnp.atleast_1d(jnp.asarray(e.value))
+            value = jax.tree.map(lambda x: jnp.atleast_1d(jnp.asarray(x)), e.value)
             count: Any = jnp.asarray(e.count)
-            if count.ndim and count.shape[0] == value.shape[0]:
+            if count.ndim and count.shape[0] == exact.lead(value).shape[0]:
                 count = all_gather(count, axis_name, axis=0, tiled=True)
             else:
                 to_sum.append(_summable(count))
                 count = len(to_sum) - 1
-            reduced.append((all_gather(value, axis_name, axis=0, tiled=True), count))
+            gather = functools.partial(all_gather, axis_name=axis_name, axis=0, tiled=True)
+            reduced.append((jax.tree.map(gather, value), count))
         else:
             to_sum += [_summable(e.value), _summable(e.count)]
             reduced.append((len(to_sum) - 2, len(to_sum) - 1))
     summed_all = _psum_all(to_sum, axis_name)
     out = []
     for e, (value, count) in zip(entries, reduced, strict=True):
-        value = summed_all[value] if isinstance(value, int) else value
-        count = summed_all[count] if isinstance(count, int) else count
-        vspec = Spec(tuple(value.shape), e.value_spec.dtype)
+        value = summed_all[value] if type(value) is int else value
+        count = summed_all[count] if type(count) is int else count
+        vspec = Spec(tuple(exact.lead(value).shape), e.value_spec.dtype)
         cspec = Spec(tuple(count.shape), e.count_spec.dtype)
         out.append(Entry(e.key, value, count, e.modes, vspec, cspec, e.skip))
     return out

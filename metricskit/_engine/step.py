@@ -179,11 +179,34 @@ def _item_modes(given: Any, key: str) -> tuple[Mode, ...]:
     return normalize_log_modes(given, f"key {key!r}")
 
 
+def _pair_spec(x: exact.Pair, key: str, what: str) -> tuple[Any, Spec]:
+    """A float32 double-float value: a float64 value in its travelling form (as a float64
+    array with ``jax_enable_x64``). Task metrics pass exact counts of any size this way."""
+    hi, lo = x.hi, x.lo
+    arrays = all(isinstance(a, jax.Array | np.ndarray) for a in (hi, lo))
+    if (
+        what != "value"
+        or not arrays
+        or hi.shape != lo.shape
+        or {hi.dtype, lo.dtype} != {np.dtype(np.float32)}
+    ):
+        raise TypeError(
+            f"{what} of metric {key!r} is a Pair; only a value may be one, with float32 hi and "
+            f"lo arrays of one shape (metricskit.exact.Pair(hi, lo)), got {x!r}"
+        )
+    spec = _interned(tuple(hi.shape), "float64")
+    if exact.x64():
+        return jnp.asarray(hi, jnp.float64) + jnp.asarray(lo, jnp.float64), spec
+    return x, spec
+
+
 def _spec(x: Any, key: str, what: str) -> tuple[Any, Spec]:
     """``x`` (converted if it is neither a number nor an array) and its spec."""
     t = type(x)
     if t is float:
         return x, _SCALAR_FLOAT
+    if t is exact.Pair:
+        return _pair_spec(x, key, what)
     if t is int or t is bool:
         return x, _interned((), logical_of_python(x))
     array = _ARRAY_TYPES.get(t)
@@ -822,16 +845,16 @@ def _slot_input(entries: Sequence[Entry], spec: Spec, what: str) -> Any:
         # default counts (all 1) are no input at all: the kernel makes them (one less
         # argument and host-to-device copy per eager call; ``None`` is part of the jit key)
         return None if all(x == 1 for x in xs) else np.asarray(xs, np.int32)
-    on_device = list(map(is_jax, xs))
+    on_device = [is_jax(x) or type(x) is exact.Pair for x in xs]  # a Pair: already encoded
     if all(on_device):
         return tuple(xs)  # stacked in the kernel
     if not any(on_device):
         return _stack_host(xs, spec, [e.key for e in entries], what)
     return tuple(
         x
-        if is_jax(x)
+        if device
         else jax.tree.map(lambda y: np.asarray(y[0]), _stack_host([x], spec, [e.key], what))
-        for x, e in zip(xs, entries, strict=True)
+        for x, e, device in zip(xs, entries, on_device, strict=True)
     )
 
 

@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit import exact
 from metricskit.compat import Tracer
+from metricskit.tasks.batchsums import as_pairs
 from metricskit.tasks.modes import SumsMetric, counted, step_item
 
 __all__ = [
@@ -89,10 +91,11 @@ def accuracy(
         correct = p == y
     which = counted(mask, correct.shape)
     bad = nonfinite_rows(p, kind, correct.shape) & which
-    # a NaN score makes the key NaN (as float64 arithmetic would carry it; the store's
-    # nan_policy="skip" then skips the step and counts it)
-    total = jnp.sum(correct & which & ~bad, dtype=jnp.int32).astype(jnp.float32)
-    total = jnp.where(jnp.any(bad), jnp.nan, total)
+    # the hits as an exact double-float (a float32 rounds past 2^24); a NaN score makes the
+    # key NaN (as float64 arithmetic would carry it; the store's nan_policy="skip" then skips
+    # the step and counts it)
+    hits = as_pairs(jnp.sum(correct & which & ~bad, dtype=jnp.int32))
+    total = exact.Pair(jnp.where(jnp.any(bad), jnp.nan, hits.hi), hits.lo)
     return step_item(total, jnp.sum(which, dtype=jnp.int32), "mean_nopostfix")
 
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metricskit import exact
 from metricskit.compat import Tracer
 from metricskit.metric import ConfiguredMetric
 from metricskit.tasks.batchsums import as_pairs, segment_total
@@ -206,11 +207,11 @@ def calibration_error(
     """Expected calibration error: ``sum_b (n_b / N) |accuracy_b - confidence_b|``.
 
     Samples are binned by their confidence (the top probability), in ``bins`` equal-width bins
-    (Guo et al., "On calibration of modern neural networks", 2017). Within a batch, each
-    bin's sample and correct counts are summed as integers and its confidences nearly exactly
-    (:func:`~metricskit.tasks.batchsums.segment_total`), then each of the three is rounded
-    once to float32 (exact for counts up to 2^24 per bin and batch; a confidence sum to
-    ``2^-24`` of itself); batches are summed exactly.
+    (Guo et al., "On calibration of modern neural networks", 2017). Each bin's sample and
+    correct counts are exact at any batch size, and its sum of confidences is nearly exact
+    (:func:`~metricskit.tasks.batchsums.segment_total`: within about ``2^-43`` per bin,
+    whatever the batch size or split), so the reported error is within about ``1e-12`` of
+    the float64 value on all the samples.
 
     Args:
         probabilities: ``(..., C)`` class probabilities (any number of sample axes).
@@ -243,9 +244,11 @@ def calibration_error(
     sums, (n, hits) = segment_total(
         as_pairs(jnp.where(which, confidence, 0.0)), b, bins, which, which & correct
     )
-    stats = jnp.stack([n.astype(jnp.float32), sums.hi + sums.lo, hits.astype(jnp.float32)])
+    parts = (as_pairs(n), sums, as_pairs(hits))  # exact double-floats, summed exactly
+    stats = exact.Pair(jnp.stack([q.hi for q in parts]), jnp.stack([q.lo for q in parts]))
     nan = jnp.any(bad)  # NaN statistics: the store's NaN policy decides (propagate or skip)
-    return step_item(jnp.where(nan, jnp.nan, stats), jnp.sum(counts, dtype=jnp.int32), _ECE)
+    stats = exact.Pair(jnp.where(nan, jnp.nan, stats.hi), stats.lo)
+    return step_item(stats, jnp.sum(counts, dtype=jnp.int32), _ECE)
 
 
 def invalid_probabilities(p: jax.Array) -> jax.Array:
