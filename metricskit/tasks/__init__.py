@@ -15,6 +15,7 @@ from metricskit.metric import register_legacy_names
 from metricskit.tasks.classification import accuracy, class_counts, confusion_matrix
 from metricskit.tasks.curves import exact_average_precision, exact_roc_auc, scored_samples
 from metricskit.tasks.fscores import ScoreOptions, f1, fbeta, precision, recall
+from metricskit.tasks.images import psnr, ssim
 from metricskit.tasks.language import (
     bits_per_byte,
     bits_per_token,
@@ -65,6 +66,7 @@ __all__ = [
     "pearson",
     "perplexity",
     "precision",
+    "psnr",
     "quantiles",
     "r2",
     "recall",
@@ -73,6 +75,7 @@ __all__ = [
     "score_histograms",
     "scored_samples",
     "sequence_log_likelihood",
+    "ssim",
     "token_accuracy",
     "token_nll",
 ]
