@@ -36,6 +36,7 @@ from metricskit.tasks.scores import (
     roc_auc,
     score_histograms,
 )
+from metricskit.tasks.sequences import cer, edit_distance, wer
 from metricskit.tasks.sketch import Histogram, histogram, quantiles
 
 register_legacy_names(translate)  # checkpoints of metricskit 0.2 name task modes by options
@@ -50,8 +51,10 @@ __all__ = [
     "bits_per_byte",
     "bits_per_token",
     "calibration_error",
+    "cer",
     "class_counts",
     "confusion_matrix",
+    "edit_distance",
     "exact_average_precision",
     "exact_roc_auc",
     "explained_variance",
@@ -78,4 +81,5 @@ __all__ = [
     "ssim",
     "token_accuracy",
     "token_nll",
+    "wer",
 ]

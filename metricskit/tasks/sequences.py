@@ -1,0 +1,202 @@
+"""Sequences: word and character error rates from padded token ids.
+
+``predictions`` are ``(N, Tp)`` and ``references`` ``(N, Tr)`` integer ids (words for
+:func:`wer`, characters for :func:`cer`: tokenize on the host, map tokens to ids). Where each
+sequence ends is given by ``prediction_lengths`` / ``reference_lengths`` (``(N,)`` ints), or
+by ``pad_id`` (a sequence ends at its first ``pad_id``), or else every position counts.
+
+The edit distance (Levenshtein: substitutions, deletions and insertions of cost 1) is a
+dynamic program, a ``jax.lax.scan`` over the reference positions, each row computed for the
+whole batch and every prediction position at once (the insertions along a row are a
+cumulative minimum): ``O(N Tp Tr)`` work, ``O(N Tp)`` memory. The batch's edits and reference
+tokens are exact integers, and the host divides their totals in float64: corpus-level WER,
+as jiwer's ``wer`` over a list of sentences (``sum edits / sum reference words``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metricskit import exact
+from metricskit.compat import Tracer
+from metricskit.tasks.batchsums import as_pairs
+from metricskit.tasks.modes import counted, step_item
+
+__all__ = ["cer", "edit_distance", "wer"]
+
+
+def _ids(function: str, name: str, x: Any) -> jax.Array:
+    a = jnp.asarray(x)
+    if a.ndim != 2 or not jnp.issubdtype(a.dtype, jnp.integer):
+        raise ValueError(
+            f"{function}: {name} have shape {a.shape} and dtype {a.dtype}; pass (N, T) integer "
+            "token ids (map each word or character to an id on the host; pad to a common T)"
+        )
+    return a
+
+
+def _lengths(
+    function: str, name: str, lengths: Any, ids: jax.Array, pad_id: int | None
+) -> jax.Array:
+    n, t = ids.shape
+    if lengths is None:
+        if pad_id is None:
+            return jnp.full((n,), t, jnp.int32)
+        pad = ids == pad_id
+        return jnp.where(jnp.any(pad, axis=1), jnp.argmax(pad, axis=1), t).astype(jnp.int32)
+    length = jnp.asarray(lengths)
+    if length.shape != (n,) or not jnp.issubdtype(length.dtype, jnp.integer):
+        raise ValueError(
+            f"{function}: {name} have shape {length.shape} and dtype {length.dtype}; pass ({n},) "
+            "integers, one length per sequence"
+        )
+    if not isinstance(length, Tracer):
+        values = np.asarray(length)
+        bad = values[(values < 0) | (values > t)]
+        if bad.size:
+            raise ValueError(
+                f"{function}: {name} hold {bad[0].item()}, outside [0, {t}] (the padded length "
+                f"{t}); pass lengths within the padded sequences"
+            )
+    return length.astype(jnp.int32)
+
+
+@jax.jit
+def edit_distance(
+    predictions: jax.Array,
+    references: jax.Array,
+    prediction_lengths: jax.Array,
+    reference_lengths: jax.Array,
+) -> jax.Array:
+    """Per sequence, the Levenshtein distance of ``predictions[n, :Lp]`` and
+    ``references[n, :Lr]``, ``(N,)`` int32 (lengths assumed in range).
+
+    The rows ``D[i, :]`` of the dynamic program (``D[i, j]`` the distance of the first ``i``
+    reference and ``j`` predicted tokens) come from a ``scan`` over ``i``: with
+    ``A[j] = min(D[i-1, j] + 1, D[i-1, j-1] + [p_j != r_i])`` and ``A[0] = i``,
+    ``D[i, j] = min_{k <= j} (A[k] + j - k)``, a cumulative minimum.
+    """
+    n, tp = predictions.shape
+    j = jnp.arange(tp + 1, dtype=jnp.int32)
+    first = jnp.broadcast_to(j, (n, tp + 1))
+    lp = jnp.clip(prediction_lengths, 0, tp)
+    rows = jnp.arange(n)
+
+    def step(carry: Any, x: Any) -> Any:
+        prev, found = carry
+        i, token = x
+        cost = (predictions != token[:, None]).astype(jnp.int32)
+        keep = jnp.minimum(prev[:, :-1] + cost, prev[:, 1:] + 1)
+        a = jnp.concatenate([jnp.broadcast_to(i, (n, 1)), keep], axis=1)
+        row = j + jax.lax.cummin(a - j, axis=1)
+        found = jnp.where(reference_lengths == i, row[rows, lp], found)
+        return (row, found), None
+
+    start = jnp.where(reference_lengths == 0, lp, 0)
+    steps = (jnp.arange(1, references.shape[1] + 1, dtype=jnp.int32), references.T)
+    (_, found), _ = jax.lax.scan(step, (first, start), steps)
+    return found
+
+
+def _error_rate(
+    function: str,
+    predictions: Any,
+    references: Any,
+    prediction_lengths: Any,
+    reference_lengths: Any,
+    pad_id: int | None,
+    mask: Any,
+) -> dict[str, Any]:
+    p = _ids(function, "predictions", predictions)
+    r = _ids(function, "references", references)
+    if p.shape[0] != r.shape[0]:
+        raise ValueError(
+            f"{function}: predictions have shape {p.shape} and references {r.shape}: pass one "
+            "prediction per reference (the same N)"
+        )
+    if mask is not None and np.shape(mask) != (p.shape[0],):
+        raise ValueError(
+            f"{function}: mask has shape {np.shape(mask)}; pass ({p.shape[0]},) booleans, one "
+            "per sequence pair"
+        )
+    lp = _lengths(function, "prediction_lengths", prediction_lengths, p, pad_id)
+    lr = _lengths(function, "reference_lengths", reference_lengths, r, pad_id)
+    which = counted(mask, (p.shape[0],))
+    # under jit, lengths out of range (which eager calls refuse) make the statistics NaN
+    bad = which & ((lp < 0) | (lp > p.shape[1]) | (lr < 0) | (lr > r.shape[1]))
+    edits = jnp.sum(jnp.where(which, edit_distance(p, r, lp, lr), 0), dtype=jnp.int32)
+    words = jnp.sum(jnp.where(which, lr, 0), dtype=jnp.int32)
+    total = as_pairs(edits)
+    total = exact.Pair(jnp.where(jnp.any(bad), jnp.nan, total.hi), total.lo)
+    return step_item(total, words, "mean_nopostfix")
+
+
+def wer(
+    predictions: Any,
+    references: Any,
+    *,
+    prediction_lengths: Any = None,
+    reference_lengths: Any = None,
+    pad_id: int | None = None,
+    mask: Any = None,
+) -> dict[str, Any]:
+    """Corpus word error rate: ``sum_n edits_n / sum_n reference words_n``.
+
+    ``edits_n`` is the Levenshtein distance (substitutions, deletions, insertions) of the
+    predicted and reference word ids of sequence pair ``n``, by :func:`edit_distance`:
+    ``O(N Tp Tr)`` work. The same number as jiwer's ``wer(references, hypotheses)`` over the
+    list of sentences (words mapped to distinct ids).
+
+    Args:
+        predictions: ``(N, Tp)`` integer word ids (padded).
+        references: ``(N, Tr)`` integer word ids (padded).
+        prediction_lengths: ``(N,)`` ints in ``[0, Tp]``: each prediction's words.
+        reference_lengths: ``(N,)`` ints in ``[0, Tr]``.
+        pad_id: Without lengths: a sequence ends at its first ``pad_id`` (without either:
+            every position counts).
+        mask: ``(N,)`` booleans: which sequence pairs count.
+
+    Returns:
+        A step item, reported as the key (a float; above 1 when predictions have many
+        insertions). Statistics: the batch's edits (exact) over its reference words (the
+        count). A key whose counted references are all empty reports ``0.0`` (an empty key,
+        with the store's warning; jiwer refuses empty references). Under ``jit``, a length
+        outside its range makes the statistics NaN (the store's NaN policy applies).
+
+    Raises:
+        ValueError: For ids that are not ``(N, T)`` integers, different ``N``, lengths or mask
+            of another shape, or (eager calls) lengths out of range.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> predictions = jnp.array([[1, 2, 3, 0], [4, 5, 0, 0]])  # 0 pads
+        >>> references = jnp.array([[1, 3, 3, 0], [4, 5, 6, 7]])
+        >>> step = {"wer": mk.tasks.wer(predictions, references, pad_id=0)}
+        >>> mk.MetricStore().update(step).compute()  # 1 substitution + 2 deletions of 7 words
+        {'wer': 0.42857142857142855}
+    """
+    return _error_rate(
+        "wer", predictions, references, prediction_lengths, reference_lengths, pad_id, mask
+    )
+
+
+def cer(
+    predictions: Any,
+    references: Any,
+    *,
+    prediction_lengths: Any = None,
+    reference_lengths: Any = None,
+    pad_id: int | None = None,
+    mask: Any = None,
+) -> dict[str, Any]:
+    """Corpus character error rate: :func:`wer` on character ids (``sum edits / sum reference
+    characters``; jiwer's ``cer`` over the list of strings). Arguments, result and errors as
+    :func:`wer`."""
+    return _error_rate(
+        "cer", predictions, references, prediction_lengths, reference_lengths, pad_id, mask
+    )
