@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jiwer
 import numpy as np
 import pytest
+import sacrebleu
 from jax.sharding import PartitionSpec as P
 
 import metricskit as mk
@@ -36,13 +37,27 @@ def _chars(ids, lengths):
 
 def _items(p, r, lp, lr, mask=None):
     kw = {"prediction_lengths": lp, "reference_lengths": lr, "mask": mask}
-    return {"wer": T.wer(p, r, **kw), "cer": T.cer(p, r, **kw)}
+    return {
+        "wer": T.wer(p, r, **kw),
+        "cer": T.cer(p, r, **kw),
+        "bleu": T.bleu(p, r, **kw),
+        "bleu_exp2": T.bleu(p, r, max_order=2, smooth=True, **kw),
+    }
+
+
+def _bleu(p, r, lp, lr, **kw):
+    """sacrebleu's corpus BLEU on the ids as words, in [0, 1]."""
+    hyps, refs = _words(p, lp), _words(r, lr)
+    metric = sacrebleu.metrics.BLEU(tokenize="none", force=True, **kw)
+    return metric.corpus_score(hyps, [refs]).score / 100
 
 
 def _reference(p, r, lp, lr):
     return {
         "wer": jiwer.wer(_words(r, lr), _words(p, lp)),
         "cer": jiwer.cer(_chars(r, lr), _chars(p, lp)),
+        "bleu": _bleu(p, r, lp, lr, smooth_method="none"),
+        "bleu_exp2": _bleu(p, r, lp, lr, smooth_method="exp", max_ngram_order=2),
     }
 
 
@@ -62,7 +77,33 @@ def test_split_batches_match_jiwer_on_the_corpus(use_jit, rng):
         store = update(store, p[lo:hi], r[lo:hi], lp[lo:hi], lr[lo:hi])
     for host in (whole, store.compute()):
         for key, value in want.items():
-            assert host[key] == pytest.approx(value, rel=1e-15), key
+            assert host[key] == pytest.approx(value, rel=1e-12), key
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("smooth", [False, True])
+def test_bleu_matches_sacrebleu_on_random_corpora(seed, smooth):
+    rng = np.random.default_rng(seed)
+    p, r, lp, lr = _pairs(rng, n=8, tp=9, tr=8, vocab=int(rng.integers(3, 10)))
+    lr[0] = 0  # an empty reference and prediction count too
+    lp[1] = 0
+    step = {"b": T.bleu(p, r, prediction_lengths=lp, reference_lengths=lr, smooth=smooth)}
+    got = mk.MetricStore().update(step).compute()["b"]
+    want = _bleu(p, r, lp, lr, smooth_method="exp" if smooth else "none")
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
+def test_bleu_of_identical_and_disjoint_corpora(rng):
+    p, _, lp, _ = _pairs(rng)
+    lp[:] = p.shape[1]
+    host = mk.MetricStore().update({
+        "same": T.bleu(p, p),
+        "none": T.bleu(p, p + 10),
+        "none_smooth": T.bleu(p, p + 10, smooth=True),
+    }).compute()  # fmt: skip
+    assert host == {"same": 1.0, "none": 0.0, "none_smooth": 0.0}
+    with pytest.raises(ValueError, match="max_order=0"):
+        T.bleu(p, p, max_order=0)
 
 
 def test_pad_id_and_mask(rng):
@@ -132,7 +173,7 @@ def test_lengths_out_of_range_under_jit_give_nan(rng):
         return store.update(_items(p, r, lp, lr))
 
     host = update(mk.MetricStore(), p, r, lp, lr).compute()
-    assert np.isnan(host["wer"]) and np.isnan(host["cer"])
+    assert all(np.isnan(value) for value in host.values()), host
 
 
 @pytest.mark.extended

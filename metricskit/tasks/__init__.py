@@ -36,7 +36,7 @@ from metricskit.tasks.scores import (
     roc_auc,
     score_histograms,
 )
-from metricskit.tasks.sequences import cer, edit_distance, wer
+from metricskit.tasks.sequences import bleu, cer, edit_distance, ngram_matches, wer
 from metricskit.tasks.sketch import Histogram, histogram, quantiles
 
 register_legacy_names(translate)  # checkpoints of metricskit 0.2 name task modes by options
@@ -50,6 +50,7 @@ __all__ = [
     "binned_roc_auc",
     "bits_per_byte",
     "bits_per_token",
+    "bleu",
     "calibration_error",
     "cer",
     "class_counts",
@@ -66,6 +67,7 @@ __all__ = [
     "mse",
     "multiple_choice_accuracy",
     "ndcg",
+    "ngram_matches",
     "pearson",
     "perplexity",
     "precision",

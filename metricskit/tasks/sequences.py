@@ -1,4 +1,4 @@
-"""Sequences: word and character error rates from padded token ids.
+"""Sequences: word and character error rates and corpus BLEU from padded token ids.
 
 ``predictions`` are ``(N, Tp)`` and ``references`` ``(N, Tr)`` integer ids (words for
 :func:`wer`, characters for :func:`cer`: tokenize on the host, map tokens to ids). Where each
@@ -11,10 +11,14 @@ whole batch and every prediction position at once (the insertions along a row ar
 cumulative minimum): ``O(N Tp Tr)`` work, ``O(N Tp)`` memory. The batch's edits and reference
 tokens are exact integers, and the host divides their totals in float64: corpus-level WER,
 as jiwer's ``wer`` over a list of sentences (``sum edits / sum reference words``).
+:func:`bleu` sums exact clipped n-gram matches and lengths and finishes as sacrebleu's
+``corpus_bleu``.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import jax
@@ -23,10 +27,11 @@ import numpy as np
 
 from metricskit import exact
 from metricskit.compat import Tracer
+from metricskit.metric import static
 from metricskit.tasks.batchsums import as_pairs
-from metricskit.tasks.modes import counted, step_item
+from metricskit.tasks.modes import SumsMetric, counted, step_item
 
-__all__ = ["cer", "edit_distance", "wer"]
+__all__ = ["BLEU", "bleu", "cer", "edit_distance", "ngram_matches", "wer"]
 
 
 def _ids(function: str, name: str, x: Any) -> jax.Array:
@@ -102,7 +107,7 @@ def edit_distance(
     return found
 
 
-def _error_rate(
+def _pair_inputs(
     function: str,
     predictions: Any,
     references: Any,
@@ -110,7 +115,8 @@ def _error_rate(
     reference_lengths: Any,
     pad_id: int | None,
     mask: Any,
-) -> dict[str, Any]:
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Checked ids, lengths, the counted pairs and those with lengths out of range."""
     p = _ids(function, "predictions", predictions)
     r = _ids(function, "references", references)
     if p.shape[0] != r.shape[0]:
@@ -128,6 +134,21 @@ def _error_rate(
     which = counted(mask, (p.shape[0],))
     # under jit, lengths out of range (which eager calls refuse) make the statistics NaN
     bad = which & ((lp < 0) | (lp > p.shape[1]) | (lr < 0) | (lr > r.shape[1]))
+    return p, r, lp, lr, which, bad
+
+
+def _error_rate(
+    function: str,
+    predictions: Any,
+    references: Any,
+    prediction_lengths: Any,
+    reference_lengths: Any,
+    pad_id: int | None,
+    mask: Any,
+) -> dict[str, Any]:
+    p, r, lp, lr, which, bad = _pair_inputs(
+        function, predictions, references, prediction_lengths, reference_lengths, pad_id, mask
+    )
     edits = jnp.sum(jnp.where(which, edit_distance(p, r, lp, lr), 0), dtype=jnp.int32)
     words = jnp.sum(jnp.where(which, lr, 0), dtype=jnp.int32)
     total = as_pairs(edits)
@@ -200,3 +221,127 @@ def cer(
     return _error_rate(
         "cer", predictions, references, prediction_lengths, reference_lengths, pad_id, mask
     )
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def ngram_matches(
+    predictions: jax.Array,
+    references: jax.Array,
+    prediction_lengths: jax.Array,
+    reference_lengths: jax.Array,
+    max_order: int,
+) -> tuple[jax.Array, jax.Array]:
+    """Per sequence pair and order ``n = 1 .. max_order``: the clipped n-gram matches (each
+    predicted n-gram counted at most as often as it occurs in the reference) and the number
+    of predicted n-grams, two ``(N, max_order)`` int32 arrays.
+
+    The ``k``-th occurrence of a predicted n-gram matches when the reference holds it at least
+    ``k`` times (so the matches are ``sum_g min(count_pred(g), count_ref(g))``), from n-gram
+    equality tables of every pair of positions: ``O(N T^2 max_order)`` work.
+    """
+    tp, tr = predictions.shape[1], references.shape[1]
+    hr = predictions[:, :, None] == references[:, None, :]  # (N, Tp, Tr)
+    hh = predictions[:, :, None] == predictions[:, None, :]  # (N, Tp, Tp)
+    hr_pad = jnp.pad(hr, ((0, 0), (0, max_order), (0, max_order)))
+    hh_pad = jnp.pad(hh, ((0, 0), (0, max_order), (0, max_order)))
+    eq_hr, eq_hh = jnp.ones_like(hr), jnp.ones_like(hh)
+    i, j = jnp.arange(tp), jnp.arange(tr)
+    earlier = i[None, :] <= i[:, None]  # (i, i'): i' <= i
+    matches, totals = [], []
+    for order in range(1, max_order + 1):
+        k = order - 1
+        eq_hr = eq_hr & hr_pad[:, k : k + tp, k : k + tr]
+        eq_hh = eq_hh & hh_pad[:, k : k + tp, k : k + tp]
+        vh = i[None, :] + order <= prediction_lengths[:, None]  # (N, Tp)
+        vr = j[None, :] + order <= reference_lengths[:, None]  # (N, Tr)
+        in_ref = jnp.sum(eq_hr & vr[:, None, :], axis=2)
+        rank = jnp.sum(eq_hh & (vh[:, None, :] & earlier), axis=2)
+        matches.append(jnp.sum(vh & (rank <= in_ref), axis=1, dtype=jnp.int32))
+        totals.append(jnp.sum(vh, axis=1, dtype=jnp.int32))
+    return jnp.stack(matches, axis=1), jnp.stack(totals, axis=1)
+
+
+def bleu(
+    predictions: Any,
+    references: Any,
+    *,
+    max_order: int = 4,
+    smooth: bool = False,
+    prediction_lengths: Any = None,
+    reference_lengths: Any = None,
+    pad_id: int | None = None,
+    mask: Any = None,
+) -> dict[str, Any]:
+    """Corpus BLEU (Papineni et al., 2002) of one reference per prediction, in [0, 1].
+
+    ``BLEU = BP exp(mean_n log p_n)``, ``p_n`` the corpus's clipped n-gram matches over its
+    predicted n-grams (:func:`ngram_matches`, exact integer counts), ``BP = exp(1 - R / P)``
+    when the predicted length ``P`` is below the reference length ``R`` (else 1), finished on
+    the host in float64 as sacrebleu's ``corpus_bleu`` (with ``tokenize="none"`` on the ids
+    written as space-separated tokens; sacrebleu reports 100 times this value). No match at
+    all, or a zero precision without smoothing, gives 0.
+
+    Args:
+        predictions: ``(N, Tp)`` integer token ids (padded).
+        references: ``(N, Tr)`` integer token ids: one reference per prediction.
+        max_order: The largest n-gram order (a positive int).
+        smooth: ``False``: sacrebleu's ``smooth_method="none"``; ``True``: its ``"exp"``
+            (its default, mteval's: the ``k``-th zero precision counts as
+            ``1 / (2^k total_n)``).
+        prediction_lengths, reference_lengths, pad_id, mask: As for :func:`wer`.
+
+    Returns:
+        A step item, reported as the key. Statistics: per order the matches and predicted
+        n-grams, the predicted and reference lengths (exact). Under ``jit``, lengths out of
+        range make them NaN (the store's NaN policy applies).
+
+    Raises:
+        ValueError: As :func:`wer`, and for a ``max_order`` that is not a positive int.
+    """
+    if not (isinstance(max_order, int) and max_order >= 1):
+        raise ValueError(f"bleu: max_order={max_order!r} must be a positive int")
+    p, r, lp, lr, which, bad = _pair_inputs(
+        "bleu", predictions, references, prediction_lengths, reference_lengths, pad_id, mask
+    )
+    matches, totals = ngram_matches(p, r, lp, lr, max_order)
+    rows = jnp.concatenate([matches, totals, lp[:, None], lr[:, None]], axis=1)
+    stats = as_pairs(jnp.sum(jnp.where(which[:, None], rows, 0), axis=0, dtype=jnp.int32))
+    stats = exact.Pair(jnp.where(jnp.any(bad), jnp.nan, stats.hi), stats.lo)
+    mode = BLEU.configure(max_order=max_order, smooth=bool(smooth))
+    return step_item(stats, jnp.sum(which, dtype=jnp.int32), mode)
+
+
+def _bleu_finish(sums: np.ndarray, max_order: int, smooth: bool) -> float:
+    """sacrebleu's ``compute_bleu`` (``effective_order=False``), divided by 100."""
+    stats = np.asarray(sums, np.float64)
+    if np.isnan(stats).any():
+        return float("nan")
+    correct, total = stats[:max_order], stats[max_order : 2 * max_order]
+    sys_len, ref_len = stats[2 * max_order], stats[2 * max_order + 1]
+    bp = 1.0
+    if sys_len < ref_len:
+        bp = math.exp(1 - ref_len / sys_len) if sys_len > 0 else 0.0
+    if not correct.any():
+        return 0.0
+    logs, halving = 0.0, 1.0
+    for n in range(max_order):
+        if total[n] == 0:
+            return 0.0  # no predicted n-grams of this order: sacrebleu's precision 0
+        if correct[n] > 0:
+            logs += math.log(correct[n] / total[n])
+        elif smooth:
+            halving *= 2
+            logs += math.log(1.0 / (halving * total[n]))
+        else:
+            return 0.0
+    return float(bp * math.exp(logs / max_order))
+
+
+class BLEU(SumsMetric):
+    """The log mode of :func:`bleu`: summed n-gram matches, n-grams and lengths."""
+
+    max_order = static(4)
+    smooth = static(False)
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        return _bleu_finish(sums, self.max_order, self.smooth)
