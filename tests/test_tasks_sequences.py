@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import sacrebleu
 from jax.sharding import PartitionSpec as P
+from rouge_score import rouge_scorer
 
 import metricskit as mk
 from metricskit.compat import make_mesh, shard_map
@@ -42,7 +43,19 @@ def _items(p, r, lp, lr, mask=None):
         "cer": T.cer(p, r, **kw),
         "bleu": T.bleu(p, r, **kw),
         "bleu_exp2": T.bleu(p, r, max_order=2, smooth=True, **kw),
+        **{kind: T.rouge(p, r, kind=kind, **kw) for kind in ROUGE},
     }
+
+
+ROUGE = ("rouge1", "rouge2", "rougeL")
+
+
+def _rouge(p, r, lp, lr, kind):
+    """rouge-score's mean F-measure on the ids as (digit) words, which its tokenizer keeps."""
+    scorer = rouge_scorer.RougeScorer([kind])
+    hyps = [" ".join(str(t) for t in row[:k]) for row, k in zip(p, lp, strict=True)]
+    refs = [" ".join(str(t) for t in row[:k]) for row, k in zip(r, lr, strict=True)]
+    return np.mean([scorer.score(t, h)[kind].fmeasure for t, h in zip(refs, hyps, strict=True)])
 
 
 def _bleu(p, r, lp, lr, **kw):
@@ -58,6 +71,7 @@ def _reference(p, r, lp, lr):
         "cer": jiwer.cer(_chars(r, lr), _chars(p, lp)),
         "bleu": _bleu(p, r, lp, lr, smooth_method="none"),
         "bleu_exp2": _bleu(p, r, lp, lr, smooth_method="exp", max_ngram_order=2),
+        **{kind: _rouge(p, r, lp, lr, kind) for kind in ROUGE},
     }
 
 
@@ -77,7 +91,8 @@ def test_split_batches_match_jiwer_on_the_corpus(use_jit, rng):
         store = update(store, p[lo:hi], r[lo:hi], lp[lo:hi], lr[lo:hi])
     for host in (whole, store.compute()):
         for key, value in want.items():
-            assert host[key] == pytest.approx(value, rel=1e-12), key
+            rel = 1e-7 if key.startswith("rouge") else 1e-12  # float32 per-pair F
+            assert host[key] == pytest.approx(value, rel=rel), key
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -104,6 +119,19 @@ def test_bleu_of_identical_and_disjoint_corpora(rng):
     assert host == {"same": 1.0, "none": 0.0, "none_smooth": 0.0}
     with pytest.raises(ValueError, match="max_order=0"):
         T.bleu(p, p, max_order=0)
+
+
+@pytest.mark.parametrize("kind", ROUGE)
+def test_rouge_matches_rouge_score_with_empty_sequences(kind, rng):
+    p, r, lp, lr = _pairs(rng, n=10, vocab=4)
+    lr[0], lp[1], lp[2], lr[2] = 0, 0, 0, 0
+    step = {"r": T.rouge(p, r, kind=kind, prediction_lengths=lp, reference_lengths=lr)}
+    got = mk.MetricStore().update(step).compute()["r"]
+    assert got == pytest.approx(_rouge(p, r, lp, lr, kind), rel=1e-7)
+    same = mk.MetricStore().update({"r": T.rouge(p, p, kind=kind)}).compute()["r"]
+    assert same == 1.0
+    with pytest.raises(ValueError, match="kind='rouge3'"):
+        T.rouge(p, r, kind="rouge3")
 
 
 def test_pad_id_and_mask(rng):
@@ -192,4 +220,6 @@ def test_eight_devices_sync_and_axis_name_give_one_devices_numbers(rng):
     for fn in (synced, reduced):
         mapped = shard_map(fn, mesh=mesh, in_specs=(P("data"),) * 4, out_specs=P())
         host = jax.jit(mapped)(*(jnp.asarray(a) for a in args)).compute()
-        assert host == one, fn.__name__  # exact counts: the same number
+        for key in one:  # exact counts: the same number; ROUGE's float32 F per pair
+            rel = 1e-7 if key.startswith("rouge") else 0.0
+            assert host[key] == pytest.approx(one[key], rel=rel, abs=0.0), (fn.__name__, key)

@@ -36,7 +36,15 @@ from metricskit.tasks.scores import (
     roc_auc,
     score_histograms,
 )
-from metricskit.tasks.sequences import bleu, cer, edit_distance, ngram_matches, wer
+from metricskit.tasks.sequences import (
+    bleu,
+    cer,
+    edit_distance,
+    longest_common_subsequence,
+    ngram_matches,
+    rouge,
+    wer,
+)
 from metricskit.tasks.sketch import Histogram, histogram, quantiles
 
 register_legacy_names(translate)  # checkpoints of metricskit 0.2 name task modes by options
@@ -62,6 +70,7 @@ __all__ = [
     "f1",
     "fbeta",
     "histogram",
+    "longest_common_subsequence",
     "mae",
     "mrr",
     "mse",
@@ -77,6 +86,7 @@ __all__ = [
     "recall",
     "rmse",
     "roc_auc",
+    "rouge",
     "score_histograms",
     "scored_samples",
     "sequence_log_likelihood",
