@@ -197,7 +197,7 @@ def test_eight_devices_sync_and_axis_name_give_one_devices_numbers(rng):
             "f1": mk.tasks.f1(lg, lb, num_classes=C, average="macro"),
             "auc": mk.tasks.roc_auc(sc, lb % 2, bins=128),
             "r2": mk.tasks.r2(sc, (lb % 2).astype(jnp.float32)),
-            "ece": mk.tasks.calibration_error(jax.nn.softmax(lg), lb, bins=8),
+            "ece": mk.tasks.calibration_error(jnp.stack([1 - sc, sc], -1), lb % 2, bins=8),
             "tokens_f1": mk.tasks.f1(  # two sample axes
                 lg.reshape(-1, 2, C), lb.reshape(-1, 2), num_classes=C, average="weighted"
             ),
