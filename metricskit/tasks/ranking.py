@@ -115,10 +115,11 @@ def _discounts(k: int) -> exact.Pair:
     return exact.Pair(jnp.asarray(hi), jnp.asarray((d - hi).astype(np.float32)))
 
 
-def _tied_discounts(scores: Any, candidates: Any, top: int) -> tuple[jax.Array, exact.Pair]:
-    """The candidates in ranked order, ``(Q, L)`` indices, and each ranked position's
-    discount averaged over its group of tied scores (scikit-learn's ``_tie_averaged_dcg``: a
-    group shares the discounts of the positions it spans, those past ``top`` being 0)."""
+def _tie_groups(scores: Any, candidates: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(order, start, stop)``, each ``(Q, L)``: the candidates in ranked order (descending
+    scores compared as float32, ties by position, masked candidates last) and, per ranked
+    position, the positions ``[start, stop)`` of its group of tied scores (masked candidates
+    form their own group)."""
     q, n = scores.shape
     s = jnp.asarray(scores, jnp.float32)
     by_score = jnp.argsort(-s, axis=-1, stable=True)
@@ -131,6 +132,15 @@ def _tied_discounts(scores: Any, candidates: Any, top: int) -> tuple[jax.Array, 
     start = jax.lax.cummax(jnp.where(jnp.concatenate([edge, step], 1), i, 0), axis=1)
     stop = jnp.where(jnp.concatenate([step, edge], 1), i + 1, n)
     stop = jax.lax.cummin(stop, axis=1, reverse=True)
+    return order, start, stop
+
+
+def _tied_discounts(scores: Any, candidates: Any, top: int) -> tuple[jax.Array, exact.Pair]:
+    """The candidates in ranked order, ``(Q, L)`` indices, and each ranked position's
+    discount averaged over its group of tied scores (scikit-learn's ``_tie_averaged_dcg``: a
+    group shares the discounts of the positions it spans, those past ``top`` being 0)."""
+    n = scores.shape[1]
+    order, start, stop = _tie_groups(scores, candidates)
     d = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(top, dtype=np.float64) + 2))])
     d = np.concatenate([d, np.full(n - top, d[-1])])  # the discounts before each position
     hi = d.astype(np.float32)
