@@ -12,9 +12,25 @@ are scikit-learn's on all the samples (see each family's module for its referenc
 """
 
 from metricskit.metric import register_legacy_names
-from metricskit.tasks.classification import accuracy, class_counts, confusion_matrix
+from metricskit.tasks.classification import (
+    accuracy,
+    class_counts,
+    cohen_kappa,
+    confusion_matrix,
+    matthews_corrcoef,
+)
 from metricskit.tasks.curves import exact_average_precision, exact_roc_auc, scored_samples
-from metricskit.tasks.fscores import ScoreOptions, f1, fbeta, precision, recall
+from metricskit.tasks.fscores import (
+    ScoreOptions,
+    balanced_accuracy,
+    dice,
+    f1,
+    fbeta,
+    jaccard,
+    precision,
+    recall,
+    specificity,
+)
 from metricskit.tasks.language import (
     bits_per_byte,
     bits_per_token,
@@ -44,20 +60,25 @@ __all__ = [
     "ScoreOptions",
     "accuracy",
     "average_precision",
+    "balanced_accuracy",
     "binned_average_precision",
     "binned_roc_auc",
     "bits_per_byte",
     "bits_per_token",
     "calibration_error",
     "class_counts",
+    "cohen_kappa",
     "confusion_matrix",
+    "dice",
     "exact_average_precision",
     "exact_roc_auc",
     "explained_variance",
     "f1",
     "fbeta",
     "histogram",
+    "jaccard",
     "mae",
+    "matthews_corrcoef",
     "mrr",
     "mse",
     "multiple_choice_accuracy",
@@ -73,6 +94,7 @@ __all__ = [
     "score_histograms",
     "scored_samples",
     "sequence_log_likelihood",
+    "specificity",
     "token_accuracy",
     "token_nll",
 ]
