@@ -12,9 +12,25 @@ are scikit-learn's on all the samples (see each family's module for its referenc
 """
 
 from metricskit.metric import register_legacy_names
-from metricskit.tasks.classification import accuracy, class_counts, confusion_matrix
+from metricskit.tasks.classification import (
+    accuracy,
+    class_counts,
+    cohen_kappa,
+    confusion_matrix,
+    matthews_corrcoef,
+)
 from metricskit.tasks.curves import exact_average_precision, exact_roc_auc, scored_samples
-from metricskit.tasks.fscores import ScoreOptions, f1, fbeta, precision, recall
+from metricskit.tasks.fscores import (
+    ScoreOptions,
+    balanced_accuracy,
+    dice,
+    f1,
+    fbeta,
+    jaccard,
+    precision,
+    recall,
+    specificity,
+)
 from metricskit.tasks.images import psnr, ssim
 from metricskit.tasks.language import (
     bits_per_byte,
@@ -67,6 +83,7 @@ __all__ = [
     "ScoreOptions",
     "accuracy",
     "average_precision",
+    "balanced_accuracy",
     "binned_average_precision",
     "binned_roc_auc",
     "bits_per_byte",
@@ -75,8 +92,10 @@ __all__ = [
     "calibration_error",
     "cer",
     "class_counts",
+    "cohen_kappa",
     "confusion_matrix",
     "cosine_similarity",
+    "dice",
     "edit_distance",
     "exact_average_precision",
     "exact_roc_auc",
@@ -85,10 +104,12 @@ __all__ = [
     "fbeta",
     "histogram",
     "hit_rate",
+    "jaccard",
     "longest_common_subsequence",
     "mae",
     "map_at_k",
     "mape",
+    "matthews_corrcoef",
     "mrr",
     "mse",
     "msle",
@@ -112,6 +133,7 @@ __all__ = [
     "scored_samples",
     "sequence_log_likelihood",
     "smape",
+    "specificity",
     "ssim",
     "token_accuracy",
     "token_nll",

@@ -31,18 +31,22 @@ import numpy as np
 
 from metricskit import exact
 from metricskit.compat import Tracer
+from metricskit.metric import static
 from metricskit.tasks.batchsums import as_pairs
 from metricskit.tasks.modes import SumsMetric, counted, step_item
 
 __all__ = [
     "Average",
     "ConfusionMatrix",
+    "ConfusionScore",
     "Kind",
     "accuracy",
     "check_classes",
     "class_counts",
+    "cohen_kappa",
     "confusion_matrix",
     "inputs",
+    "matthews_corrcoef",
     "nonfinite_rows",
     "sample_rows",
 ]
@@ -269,12 +273,27 @@ def confusion_matrix(
     scikit-learn: ``confusion_matrix(labels, predictions, labels=range(C))``. Arguments as
     :func:`precision` (multiclass or binary).
     """
+    return _confusion_item("confusion_matrix", predictions, labels, num_classes, mask, threshold,
+                           _CONFUSION_MATRIX)  # fmt: skip
+
+
+def _confusion_item(
+    function: str,
+    predictions: Any,
+    labels: Any,
+    num_classes: int,
+    mask: Any,
+    threshold: float,
+    mode: Any,
+) -> dict[str, Any]:
+    """The confusion-matrix statistics ``(C + 1, C)`` int32 (the last row's first entry: the
+    counted samples with a NaN score) under ``mode``."""
     check_classes(num_classes)
     kind, p, y = inputs(predictions, labels, num_classes, mask)
     if kind == "multilabel":
         raise ValueError(
-            f"confusion_matrix takes multiclass or binary inputs, not multilabel {p.shape}: "
-            "use one key per label, e.g. confusion_matrix(p[:, j], y[:, j], num_classes=2)"
+            f"{function} takes multiclass or binary inputs, not multilabel {p.shape}: "
+            f"use one key per label, e.g. {function}(p[:, j], y[:, j], num_classes=2)"
         )
     pred, true = _predicted(kind, p, y, num_classes, threshold)
     which, bad = sample_rows(kind, p, y, mask)
@@ -284,7 +303,115 @@ def confusion_matrix(
     )
     nan = jnp.zeros((1, num_classes), jnp.int32).at[0, 0].set(jnp.sum(bad, dtype=jnp.int32))
     total = jnp.concatenate([matrix, nan])
-    return step_item(total, jnp.sum(which, dtype=jnp.int32), _CONFUSION_MATRIX)
+    return step_item(total, jnp.sum(which, dtype=jnp.int32), mode)
+
+
+def _matthews(matrix: np.ndarray) -> float:
+    """scikit-learn's ``matthews_corrcoef`` of a confusion matrix (0.0 for a zero
+    denominator: one class only, or no samples)."""
+    c = np.asarray(matrix, np.float64)
+    t_sum, p_sum = c.sum(axis=1), c.sum(axis=0)
+    n_correct, n = np.trace(c), p_sum.sum()
+    cov_ytyp = n_correct * n - np.dot(t_sum, p_sum)
+    cov_ypyp = n * n - np.dot(p_sum, p_sum)
+    cov_ytyt = n * n - np.dot(t_sum, t_sum)
+    if cov_ypyp * cov_ytyt == 0:
+        return 0.0
+    return float(cov_ytyp / np.sqrt(cov_ypyp * cov_ytyt))
+
+
+def _kappa(matrix: np.ndarray, weights: str | None) -> float:
+    """scikit-learn's ``cohen_kappa_score`` of a confusion matrix with ``labels=range(C)``
+    (``nan``, its ``replace_undefined_by`` default, where a denominator is zero)."""
+    c = np.asarray(matrix, np.float64)
+    total = c.sum()
+    if total == 0:
+        return float("nan")
+    expected = np.outer(c.sum(axis=1), c.sum(axis=0)) / total
+    index = np.arange(c.shape[0], dtype=np.float64)
+    if weights is None:
+        w = 1.0 - np.eye(c.shape[0])
+    elif weights == "linear":
+        w = np.abs(index[:, None] - index[None, :])
+    else:
+        w = (index[:, None] - index[None, :]) ** 2
+    denominator = np.sum(w * expected)
+    if denominator == 0:
+        return float("nan")
+    return float(1.0 - np.sum(w * c) / denominator)
+
+
+def matthews_corrcoef(
+    predictions: Any, labels: Any, *, num_classes: int, mask: Any = None, threshold: float = 0.5
+) -> dict[str, Any]:
+    """Matthews' correlation coefficient (Gorodkin's multiclass ``R_K``) of the confusion
+    matrix ``M`` (``t``, ``p`` its row and column sums, ``n`` its total):
+    ``(n trace(M) - t.p) / sqrt((n^2 - p.p)(n^2 - t.t))``.
+
+    scikit-learn's ``matthews_corrcoef``, degenerate cases included: a zero denominator (one
+    class only in the labels or in the predictions, or no samples) gives 0.0. The statistics
+    are :func:`confusion_matrix`'s (exact counts), finished in float64.
+
+    Args:
+        predictions: ``(N, C)`` scores or ``(N,)`` class ids (multiclass), or ``(N,)`` scores
+            (binary, with ``num_classes=2``); any number of sample axes.
+        labels: Class ids of the sample axes' shape.
+        num_classes: ``C``.
+        mask: Booleans of the sample axes (or of their leading ones): which samples count.
+        threshold: For float binary predictions.
+
+    Returns:
+        A step item, reported as the key (a float in [-1, 1]; ``nan`` once a counted sample
+        had a NaN score).
+
+    Raises:
+        ValueError: For multilabel inputs, or inputs of other shapes or (eagerly) values, as
+            :func:`precision`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> preds, labels = jnp.array([1, 0, 1, 1]), jnp.array([1, 1, 1, 0])
+        >>> step = {
+        ...     "mcc": mk.tasks.matthews_corrcoef(preds, labels, num_classes=2),
+        ...     "kappa": mk.tasks.cohen_kappa(preds, labels, num_classes=2),
+        ... }
+        >>> host = mk.MetricStore().update(step).compute()
+        >>> round(host["mcc"], 6), round(host["kappa"], 6)
+        (-0.333333, -0.333333)
+    """
+    mode = ConfusionScore.configure(kind="matthews")
+    return _confusion_item("matthews_corrcoef", predictions, labels, num_classes, mask,
+                           threshold, mode)  # fmt: skip
+
+
+def cohen_kappa(
+    predictions: Any,
+    labels: Any,
+    *,
+    num_classes: int,
+    weights: Literal["linear", "quadratic"] | None = None,
+    mask: Any = None,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Cohen's kappa ``1 - sum(W * M) / sum(W * E)`` of the confusion matrix ``M`` and its
+    chance agreement ``E = outer(t, p) / n``; ``W`` is 1 off the diagonal (``weights=None``),
+    ``|i - j|`` (``"linear"``) or ``(i - j)^2`` (``"quadratic"``).
+
+    scikit-learn's ``cohen_kappa_score(labels, predictions, labels=range(C), weights=...)``,
+    degenerate cases included: no samples, or a zero ``sum(W * E)`` (labels and predictions
+    sharing one class only), give ``nan`` (its ``replace_undefined_by`` default). Arguments,
+    result and errors as :func:`matthews_corrcoef`.
+
+    Raises:
+        ValueError: For ``weights`` other than ``None``, ``"linear"`` or ``"quadratic"``, and
+            as :func:`matthews_corrcoef`.
+    """
+    if weights not in (None, "linear", "quadratic"):
+        raise ValueError(f"weights={weights!r}; use None, 'linear' or 'quadratic'")
+    mode = ConfusionScore.configure(kind="kappa", weights=weights)
+    return _confusion_item("cohen_kappa", predictions, labels, num_classes, mask, threshold,
+                           mode)  # fmt: skip
 
 
 class ConfusionMatrix(SumsMetric):
@@ -292,6 +419,25 @@ class ConfusionMatrix(SumsMetric):
 
     def finish(self, sums: np.ndarray, count: np.ndarray) -> np.ndarray:
         return _confusion_finish(sums, count)
+
+
+class ConfusionScore(SumsMetric):
+    """The log mode of :func:`matthews_corrcoef` and :func:`cohen_kappa`: the statistics of
+    :func:`confusion_matrix`, finished as a score.
+
+    Attributes:
+        kind: ``"matthews"`` or ``"kappa"``.
+        weights: Cohen's kappa weights: ``None``, ``"linear"`` or ``"quadratic"``.
+    """
+
+    kind = static("matthews")
+    weights = static(None)
+
+    def finish(self, sums: np.ndarray, count: np.ndarray) -> float:
+        matrix, nan = np.asarray(sums, np.int64)[:-1], np.asarray(sums)[-1, 0]
+        if nan:  # a NaN score in a counted sample: NaN, as float64 arithmetic would carry it
+            return float("nan")
+        return _matthews(matrix) if self.kind == "matthews" else _kappa(matrix, self.weights)
 
 
 _CONFUSION_MATRIX = ConfusionMatrix.configure()

@@ -1,10 +1,12 @@
-"""Precision, recall, F-beta and F1 from the per-class counts of :func:`class_counts`.
+"""Precision, recall, F-beta, F1, Jaccard (IoU), Dice, specificity and balanced accuracy
+from the per-class counts of :func:`class_counts`.
 
 Each step records a class's true positives, false positives and false negatives (exact
-integers, and a row counting samples with a NaN score); the host finishes the score as
-scikit-learn's ``precision_recall_fscore_support`` does, for every average (``"micro"``,
+integers, and a row counting samples with a NaN score; specificity also its true negatives);
+the host finishes the score as scikit-learn's ``precision_recall_fscore_support`` (and
+``jaccard_score``, ``balanced_accuracy_score``) does, for every average (``"micro"``,
 ``"macro"``, ``"weighted"``, ``"binary"``, ``"none"``) and ``zero_division`` setting. The
-four functions share their options (:class:`ScoreOptions`).
+functions share their options (:class:`ScoreOptions`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from metricskit.metric import static
-from metricskit.tasks.classification import Average, class_counts, inputs, sample_rows
-from metricskit.tasks.modes import SumsMetric, step_item
+from metricskit.tasks.classification import (
+    Average,
+    _predicted,
+    check_classes,
+    class_counts,
+    inputs,
+    nonfinite_rows,
+    sample_rows,
+)
+from metricskit.tasks.modes import SumsMetric, counted, step_item
 
-__all__ = ["FScores", "ScoreOptions", "f1", "fbeta", "precision", "recall"]
+__all__ = [
+    "FScores",
+    "ScoreOptions",
+    "balanced_accuracy",
+    "dice",
+    "f1",
+    "fbeta",
+    "jaccard",
+    "precision",
+    "recall",
+    "specificity",
+]
 
 
 def _divide(num: np.ndarray, den: np.ndarray, zero_division: float) -> np.ndarray:
@@ -28,20 +49,42 @@ def _divide(num: np.ndarray, den: np.ndarray, zero_division: float) -> np.ndarra
     return np.where(np.asarray(den) == 0, zero_division, out)
 
 
+def _balanced_accuracy(counts: np.ndarray) -> float:
+    """scikit-learn's ``balanced_accuracy_score``: the mean recall of the classes with
+    support (NaN when no class has any)."""
+    tp, _, fn = (np.asarray(c, np.float64) for c in counts)
+    support = tp + fn
+    if not (support > 0).any():
+        return float("nan")
+    return float(np.mean(tp[support > 0] / support[support > 0]))
+
+
 def _prf(
-    counts: np.ndarray, kind: str, average: str, beta: float, zero_division: float
+    counts: np.ndarray,
+    kind: str,
+    average: str,
+    beta: float,
+    zero_division: float,
+    tn: np.ndarray | None = None,
 ) -> np.ndarray | float:
-    """Precision, recall or F-beta of ``(3, C)`` counts, as scikit-learn's
-    ``precision_recall_fscore_support`` computes them."""
+    """Precision, recall, F-beta (Dice), Jaccard or specificity of ``(3, C)`` counts (and
+    ``(C,)`` true negatives for specificity), as scikit-learn's
+    ``precision_recall_fscore_support`` and ``jaccard_score`` compute them."""
     tp, fp, fn = (np.asarray(c, np.int64) for c in counts)
+    neg = np.zeros_like(tp) if tn is None else np.asarray(tn, np.int64)
     if average == "micro":
         tp, fp, fn = tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True)
+        neg = neg.sum(keepdims=True)
     elif average == "binary":
-        tp, fp, fn = tp[1:2], fp[1:2], fn[1:2]
+        tp, fp, fn, neg = tp[1:2], fp[1:2], fn[1:2], neg[1:2]
     if kind == "precision":
         score = _divide(tp, tp + fp, zero_division)
     elif kind == "recall":
         score = _divide(tp, tp + fn, zero_division)
+    elif kind == "jaccard":
+        score = _divide(tp, tp + fp + fn, zero_division)
+    elif kind == "specificity":
+        score = _divide(neg, neg + fp, zero_division)
     else:
         b2 = beta * beta
         score = _divide((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp, zero_division)
@@ -111,21 +154,34 @@ def _prf_step(
         zero_division = math.nan
     counts = class_counts(predictions, labels, num_classes, mask=mask, threshold=threshold)
     kind_, p, y = inputs(predictions, labels, num_classes, mask)
+    if kind == "balanced_accuracy" and kind_ == "multilabel":
+        raise ValueError(
+            f"balanced_accuracy takes multiclass or binary inputs, not multilabel {p.shape}: "
+            "use one key per label, e.g. balanced_accuracy(p[:, j], y[:, j], num_classes=2)"
+        )
     which, bad = sample_rows(kind_, p, y, mask)
     nan = jnp.zeros((1, num_classes), jnp.int32).at[0, 0].set(jnp.sum(bad, dtype=jnp.int32))
+    rows = [counts, nan]
+    if kind == "specificity":  # the true negatives, a fifth row (a new kind: a new shape)
+        pred, true = _predicted(kind_, p, y, num_classes, threshold)
+        kept = counted(mask, y.shape) & ~nonfinite_rows(p, kind_, y.shape)
+        kept = kept if kind_ == "multilabel" else kept.reshape(-1, 1)
+        rows.append(jnp.sum(~pred & ~true & kept, axis=0, dtype=jnp.int32)[None])
     mode = FScores.configure(
         kind=kind, average=average, beta=float(beta), zero_division=float(zero_division)
     )
-    return step_item(jnp.concatenate([counts, nan]), jnp.sum(which, dtype=jnp.int32), mode)
+    return step_item(jnp.concatenate(rows), jnp.sum(which, dtype=jnp.int32), mode)
 
 
 class FScores(SumsMetric):
-    """The log mode of :func:`precision`, :func:`recall`, :func:`fbeta` and :func:`f1`: summed
-    ``(tp, fp, fn)`` counts per class (and counted samples with a NaN score), finished as
-    scikit-learn's scores.
+    """The log mode of :func:`precision`, :func:`recall`, :func:`fbeta`, :func:`f1`,
+    :func:`jaccard`, :func:`dice`, :func:`specificity` and :func:`balanced_accuracy`: summed
+    ``(tp, fp, fn)`` counts per class (and counted samples with a NaN score; for specificity
+    a fifth row, the true negatives), finished as scikit-learn's scores.
 
     Attributes:
-        kind: ``"precision"``, ``"recall"``, ``"fbeta"`` or ``"f1"``.
+        kind: ``"precision"``, ``"recall"``, ``"fbeta"``, ``"f1"``, ``"jaccard"``,
+            ``"dice"``, ``"specificity"`` or ``"balanced_accuracy"``.
         average: As the functions' ``average``.
         beta: The F-beta weight of recall (1.0 for F1).
         zero_division: The score of a class with nothing to divide by.
@@ -138,7 +194,12 @@ class FScores(SumsMetric):
 
     def finish(self, sums: np.ndarray, count: np.ndarray) -> Any:
         counts, nan = np.asarray(sums)[:3], np.asarray(sums)[3, 0]
-        score = _prf(counts, self.kind, self.average, self.beta, self.zero_division)
+        tn = np.asarray(sums)[4] if len(sums) > 4 else None
+        score: np.ndarray | float
+        if self.kind == "balanced_accuracy":
+            score = _balanced_accuracy(counts)
+        else:
+            score = _prf(counts, self.kind, self.average, self.beta, self.zero_division, tn)
         if nan:  # a NaN score in a counted sample: NaN, as float64 arithmetic would carry it
             return np.full_like(score, np.nan) if isinstance(score, np.ndarray) else float("nan")
         return score
@@ -217,3 +278,90 @@ def f1(
         0.777778
     """
     return _prf_item("f1", predictions, labels, num_classes, 1.0, **options)
+
+
+def jaccard(
+    predictions: Any, labels: Any, *, num_classes: int, **options: Unpack[ScoreOptions]
+) -> dict[str, Any]:
+    """The Jaccard index (intersection over union) ``tp / (tp + fp + fn)``.
+
+    scikit-learn's ``jaccard_score`` with ``labels=range(C)``, for every ``average`` and
+    ``zero_division``; the mean IoU of segmentation is ``average="macro"`` (pass ``(B, H, W,
+    C)`` scores or ``(B, H, W)`` class ids with ``(B, H, W)`` labels). Arguments, result and
+    errors as :func:`precision` (the options: :class:`ScoreOptions`).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import metricskit as mk
+        >>> preds, labels = jnp.array([0, 1, 1, 2]), jnp.array([0, 1, 2, 2])
+        >>> step = {"iou": mk.tasks.jaccard(preds, labels, num_classes=3, average="none")}
+        >>> mk.MetricStore().update(step).compute()["iou"]
+        array([1. , 0.5, 0.5])
+    """
+    return _prf_item("jaccard", predictions, labels, num_classes, 1.0, **options)
+
+
+def dice(
+    predictions: Any, labels: Any, *, num_classes: int, **options: Unpack[ScoreOptions]
+) -> dict[str, Any]:
+    """The Dice coefficient ``2 tp / (2 tp + fp + fn)``: per class, F1.
+
+    scikit-learn's ``f1_score`` with ``labels=range(C)``; torchmetrics' ``Dice`` with the
+    same ``average`` (its default is ``"micro"``, this one's ``"macro"``, as the other
+    scores'). Arguments, result and errors as :func:`precision` (the options:
+    :class:`ScoreOptions`).
+    """
+    return _prf_item("dice", predictions, labels, num_classes, 1.0, **options)
+
+
+def specificity(
+    predictions: Any, labels: Any, *, num_classes: int, **options: Unpack[ScoreOptions]
+) -> dict[str, Any]:
+    """Specificity (true negative rate) ``tn / (tn + fp)`` per class, one class against the
+    rest.
+
+    The true negatives of a class are the counted samples (labels, for multilabel) neither
+    labelled nor predicted as it, counted on the device (a fifth row of the statistics).
+    Averages as torchmetrics' ``MulticlassSpecificity`` / ``MultilabelSpecificity``:
+    ``"micro"`` (``sum tn / sum (tn + fp)`` over the classes), ``"macro"``, ``"weighted"`` (by
+    support ``tp + fn``), ``"none"``, and ``"binary"`` (class 1). Every class of
+    ``range(C)`` enters the macro average (torchmetrics' multiclass macro leaves out the
+    classes neither labelled nor predicted), and zero divisions follow ``zero_division`` as
+    for :func:`precision` (a weighted average over no support is the plain mean). Reference:
+    the float64 scores of scikit-learn's ``multilabel_confusion_matrix``. Arguments, result
+    and errors as :func:`precision` (the options: :class:`ScoreOptions`).
+    """
+    return _prf_item("specificity", predictions, labels, num_classes, 1.0, **options)
+
+
+def balanced_accuracy(
+    predictions: Any,
+    labels: Any,
+    *,
+    num_classes: int,
+    mask: Any = None,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Balanced accuracy: the mean recall ``tp / (tp + fn)`` of the classes present in the
+    labels (scikit-learn's ``balanced_accuracy_score``, ``adjusted=False``).
+
+    Args:
+        predictions: ``(N, C)`` scores or ``(N,)`` class ids (multiclass), or ``(N,)`` scores
+            (binary, with ``num_classes=2``); any number of sample axes.
+        labels: Class ids of the sample axes' shape.
+        num_classes: ``C``.
+        mask: Booleans of the sample axes (or of their leading ones): which samples count.
+        threshold: For float binary predictions.
+
+    Returns:
+        A step item, reported as the key (a float): ``nan`` when no counted sample has a
+        label (scikit-learn's mean of no recalls), or when a counted sample has a NaN score.
+
+    Raises:
+        ValueError: For multilabel inputs (log one key per label), or inputs of other
+            shapes or (eagerly) values, as :func:`precision`.
+    """
+    check_classes(num_classes)
+    return _prf_step(
+        "balanced_accuracy", predictions, labels, num_classes, 1.0, mask=mask, threshold=threshold
+    )
