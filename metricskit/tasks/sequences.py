@@ -224,9 +224,11 @@ def cer(
     pad_id: int | None = None,
     mask: Any = None,
 ) -> dict[str, Any]:
-    """Corpus character error rate: :func:`wer` on character ids (``sum edits / sum reference
-    characters``; jiwer's ``cer`` over the list of strings). Arguments, result and errors as
-    :func:`wer`."""
+    """Corpus character error rate: :func:`wer` on character ids.
+
+    The summed edits over the summed reference characters (jiwer's ``cer`` over the list of
+    strings). Arguments, result and errors as :func:`wer`.
+    """
     return _error_rate(
         "cer", predictions, references, prediction_lengths, reference_lengths, pad_id, mask
     )
