@@ -154,7 +154,8 @@ def test_a_scalar_placeholder_followed_by_other_modes_of_its_shape_names_the_fix
     def step(store, logits, labels):
         acc = mk.tasks.accuracy(logits, labels)
         if item == "decayed":
-            acc = {"value": acc["value"] / acc["count"], "log_modes": [DecayedMean(decay=0.5)]}
+            rate = mk.exact.to_float(acc["value"]) / acc["count"]  # its hits: an exact Pair
+            acc = {"value": rate, "log_modes": [DecayedMean(decay=0.5)]}
         return store.update({"acc": acc})
 
     store = step(step(store, logits, labels), logits, labels)
